@@ -1,0 +1,3 @@
+from snapfs.cli.main import main
+
+main()

@@ -1,0 +1,139 @@
+"""Check: the repository's structure, and with ``read_data`` every blob's bytes.
+
+Structure: every snapshot's trees load; every blob they name is in the index; every pack the
+index names is stored with a size that covers its blobs. Data: each pack hashes to its name,
+its header agrees with the index, and every blob authenticates and hashes to its id. Damage
+is reported as the packs, snapshots and file paths it affects."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from snapfs.crypto import content_id
+from snapfs.errors import IntegrityError, SnapfsError
+from snapfs.events import EventHandler, FileWarning, ignore
+from snapfs.index import IndexEntry
+from snapfs.repository import Repository
+from snapfs.tree import DIR
+from snapfs.walk import walk
+
+
+@dataclass
+class CheckReport:
+    snapshots: int = 0
+    trees: int = 0
+    packs: int = 0
+    packs_read: int = 0
+    errors: list[str] = field(default_factory=list)
+    damaged_packs: list[str] = field(default_factory=list)
+    affected_files: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def check(
+    repo: Repository,
+    *,
+    read_data: bool = False,
+    subset: tuple[int, int] | float | None = None,
+    on_event: EventHandler = ignore,
+) -> CheckReport:
+    """``subset`` is (n, t) for the n-th of t slices of packs, or a fraction for a random share."""
+    report = CheckReport()
+    stored = repo.list_packs()
+    used = _check_index(repo, stored, report)
+    bad_blobs: set[bytes] = set()
+    if read_data or subset is not None:
+        for pack_id in _choose(sorted(used), subset):
+            bad_blobs |= _check_pack(repo, pack_id, report, on_event)
+    _check_snapshots(repo, report, bad_blobs)
+    return report
+
+
+def _check_index(repo: Repository, stored: dict[str, int], report: CheckReport) -> set[str]:
+    extents: dict[str, int] = defaultdict(int)
+    for _blob_id, entry in repo.index.entries():
+        extents[entry.pack_id] = max(extents[entry.pack_id], entry.offset + entry.length)
+    for pack_id, end in sorted(extents.items()):
+        size = stored.get(pack_id)
+        if size is None:
+            report.errors.append(f"pack {pack_id[:16]} is in the index but not stored")
+            report.damaged_packs.append(pack_id)
+        elif size < end:
+            report.errors.append(f"pack {pack_id[:16]} is {size} bytes, shorter than its blobs")
+            report.damaged_packs.append(pack_id)
+    report.packs = len(extents)
+    return set(extents)
+
+
+def _choose(packs: list[str], subset: tuple[int, int] | float | None) -> list[str]:
+    if subset is None:
+        return packs
+    if isinstance(subset, tuple):
+        n, t = subset
+        return [p for p in packs if int(p[:8], 16) % t == n - 1]
+    count = max(1, round(len(packs) * subset)) if packs else 0
+    return random.sample(packs, count)
+
+
+def _check_pack(
+    repo: Repository, pack_id: str, report: CheckReport, on_event: EventHandler
+) -> set[bytes]:
+    """Blob ids of ``pack_id`` that are unreadable; the pack is named when any is."""
+    report.packs_read += 1
+    indexed = _blobs_in_pack(repo, pack_id)
+    problems: list[str] = []
+    try:
+        data = repo.read_pack_bytes(pack_id)
+    except SnapfsError as e:
+        problems.append(f"pack {pack_id[:16]}: {e}")
+        data = b""
+    bad = set()
+    if data:
+        if content_id(data) != pack_id:
+            problems.append(f"pack {pack_id[:16]} does not match its id")
+        for blob_id, entry in indexed.items():
+            try:
+                repo.open_blob_in_pack(data, entry, blob_id)
+            except IntegrityError as e:
+                problems.append(str(e))
+                bad.add(blob_id)
+    else:
+        bad = set(indexed)
+    if problems:
+        report.errors.extend(problems)
+        report.damaged_packs.append(pack_id)
+        on_event(FileWarning(pack_id, problems[0]))
+    return bad
+
+
+def _blobs_in_pack(repo: Repository, pack_id: str) -> dict[bytes, IndexEntry]:
+    return {blob_id: e for blob_id, e in repo.index.entries() if e.pack_id == pack_id}
+
+
+def _check_snapshots(repo: Repository, report: CheckReport, bad_blobs: set[bytes]) -> None:
+    for snap in repo.snapshots():
+        report.snapshots += 1
+        try:
+            for path, node in walk(repo, bytes.fromhex(snap.tree)):
+                report.trees += node.type == DIR
+                why = _content_problem(repo, node.content, bad_blobs)
+                if why:
+                    shown = "/" + path.decode("utf-8", "surrogateescape")
+                    report.errors.append(f"snapshot {snap.short_id}: {shown}: {why}")
+                    report.affected_files.append(f"{snap.short_id}:{shown}")
+        except SnapfsError as e:
+            report.errors.append(f"snapshot {snap.short_id}: {e}")
+
+
+def _content_problem(repo: Repository, content: list[bytes], bad_blobs: set[bytes]) -> str:
+    for blob_id in content:
+        if not repo.has_blob(blob_id):
+            return "data missing"
+        if blob_id in bad_blobs:
+            return "data damaged"
+    return ""

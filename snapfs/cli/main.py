@@ -1,0 +1,142 @@
+"""The ``snapfs`` command: global options, the verbs, and the one error -> exit-code table.
+
+Exit codes: 0 ok, 1 error, 2 usage error, 3 snapshot saved but some files could not be read,
+10 no repository, 11 repository locked, 12 wrong password, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import click
+
+from snapfs.errors import RepositoryLocked, RepositoryNotFound, SnapfsError, WrongPassword
+from snapfs.repository import Repository
+from snapfs.store.url import open_backend
+from snapfs.version import __version__
+
+EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 3
+EXIT_NO_REPO, EXIT_LOCKED, EXIT_WRONG_PASSWORD = 10, 11, 12
+_CODES: list[tuple[type[SnapfsError], int]] = [
+    (RepositoryNotFound, EXIT_NO_REPO),
+    (RepositoryLocked, EXIT_LOCKED),
+    (WrongPassword, EXIT_WRONG_PASSWORD),
+]
+
+
+@dataclass
+class Context:
+    repo_location: str | None
+    password_file: str | None
+    quiet: bool
+
+    def location(self) -> str:
+        if not self.repo_location:
+            raise click.UsageError("no repository given: use -r REPO or set SNAPFS_REPOSITORY")
+        return self.repo_location
+
+    def password(self, *, confirm: bool = False) -> str:
+        if self.password_file:
+            try:
+                with open(self.password_file, encoding="utf-8") as f:
+                    return f.readline().rstrip("\r\n")
+            except OSError as e:
+                raise SnapfsError(
+                    f"cannot read password file {self.password_file}: {e.strerror}"
+                ) from e
+        if "SNAPFS_PASSWORD" in os.environ:
+            return os.environ["SNAPFS_PASSWORD"]
+        if not sys.stdin.isatty():
+            raise SnapfsError("no password: set SNAPFS_PASSWORD or SNAPFS_PASSWORD_FILE")
+        return str(
+            click.prompt("repository password", hide_input=True, confirmation_prompt=confirm)
+        )
+
+    def open(self) -> Repository:
+        backend = open_backend(self.location())
+        try:
+            return Repository.open(backend, self.password())
+        except RepositoryNotFound:
+            raise RepositoryNotFound(f"no repository at {self.location()}") from None
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="""\b
+Examples:
+  export SNAPFS_REPOSITORY=/backups/lake SNAPFS_PASSWORD_FILE=~/.snapfs-pass
+  snapfs init
+  snapfs backup /data/lake --tag nightly
+  snapfs snapshots
+  snapfs restore latest --target /tmp/restore --include '*/sales/*'
+""",
+)
+@click.option(
+    "-r",
+    "--repo",
+    "repo",
+    envvar="SNAPFS_REPOSITORY",
+    metavar="REPO",
+    help="Repository: a path (or s3://bucket/prefix). Env: SNAPFS_REPOSITORY.",
+)
+@click.option(
+    "--password-file",
+    envvar="SNAPFS_PASSWORD_FILE",
+    metavar="FILE",
+    help="Read the password from FILE. Env: SNAPFS_PASSWORD_FILE (or SNAPFS_PASSWORD).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@click.version_option(__version__, prog_name="snapfs")
+@click.pass_context
+def cli(ctx: click.Context, repo: str | None, password_file: str | None, quiet: bool) -> None:
+    """snapfs: deduplicated, encrypted snapshots of data lakes, mountable read-only."""
+    ctx.obj = Context(repo, password_file, quiet)
+
+
+def _register() -> None:
+    from snapfs.cli import backup, check, diff, dump, init, ls, restore, snapshots, stats
+
+    for module in (init, backup, snapshots, ls, dump, restore, diff, stats, check):
+        cli.add_command(module.command)
+
+
+_register()
+
+
+def exit_code(error: SnapfsError) -> int:
+    for cls, code in _CODES:
+        if isinstance(error, cls):
+            return code
+    return EXIT_ERROR
+
+
+def main() -> None:
+    try:
+        rc = cli.main(prog_name="snapfs", standalone_mode=False)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("snapfs: aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("snapfs: interrupted", err=True)
+        sys.exit(130)
+    except SnapfsError as e:
+        click.echo(f"snapfs: {e}", err=True)
+        sys.exit(exit_code(e))
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        click.echo(f"snapfs:{where} {e.strerror or e}", err=True)
+        sys.exit(EXIT_ERROR)
+    except Exception as e:  # the last line of defence: one line, never a traceback
+        if os.environ.get("SNAPFS_DEBUG"):
+            raise
+        click.echo(f"snapfs: internal error: {type(e).__name__}: {e}", err=True)
+        sys.exit(EXIT_ERROR)
+    sys.exit(rc if isinstance(rc, int) else EXIT_OK)

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from snapfs.cli.main import Context, pass_ctx
+from snapfs.cli.render import emit_json, size, stdout
+from snapfs.snapshot import Snapshot, sort_by_time
+
+
+def snapshot_json(s: Snapshot) -> dict[str, object]:
+    return {
+        "id": s.id, "short_id": s.short_id, "time": s.time, "host": s.host, "user": s.user,
+        "tags": s.tags, "paths": s.paths, "tree": s.tree, "parent": s.parent,
+        "program_version": s.program_version,
+        "summary": {"files": s.summary.files, "dirs": s.summary.dirs, "bytes": s.summary.bytes,
+                    "bytes_added": s.summary.bytes_added,
+                    "stored_bytes_added": s.summary.stored_bytes_added},
+    }  # fmt: skip
+
+
+@click.command("snapshots")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of snapshots.")
+@pass_ctx
+def command(ctx: Context, as_json: bool) -> None:
+    """List snapshots, oldest first."""
+    with ctx.open() as repo:
+        snaps = sort_by_time(repo.snapshots())
+    if as_json:
+        emit_json([snapshot_json(s) for s in snaps])
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("ID", "Time", "Host", "Tags", "Paths", "Files", "Size", "Added"):
+        right = col in ("Files", "Size", "Added")
+        table.add_column(col, justify="right" if right else "left", no_wrap=col != "Paths")
+    for s in snaps:
+        table.add_row(
+            s.short_id,
+            s.datetime.strftime("%Y-%m-%d %H:%M:%S"),
+            s.host,
+            ",".join(s.tags),
+            "\n".join(s.paths),
+            str(s.summary.files),
+            size(s.summary.bytes),
+            size(s.summary.bytes_added),
+        )
+    stdout.print(table)
+    stdout.print(f"{len(snaps)} snapshots")

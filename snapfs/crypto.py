@@ -1,0 +1,119 @@
+"""Keys, key wrapping, sealing and keyed blob ids.
+
+A repository has one random master key: 32 bytes for AES-256-GCM and 32 bytes for the keyed
+BLAKE3 that names blobs (so the store cannot confirm guessed content). A password unwraps the
+master key through scrypt, whose parameters are stored in the clear beside the wrapped key.
+
+Sealed bytes are ``nonce (12) || AES-256-GCM(flag || body)`` where flag 1 means the body is
+zstd-compressed and 0 that it is stored raw because compression did not pay.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import blake3
+import zstandard
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from snapfs.errors import IntegrityError, WrongPassword
+
+NONCE_SIZE = 12
+TAG_SIZE = 16
+SEAL_OVERHEAD = NONCE_SIZE + TAG_SIZE + 1
+ID_SIZE = 32
+_RAW, _ZSTD = b"\x00", b"\x01"
+
+
+@dataclass(frozen=True, slots=True)
+class KdfParams:
+    """scrypt cost; the default takes about 0.2 s and 64 MiB, as a password KDF should."""
+
+    n: int = 2**16
+    r: int = 8
+    p: int = 1
+    salt: bytes = b""
+
+    def derive(self, password: bytes) -> bytes:
+        return Scrypt(salt=self.salt, length=32, n=self.n, r=self.r, p=self.p).derive(password)
+
+
+def new_salt() -> bytes:
+    return os.urandom(32)
+
+
+class _ThreadLocalCodecs(threading.local):
+    """zstd (de)compressor objects are not thread-safe: one pair per thread."""
+
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor(level=3)
+        self.decompressor = zstandard.ZstdDecompressor()
+
+
+_codecs = _ThreadLocalCodecs()
+
+
+class MasterKey:
+    """The repository's secret. Thread-safe: seal/open/blob_id may run on many threads."""
+
+    SIZE = 64
+
+    def __init__(self, material: bytes) -> None:
+        if len(material) != self.SIZE:
+            raise ValueError("master key must be 64 bytes")
+        self.material = material
+        self._aead = AESGCM(material[:32])
+        self._id_key = material[32:]
+
+    @classmethod
+    def generate(cls) -> MasterKey:
+        return cls(os.urandom(cls.SIZE))
+
+    def blob_id(self, data: bytes | memoryview) -> bytes:
+        """Keyed BLAKE3-256 of the plaintext: the blob's name."""
+        return blake3.blake3(data, key=self._id_key).digest()
+
+    def seal(self, data: bytes | memoryview, *, compress: bool = True) -> bytes:
+        """Compress (when it pays), then encrypt and authenticate."""
+        body = _RAW + bytes(data)
+        if compress and len(data) > 64:
+            packed = _codecs.compressor.compress(data)
+            if len(packed) < len(data) - len(data) // 64:
+                body = _ZSTD + packed
+        nonce = os.urandom(NONCE_SIZE)
+        return nonce + self._aead.encrypt(nonce, body, None)
+
+    def open(self, sealed: bytes | memoryview) -> bytes:
+        """Authenticate, decrypt and decompress; IntegrityError when the bytes were altered."""
+        view = memoryview(sealed)
+        try:
+            body = self._aead.decrypt(view[:NONCE_SIZE], view[NONCE_SIZE:], None)
+        except InvalidTag:
+            raise IntegrityError("authentication failed") from None
+        if body[:1] == _ZSTD:
+            return _codecs.decompressor.decompress(memoryview(body)[1:])
+        return body[1:]
+
+    def wrap(self, password: bytes, params: KdfParams) -> bytes:
+        """The master key sealed under a password-derived key."""
+        nonce = os.urandom(NONCE_SIZE)
+        return nonce + AESGCM(params.derive(password)).encrypt(nonce, self.material, None)
+
+    @classmethod
+    def unwrap(cls, wrapped: bytes, password: bytes, params: KdfParams) -> MasterKey:
+        try:
+            plain = AESGCM(params.derive(password)).decrypt(
+                wrapped[:NONCE_SIZE], wrapped[NONCE_SIZE:], None
+            )
+        except InvalidTag:
+            raise WrongPassword("wrong password or no key found for it") from None
+        return cls(plain)
+
+
+def content_id(data: bytes | memoryview) -> str:
+    """Unkeyed BLAKE3 hex of stored bytes (a pack's or file's name: anyone may verify it)."""
+    return blake3.blake3(data).hexdigest()

@@ -1,0 +1,43 @@
+"""One exception class per failure a user can see. Exit codes live in cli/main.py, not here."""
+
+from __future__ import annotations
+
+
+class SnapfsError(Exception):
+    """Base of every error snapfs reports to a user; its message is one line, meant for them."""
+
+
+class RepositoryNotFound(SnapfsError):
+    pass
+
+
+class RepositoryExists(SnapfsError):
+    pass
+
+
+class WrongPassword(SnapfsError):
+    pass
+
+
+class RepositoryLocked(SnapfsError):
+    pass
+
+
+class SnapshotNotFound(SnapfsError):
+    pass
+
+
+class PathNotFound(SnapfsError):
+    pass
+
+
+class IntegrityError(SnapfsError):
+    """Stored data failed authentication or did not hash to its id."""
+
+
+class UnsupportedFormat(SnapfsError):
+    pass
+
+
+class BackendError(SnapfsError):
+    """The storage backend failed in a way that retrying did not mend."""

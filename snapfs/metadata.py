@@ -1,0 +1,113 @@
+"""File metadata to and from Nodes: lstat, owner names, xattrs; restored in the right order."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import grp
+import os
+import pwd
+import stat
+
+from snapfs.tree import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
+
+_TYPES = {
+    stat.S_IFREG: FILE,
+    stat.S_IFDIR: DIR,
+    stat.S_IFLNK: SYMLINK,
+    stat.S_IFIFO: FIFO,
+    stat.S_IFCHR: CHAR,
+    stat.S_IFBLK: BLOCK,
+    stat.S_IFSOCK: SOCKET,
+}
+_MODE_BITS = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK, FIFO: stat.S_IFIFO,
+              CHAR: stat.S_IFCHR, BLOCK: stat.S_IFBLK, SOCKET: stat.S_IFSOCK}  # fmt: skip
+
+
+@functools.lru_cache(maxsize=4096)
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return ""
+
+
+@functools.lru_cache(maxsize=4096)
+def group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return ""
+
+
+def node_type(st: os.stat_result) -> str:
+    return _TYPES.get(stat.S_IFMT(st.st_mode), FILE)
+
+
+def full_mode(node: Node) -> int:
+    """st_mode as the kernel reports it: type bits and permission bits."""
+    return _MODE_BITS[node.type] | node.mode
+
+
+def read_xattrs(path: bytes) -> list[tuple[bytes, bytes]]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return []
+    out = []
+    for name in sorted(names):
+        try:
+            out.append((name.encode(), os.getxattr(path, name, follow_symlinks=False)))
+        except OSError:
+            continue
+    return out
+
+
+def node_from_stat(name: bytes, path: bytes, st: os.stat_result, **fields: object) -> Node:
+    """A node for ``path`` as ``st`` describes it; ``fields`` override or add (content...)."""
+    kind = node_type(st)
+    values: dict[str, object] = {
+        "name": name,
+        "type": kind,
+        "mode": stat.S_IMODE(st.st_mode),
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+        "user": user_name(st.st_uid),
+        "group": group_name(st.st_gid),
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+        "size": st.st_size if kind == FILE else 0,
+        "inode": st.st_ino,
+        "device": st.st_dev,
+        "links": st.st_nlink,
+        "rdev": st.st_rdev if kind in (CHAR, BLOCK) else 0,
+        "xattrs": read_xattrs(path) if kind != SYMLINK else [],
+    }
+    values.update(fields)
+    return Node(**values)  # type: ignore[arg-type]
+
+
+def apply_metadata(path: bytes, node: Node, warn: list[str]) -> None:
+    """Owner, then mode (chown clears set-id bits), xattrs, then times. Owner changes need
+    root: without it they are skipped silently, as restic does."""
+    try:
+        os.lchown(path, node.uid, node.gid)
+    except PermissionError:
+        pass
+    except OSError as e:
+        warn.append(f"chown: {e.strerror}")
+    if node.type != SYMLINK:
+        try:
+            os.chmod(path, node.mode)
+        except OSError as e:
+            warn.append(f"chmod: {e.strerror}")
+    for name, value in node.xattrs:
+        try:
+            os.setxattr(path, name, value, follow_symlinks=False)
+        except OSError as e:
+            if e.errno not in (errno.ENOTSUP, errno.EPERM):
+                warn.append(f"xattr {name.decode(errors='replace')}: {e.strerror}")
+    try:
+        os.utime(path, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
+    except OSError as e:
+        warn.append(f"utime: {e.strerror}")

@@ -1,0 +1,74 @@
+"""Pack files: sealed blobs back to back, then a sealed header naming them, then the header's
+length as 4 bytes little-endian. A pack is written whole, named by the BLAKE3 of its bytes,
+and never changed."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+import msgspec
+
+from snapfs.crypto import MasterKey, content_id
+from snapfs.errors import IntegrityError
+
+_TRAILER = struct.Struct("<I")
+
+
+class BlobKind(IntEnum):
+    DATA = 0
+    TREE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PackEntry:
+    """Where one blob sits in its pack: ``length`` sealed bytes at ``offset``."""
+
+    blob_id: bytes
+    kind: BlobKind
+    offset: int
+    length: int
+    raw_length: int
+
+
+def pack_key(pack_id: str) -> str:
+    return f"data/{pack_id[:2]}/{pack_id}"
+
+
+class PackWriter:
+    """Accumulates sealed blobs in memory until ``finish``. Not thread-safe; callers lock."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self.entries: list[PackEntry] = []
+        self.size = 0
+
+    def add(self, blob_id: bytes, kind: BlobKind, sealed: bytes, raw_length: int) -> None:
+        self.entries.append(PackEntry(blob_id, kind, self.size, len(sealed), raw_length))
+        self._parts.append(sealed)
+        self.size += len(sealed)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def finish(self, key: MasterKey) -> tuple[str, bytes]:
+        """The pack's id and bytes."""
+        rows = [(e.blob_id, int(e.kind), e.offset, e.length, e.raw_length) for e in self.entries]
+        header = key.seal(msgspec.msgpack.encode(rows))
+        self._parts += [header, _TRAILER.pack(len(header))]
+        data = b"".join(self._parts)
+        self._parts = []
+        return content_id(data), data
+
+
+def read_header(key: MasterKey, pack: bytes) -> list[PackEntry]:
+    """The entries of a whole pack, from its own header (check compares them with the index)."""
+    if len(pack) < _TRAILER.size:
+        raise IntegrityError("pack too short")
+    (hlen,) = _TRAILER.unpack_from(pack, len(pack) - _TRAILER.size)
+    start = len(pack) - _TRAILER.size - hlen
+    if start < 0:
+        raise IntegrityError("pack header length out of range")
+    rows = msgspec.msgpack.decode(key.open(memoryview(pack)[start : len(pack) - _TRAILER.size]))
+    return [PackEntry(bytes(r[0]), BlobKind(r[1]), r[2], r[3], r[4]) for r in rows]

@@ -1,0 +1,442 @@
+"""The repository: the one API above the storage layers (open/init, index, blobs, trees,
+snapshots). It is the sole assembler of store, crypto, chunker, pack and index.
+
+Write order is the crash-safety argument: a pack is stored before the index file that names
+it, and an index file before any snapshot that uses its blobs. A crash at any instant leaves
+at most packs that no index names, never a snapshot naming what is not stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import getpass
+import os
+import socket
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from types import TracebackType
+
+import msgspec
+
+from snapfs.chunker import Chunker, ChunkerParams
+from snapfs.crypto import KdfParams, MasterKey, content_id, new_salt
+from snapfs.errors import (
+    IntegrityError,
+    RepositoryExists,
+    RepositoryNotFound,
+    UnsupportedFormat,
+    WrongPassword,
+)
+from snapfs.faults import fault_point
+from snapfs.index import Index, IndexEntry
+from snapfs.pack import BlobKind, PackEntry, PackWriter, pack_key, read_header
+from snapfs.snapshot import Snapshot, decode_snapshot, encode_snapshot, select
+from snapfs.store.base import AlreadyExists, Backend, NotFound
+from snapfs.tree import Node, Tree, decode_tree, encode_tree
+
+FORMAT_VERSION = 1
+PACK_TARGET = 16 * 1024 * 1024
+_COALESCE_GAP = 256 * 1024
+_INDEX_EVERY_PACKS = 64
+
+
+class Config(msgspec.Struct, frozen=True):
+    version: int
+    id: str
+    chunker: ChunkerParams
+    pack_size: int = PACK_TARGET
+
+
+class KeyFile(msgspec.Struct, frozen=True):
+    kdf: str
+    n: int
+    r: int
+    p: int
+    salt: str
+    wrapped: str
+    created: str
+    host: str
+    user: str
+
+    def params(self) -> KdfParams:
+        return KdfParams(self.n, self.r, self.p, base64.b64decode(self.salt))
+
+
+def _now() -> str:
+    return datetime.now(UTC).astimezone().isoformat()
+
+
+class Repository:
+    """An open repository. Reading methods are thread-safe; writing goes through ``writer()``."""
+
+    def __init__(self, backend: Backend, key: MasterKey, config: Config) -> None:
+        self.backend = backend
+        self.key = key
+        self.config = config
+        self._index: Index | None = None
+        self._index_lock = threading.Lock()
+        self._trees: OrderedDict[bytes, Tree] = OrderedDict()
+        self._trees_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max(2, backend.connections), "snapfs-read")
+
+    # -- opening -------------------------------------------------------------------------
+    @classmethod
+    def init(
+        cls,
+        backend: Backend,
+        password: str,
+        *,
+        kdf: KdfParams | None = None,
+        chunker: ChunkerParams | None = None,
+        pack_size: int = PACK_TARGET,
+    ) -> Repository:
+        """Create a repository; RepositoryExists if ``backend`` holds one already."""
+        if backend.exists("config"):
+            raise RepositoryExists("a repository already exists there")
+        key = MasterKey.generate()
+        params = ChunkerParams() if chunker is None else chunker
+        params = dataclasses.replace(params, seed=int.from_bytes(os.urandom(4), "big"))
+        config = Config(FORMAT_VERSION, os.urandom(16).hex(), params, pack_size)
+        _write_key(backend, key, password, kdf or KdfParams())
+        try:
+            backend.put("config", key.seal(msgspec.msgpack.encode(config)))
+        except AlreadyExists:
+            raise RepositoryExists("a repository already exists there") from None
+        return cls(backend, key, config)
+
+    @classmethod
+    def open(cls, backend: Backend, password: str) -> Repository:
+        """Unlock with ``password``: RepositoryNotFound or WrongPassword when that fails."""
+        try:
+            sealed_config = backend.get("config")
+        except NotFound:
+            raise RepositoryNotFound("no repository found there") from None
+        key = _unlock(backend, password)
+        config = msgspec.msgpack.decode(key.open(sealed_config), type=Config)
+        if config.version != FORMAT_VERSION:
+            raise UnsupportedFormat(f"repository format {config.version} is not supported")
+        return cls(backend, key, config)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.backend.close()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def chunker(self) -> Chunker:
+        return Chunker(self.config.chunker)
+
+    # -- index ---------------------------------------------------------------------------
+    @property
+    def index(self) -> Index:
+        """The index, loaded from every index file on first use."""
+        if self._index is None:
+            with self._index_lock:
+                if self._index is None:
+                    self._index = self._load_index()
+        return self._index
+
+    def _load_index(self) -> Index:
+        index = Index()
+        keys = [info.key for info in self.backend.list("index/")]
+        for packs in self._pool.map(self._read_index_file, keys):
+            for pack_id, entries in packs:
+                index.add_pack(pack_id, entries)
+        return index
+
+    def _read_index_file(self, key: str) -> list[tuple[str, list[PackEntry]]]:
+        rows = msgspec.msgpack.decode(self.key.open(self.backend.get(key)))
+        return [(pack_id, [_entry(r) for r in blobs]) for pack_id, blobs in rows]
+
+    def write_index(self, packs: list[tuple[str, list[PackEntry]]]) -> str:
+        """Store one index file naming ``packs``; returns its id."""
+        rows = [
+            (pack_id, [(e.blob_id, int(e.kind), e.offset, e.length, e.raw_length) for e in es])
+            for pack_id, es in packs
+        ]
+        sealed = self.key.seal(msgspec.msgpack.encode(rows))
+        index_id = content_id(sealed)
+        try:
+            self.backend.put(f"index/{index_id}", sealed)
+        except AlreadyExists:
+            pass
+        return index_id
+
+    # -- blobs ---------------------------------------------------------------------------
+    def has_blob(self, blob_id: bytes) -> bool:
+        return blob_id in self.index
+
+    def blob_entry(self, blob_id: bytes) -> IndexEntry:
+        entry = self.index.lookup(blob_id)
+        if entry is None:
+            raise IntegrityError(f"blob {blob_id.hex()[:16]} is not in the index")
+        return entry
+
+    def read_blob(self, blob_id: bytes) -> bytes:
+        """The blob's plaintext, authenticated and checked against its id."""
+        entry = self.blob_entry(blob_id)
+        sealed = self.backend.get_range(pack_key(entry.pack_id), entry.offset, entry.length)
+        return self._open_blob(blob_id, sealed, entry.pack_id)
+
+    def _open_blob(self, blob_id: bytes, sealed: bytes | memoryview, pack_id: str) -> bytes:
+        try:
+            data = self.key.open(sealed)
+        except IntegrityError:
+            raise IntegrityError(
+                f"blob {blob_id.hex()[:16]} in pack {pack_id[:16]} is damaged"
+            ) from None
+        if self.key.blob_id(data) != blob_id:
+            raise IntegrityError(f"blob {blob_id.hex()[:16]} in pack {pack_id[:16]} is damaged")
+        return data
+
+    def read_blobs(self, ids: Iterable[bytes], window: int = 0) -> Iterator[tuple[bytes, bytes]]:
+        """Every blob of ``ids`` (each once), in an order of the repository's choosing: pack by
+        pack, with neighbouring blobs fetched in one coalesced range read, decoded on threads.
+        At most ``window`` ranges are in flight, so memory stays flat."""
+        ranges = self._plan_ranges(ids)
+        window = window or 2 * max(2, self.backend.connections)
+        pending: list[Future[list[tuple[bytes, bytes]]]] = []
+        for rng in ranges:
+            pending.append(self._pool.submit(self._read_range, *rng))
+            if len(pending) >= window:
+                yield from pending.pop(0).result()
+        for fut in pending:
+            yield from fut.result()
+
+    def _plan_ranges(
+        self, ids: Iterable[bytes]
+    ) -> list[tuple[str, int, int, list[tuple[bytes, IndexEntry]]]]:
+        by_pack: dict[str, list[tuple[bytes, IndexEntry]]] = defaultdict(list)
+        for blob_id in dict.fromkeys(ids):
+            entry = self.blob_entry(blob_id)
+            by_pack[entry.pack_id].append((blob_id, entry))
+        ranges = []
+        for pack_id, blobs in by_pack.items():
+            blobs.sort(key=lambda b: b[1].offset)
+            start = end = blobs[0][1].offset
+            group: list[tuple[bytes, IndexEntry]] = []
+            for blob_id, e in blobs:
+                if e.offset - end > _COALESCE_GAP:
+                    ranges.append((pack_id, start, end - start, group))
+                    start, group = e.offset, []
+                group.append((blob_id, e))
+                end = max(end, e.offset + e.length)
+            ranges.append((pack_id, start, end - start, group))
+        return ranges
+
+    def _read_range(
+        self, pack_id: str, start: int, length: int, blobs: list[tuple[bytes, IndexEntry]]
+    ) -> list[tuple[bytes, bytes]]:
+        data = memoryview(self.backend.get_range(pack_key(pack_id), start, length))
+        out = []
+        for blob_id, e in blobs:
+            sealed = data[e.offset - start : e.offset - start + e.length]
+            out.append((blob_id, self._open_blob(blob_id, sealed, pack_id)))
+        return out
+
+    # -- trees and snapshots -------------------------------------------------------------
+    def load_tree(self, tree_id: bytes) -> Tree:
+        with self._trees_lock:
+            tree = self._trees.get(tree_id)
+            if tree is not None:
+                self._trees.move_to_end(tree_id)
+                return tree
+        tree = decode_tree(self.read_blob(tree_id))
+        with self._trees_lock:
+            self._trees[tree_id] = tree
+            if len(self._trees) > 4096:
+                self._trees.popitem(last=False)
+        return tree
+
+    def snapshots(self) -> list[Snapshot]:
+        keys = [info.key for info in self.backend.list("snapshots/")]
+        return list(self._pool.map(self._load_snapshot, keys))
+
+    def _load_snapshot(self, key: str) -> Snapshot:
+        snapshot_id = key.rpartition("/")[2]
+        return decode_snapshot(self.key.open(self.backend.get(key)), snapshot_id)
+
+    def find_snapshot(self, selector: str) -> Snapshot:
+        return select(self.snapshots(), selector)
+
+    def writer(self) -> Writer:
+        return Writer(self)
+
+    # -- maintenance (check, prune, stats) -----------------------------------------------
+    def list_packs(self) -> dict[str, int]:
+        """Stored pack id -> size in bytes."""
+        return {info.key.rpartition("/")[2]: info.size for info in self.backend.list("data/")}
+
+    def read_pack_bytes(self, pack_id: str) -> bytes:
+        """A whole stored pack, unverified (check verifies it)."""
+        return self.backend.get(pack_key(pack_id))
+
+    def pack_header(self, pack: bytes) -> list[PackEntry]:
+        return read_header(self.key, pack)
+
+    def open_blob_in_pack(self, pack: bytes, entry: IndexEntry, blob_id: bytes) -> bytes:
+        sealed = memoryview(pack)[entry.offset : entry.offset + entry.length]
+        return self._open_blob(blob_id, sealed, entry.pack_id)
+
+
+class Writer:
+    """Adds blobs, trees and snapshots. ``add_blob`` is thread-safe. On leaving the ``with``
+    block: open packs are stored, then the index naming them. A failed block still indexes
+    the packs already stored, so a rerun need not upload them again."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self._lock = threading.Lock()
+        self._open: dict[BlobKind, PackWriter] = {}
+        self._pending: set[bytes] = set()
+        self._stored: list[tuple[str, list[PackEntry]]] = []
+        self._uploads: list[Future[None]] = []
+        self._slots = threading.BoundedSemaphore(3)
+        self._pool = ThreadPoolExecutor(3, "snapfs-upload")
+        self.stored_bytes = 0
+        self.blobs_added = 0
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.flush()
+            self._pool.shutdown()
+            return
+        self._pool.shutdown(wait=True)
+        try:
+            self._write_stored_index()
+        except Exception:
+            pass
+
+    def add_blob(self, kind: BlobKind, data: bytes | memoryview) -> tuple[bytes, bool]:
+        """Store ``data`` unless the repository has it; returns its id and whether it was new."""
+        blob_id = self.repo.key.blob_id(data)
+        with self._lock:
+            if blob_id in self._pending or blob_id in self.repo.index:
+                return blob_id, False
+            self._pending.add(blob_id)
+        sealed = self.repo.key.seal(data)
+        full = None
+        with self._lock:
+            pack = self._open.setdefault(kind, PackWriter())
+            pack.add(blob_id, kind, sealed, len(data))
+            self.stored_bytes += len(sealed)
+            self.blobs_added += 1
+            if pack.size >= self.repo.config.pack_size:
+                full = self._open.pop(kind)
+        if full is not None:
+            self._upload(full)
+        return blob_id, True
+
+    def save_tree(self, nodes: list[Node]) -> bytes:
+        return self.add_blob(BlobKind.TREE, encode_tree(nodes))[0]
+
+    def save_snapshot(self, snap: Snapshot) -> Snapshot:
+        """Flush everything the snapshot uses, then store it; returns it with its id."""
+        self.flush()
+        fault_point("before-snapshot")
+        plain = encode_snapshot(snap)
+        snapshot_id = self.repo.key.blob_id(plain).hex()
+        self.repo.backend.put(f"snapshots/{snapshot_id}", self.repo.key.seal(plain))
+        return msgspec.structs.replace(snap, id=snapshot_id)
+
+    def _upload(self, pack: PackWriter) -> None:
+        self._slots.acquire()
+        try:
+            fut = self._pool.submit(self._store_pack, pack)
+        except BaseException:
+            self._slots.release()
+            raise
+        with self._lock:
+            self._uploads.append(fut)
+
+    def _store_pack(self, pack: PackWriter) -> None:
+        try:
+            pack_id, data = pack.finish(self.repo.key)
+            try:
+                self.repo.backend.put(pack_key(pack_id), data)
+            except AlreadyExists:
+                pass
+            fault_point("pack-stored")
+            with self._lock:
+                self.repo.index.add_pack(pack_id, pack.entries)
+                self._pending.difference_update(e.blob_id for e in pack.entries)
+                self._stored.append((pack_id, pack.entries))
+                due = len(self._stored) >= _INDEX_EVERY_PACKS
+            if due:
+                self._write_stored_index()
+        finally:
+            self._slots.release()
+
+    def _write_stored_index(self) -> None:
+        with self._lock:
+            stored, self._stored = self._stored, []
+        if stored:
+            self.repo.write_index(stored)
+            fault_point("index-stored")
+
+    def flush(self) -> None:
+        """Store every open pack, wait for all uploads, then write the index naming them."""
+        with self._lock:
+            packs = [p for p in self._open.values() if len(p)]
+            self._open.clear()
+        for pack in packs:
+            self._upload(pack)
+        while True:
+            with self._lock:
+                uploads, self._uploads = self._uploads, []
+            if not uploads:
+                break
+            for fut in uploads:
+                fut.result()
+        self._write_stored_index()
+
+
+def _entry(row: list[object]) -> PackEntry:
+    blob_id, kind, offset, length, raw = row
+    assert isinstance(blob_id, bytes)
+    return PackEntry(blob_id, BlobKind(kind), offset, length, raw)  # type: ignore[arg-type]
+
+
+def _write_key(backend: Backend, key: MasterKey, password: str, kdf: KdfParams) -> None:
+    params = KdfParams(kdf.n, kdf.r, kdf.p, kdf.salt or new_salt())
+    record = KeyFile(
+        kdf="scrypt",
+        n=params.n,
+        r=params.r,
+        p=params.p,
+        salt=base64.b64encode(params.salt).decode(),
+        wrapped=base64.b64encode(key.wrap(password.encode(), params)).decode(),
+        created=_now(),
+        host=socket.gethostname(),
+        user=getpass.getuser(),
+    )
+    data = msgspec.json.encode(record)
+    backend.put(f"keys/{content_id(data)}", data)
+
+
+def _unlock(backend: Backend, password: str) -> MasterKey:
+    for info in backend.list("keys/"):
+        record = msgspec.json.decode(backend.get(info.key), type=KeyFile)
+        try:
+            return MasterKey.unwrap(
+                base64.b64decode(record.wrapped), password.encode(), record.params()
+            )
+        except WrongPassword:
+            continue
+    raise WrongPassword("wrong password or no key found for it")

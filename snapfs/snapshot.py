@@ -1,0 +1,76 @@
+"""Snapshot manifests and the selectors that name them (``latest``, unique id prefixes)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from snapfs.errors import SnapshotNotFound
+
+
+class Summary(msgspec.Struct, frozen=True):
+    files: int = 0
+    dirs: int = 0
+    bytes: int = 0
+    bytes_added: int = 0
+    blobs_added: int = 0
+    stored_bytes_added: int = 0
+    warnings: int = 0
+    seconds: float = 0.0
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    time: str
+    host: str
+    user: str
+    paths: list[str]
+    tree: str
+    tags: list[str] = []
+    parent: str | None = None
+    summary: Summary = Summary()
+    program_version: str = ""
+    source: str = "local"
+    id: str = ""
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+    @property
+    def datetime(self) -> datetime:
+        return datetime.fromisoformat(self.time)
+
+
+def encode_snapshot(snap: Snapshot) -> bytes:
+    return msgspec.msgpack.encode(msgspec.structs.replace(snap, id=""))
+
+
+def decode_snapshot(data: bytes, snapshot_id: str) -> Snapshot:
+    return msgspec.structs.replace(msgspec.msgpack.decode(data, type=Snapshot), id=snapshot_id)
+
+
+def sort_by_time(snaps: list[Snapshot]) -> list[Snapshot]:
+    return sorted(snaps, key=lambda s: (s.datetime, s.id))
+
+
+def select(snaps: list[Snapshot], selector: str) -> Snapshot:
+    """``latest`` or a unique prefix of an id."""
+    if selector == "latest":
+        if not snaps:
+            raise SnapshotNotFound("no snapshots in the repository")
+        return sort_by_time(snaps)[-1]
+    matches = [s for s in snaps if s.id.startswith(selector)]
+    if not matches:
+        raise SnapshotNotFound(f"no snapshot matches {selector!r}")
+    if len(matches) > 1:
+        raise SnapshotNotFound(
+            f"{selector!r} matches {len(matches)} snapshots; give more of the id"
+        )
+    return matches[0]
+
+
+def find_parent(snaps: list[Snapshot], host: str, paths: list[str]) -> Snapshot | None:
+    """The newest snapshot of the same host and paths: its unchanged files are not read again."""
+    same = [s for s in snaps if s.host == host and sorted(s.paths) == sorted(paths)]
+    return sort_by_time(same)[-1] if same else None

@@ -1,0 +1,144 @@
+"""Objects as files under a directory: temp file, fsync, link or rename, fsync of the directory."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from snapfs.errors import BackendError
+from snapfs.store.base import AlreadyExists, NotFound, ObjectInfo
+
+_TMP_PREFIX = ".tmp-"
+
+
+class LocalBackend:
+    """A Backend on a local filesystem. Create-only puts use link(2), which fails atomically
+    when the name exists, so an existing object is never overwritten, even by a racing writer."""
+
+    connections = 8
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self._made_dirs: set[Path] = set()
+        self._lock = threading.Lock()
+        self._counter = 0
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def _tmp_name(self, directory: Path) -> Path:
+        with self._lock:
+            self._counter += 1
+            n = self._counter
+        return directory / f"{_TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{n}"
+
+    def _ensure_dir(self, directory: Path) -> None:
+        if directory in self._made_dirs:
+            return
+        directory.mkdir(parents=True, exist_ok=True)
+        self._made_dirs.add(directory)
+
+    def put(self, key: str, data: bytes | memoryview, *, exclusive: bool = True) -> None:
+        path = self._path(key)
+        self._ensure_dir(path.parent)
+        tmp = self._tmp_name(path.parent)
+        try:
+            self._write_synced(tmp, data)
+            if exclusive:
+                self._link_exclusive(tmp, path, key)
+            else:
+                os.replace(tmp, path)
+        except OSError as e:
+            raise BackendError(f"cannot write {path}: {e.strerror or e}") from e
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(path.parent)
+
+    @staticmethod
+    def _write_synced(tmp: Path, data: bytes | memoryview) -> None:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _link_exclusive(tmp: Path, path: Path, key: str) -> None:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise AlreadyExists(key) from None
+
+    def get(self, key: str) -> bytes:
+        try:
+            with open(self._path(key), "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise NotFound(key) from None
+        except OSError as e:
+            raise BackendError(f"cannot read {self._path(key)}: {e.strerror or e}") from e
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY)
+        except FileNotFoundError:
+            raise NotFound(key) from None
+        try:
+            data = os.pread(fd, length, offset)
+        finally:
+            os.close(fd)
+        if len(data) != length:
+            raise BackendError(f"short read of {key}: {len(data)} of {length} bytes at {offset}")
+        return data
+
+    def stat(self, key: str) -> ObjectInfo:
+        try:
+            st = os.stat(self._path(key))
+        except FileNotFoundError:
+            raise NotFound(key) from None
+        return ObjectInfo(key, st.st_size, st.st_mtime)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        base = self.root / prefix.rpartition("/")[0]
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                if name.startswith(_TMP_PREFIX):
+                    continue
+                full = os.path.join(dirpath, name)
+                key = os.path.relpath(full, self.root)
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    st = os.stat(full)
+                except FileNotFoundError:
+                    continue
+                yield ObjectInfo(key, st.st_size, st.st_mtime)
+
+    def delete(self, key: str) -> None:
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                raise BackendError(f"cannot delete {key}: {e.strerror or e}") from e
+
+    def close(self) -> None:
+        pass
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,144 @@
+"""Bad input gets one line on stderr and a documented exit code, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from snapfs.repository import Repository
+from snapfs.store.local import LocalBackend
+from tests.conftest import CHEAP_KDF, PASSWORD, SNAPFS, Cli
+
+
+def _one_line(stderr: bytes) -> str:
+    lines = stderr.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "Traceback" not in lines[0]
+    return lines[0]
+
+
+def test_wrong_password_exits_12(cli: Cli) -> None:
+    result = cli.run("snapshots", env={"SNAPFS_PASSWORD": "nope"})
+    assert result.returncode == 12
+    assert _one_line(result.stderr) == "snapfs: wrong password or no key found for it"
+
+
+def test_missing_repository_exits_10(cli: Cli, tmp_path: Path) -> None:
+    cli.repo = tmp_path / "nowhere"
+    result = cli.run("snapshots")
+    assert result.returncode == 10
+    assert _one_line(result.stderr) == f"snapfs: no repository at {tmp_path / 'nowhere'}"
+
+
+def test_unknown_snapshot_exits_1(cli: Cli) -> None:
+    result = cli.run("ls", "deadbeef")
+    assert result.returncode == 1
+    assert _one_line(result.stderr) == "snapfs: no snapshot matches 'deadbeef'"
+
+
+def test_missing_source_path_exits_1(cli: Cli, tmp_path: Path) -> None:
+    result = cli.run("backup", str(tmp_path / "absent"))
+    assert result.returncode == 1
+    assert _one_line(result.stderr) == f"snapfs: {tmp_path / 'absent'}: no such file or directory"
+
+
+def test_flipped_byte_is_found_by_check_and_names_files(
+    cli: Cli, lake_tree: Path, repo_path: Path, tmp_path: Path
+) -> None:
+    cli.run("backup", str(lake_tree), check=True)
+    assert cli.run("check", "--read-data").returncode == 0
+    packs = sorted(
+        (repo_path / "data").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0
+    )
+    biggest = packs[-1]
+    data = bytearray(biggest.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    os.chmod(biggest, 0o600)
+    biggest.write_bytes(bytes(data))
+
+    assert cli.run("check").returncode == 0  # structure is intact; only the bytes are bad
+    result = cli.run("check", "--read-data", "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["damaged_packs"] == [biggest.name]
+    assert any(f.endswith("/random.bin") for f in report["affected_files"])
+    text = cli.run("check", "--read-data")
+    assert f"pack {biggest.name[:16]}" in text.stderr.decode()
+    assert "random.bin: data damaged" in text.stderr.decode()
+
+    restored = cli.run("restore", "latest", "--target", str(tmp_path / "out"))
+    assert restored.returncode == 1
+    line = _one_line(restored.stderr)
+    assert line.startswith("snapfs: blob ") and line.endswith(
+        f"in pack {biggest.name[:16]} is damaged"
+    )
+
+
+def test_unreadable_file_warns_and_exits_3(cli: Cli) -> None:
+    """Run as nobody (root reads everything), in a directory nobody may enter."""
+    base = Path(tempfile.mkdtemp(prefix="snapfs-nobody-", dir="/tmp"))
+    try:
+        os.chmod(base, 0o777)
+        src, repo = base / "src", base / "repo"
+        src.mkdir(mode=0o755)
+        (src / "ok.txt").write_text("fine")
+        (src / "secret.txt").write_text("no")
+        os.chmod(src / "secret.txt", 0)
+        Repository.init(LocalBackend(repo), PASSWORD, kdf=CHEAP_KDF).close()
+        subprocess.run(["chown", "-R", "65534:65534", str(repo)], check=True)
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        result = subprocess.run([*nobody, *SNAPFS, "-r", str(repo), "backup", str(src)],
+                                capture_output=True, env={**cli.env, "HOME": str(base)},
+                                timeout=120)  # fmt: skip
+        assert result.returncode == 3, result.stderr
+        assert f"warning: {src}/secret.txt: permission denied" in result.stderr.decode()
+        cli.repo = repo
+        listing = cli.run("ls", "latest", str(src), check=True).stdout.decode().split()
+        assert listing == [f"{src}/ok.txt"]
+    finally:
+        shutil.rmtree(base)
+
+
+def test_snapshots_json_lists_required_fields(cli: Cli, lake_tree: Path) -> None:
+    cli.run("backup", str(lake_tree), "--tag", "nightly", "--host", "lakehost", check=True)
+    snaps = json.loads(cli.run("snapshots", "--json", check=True).stdout)
+    assert len(snaps) == 1
+    s = snaps[0]
+    assert s["short_id"] == s["id"][:8]
+    assert (s["host"], s["tags"], s["paths"]) == ("lakehost", ["nightly"], [str(lake_tree)])
+    assert set(s["summary"]) >= {"files", "bytes", "bytes_added"}
+    assert s["summary"]["files"] == 7  # regular files, the hardlink counted once more
+
+
+def test_dump_writes_file_bytes(cli: Cli, lake_tree: Path) -> None:
+    cli.run("backup", str(lake_tree), check=True)
+    out = cli.run("dump", "latest", str(lake_tree / "random.bin"), check=True).stdout
+    assert out == (lake_tree / "random.bin").read_bytes()
+
+
+def test_diff_lists_changes(cli: Cli, lake_tree: Path) -> None:
+    cli.run("backup", str(lake_tree), check=True)
+    (lake_tree / "small.txt").write_text("changed\n")
+    (lake_tree / "new.txt").write_text("new\n")
+    os.unlink(lake_tree / "fifo")
+    cli.run("backup", str(lake_tree), check=True)
+    snaps = json.loads(cli.run("snapshots", "--json", check=True).stdout)
+    out = cli.run("diff", snaps[0]["id"][:8], "latest", check=True).stdout.decode().splitlines()
+    assert f"M    {lake_tree}/small.txt" in out
+    assert f"+    {lake_tree}/new.txt" in out
+    assert f"-    {lake_tree}/fifo" in out
+
+
+def test_repository_init_twice_fails(repo_path: Path) -> None:
+    from snapfs.errors import RepositoryExists
+
+    try:
+        Repository.init(LocalBackend(repo_path), PASSWORD, kdf=CHEAP_KDF)
+    except RepositoryExists as e:
+        assert str(e) == "a repository already exists there"
+    else:
+        raise AssertionError("init over an existing repository succeeded")

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from snapfs.backup import backup
+from snapfs.repository import Repository
+from snapfs.stats import stats
+
+
+def test_second_backup_of_unchanged_tree_adds_under_one_percent(
+    repo: Repository, lake_tree: Path
+) -> None:
+    first = backup(repo, [str(lake_tree)])
+    before = stats(repo).stored_bytes
+    second = backup(repo, [str(lake_tree)])
+    added = stats(repo).stored_bytes - before
+    assert second.parent == first.id
+    assert second.tree == first.tree
+    assert second.summary.bytes_added == 0
+    assert added < 0.01 * first.summary.bytes
+
+
+def test_unchanged_files_are_not_read_again(repo: Repository, lake_tree: Path) -> None:
+    backup(repo, [str(lake_tree)])
+    (lake_tree / "dir/nested/deeper/leaf.csv").write_text("changed")
+    seen: list[object] = []
+    backup(repo, [str(lake_tree)], on_event=seen.append)
+    started = [e for e in seen if type(e).__name__ == "FileStarted"]
+    paths = [e.path for e in started]  # type: ignore[attr-defined]
+    assert paths == [f"{lake_tree}/dir/nested/deeper/leaf.csv"]
+
+
+def test_prepending_three_bytes_to_3mib_adds_under_ten_percent(
+    repo: Repository, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    data = os.urandom(3 * 1024 * 1024)
+    (src / "a.bin").write_bytes(data)
+    backup(repo, [str(src)])
+    before = stats(repo).stored_bytes
+    shutil.rmtree(src)
+    src.mkdir()
+    (src / "b.bin").write_bytes(b"xyz" + data)
+    snap = backup(repo, [str(src)])
+    added = stats(repo).stored_bytes - before
+    assert snap.summary.bytes_added < 0.10 * len(data)
+    assert added < 0.10 * len(data)

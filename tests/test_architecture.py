@@ -1,0 +1,24 @@
+"""The layer contracts hold, and importing the library loads none of the faces' toolkits."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+
+def test_import_linter_contracts_hold() -> None:
+    lint = shutil.which("lint-imports")
+    assert lint is not None
+    result = subprocess.run([lint], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_library_import_loads_no_ui_toolkit() -> None:
+    code = (
+        "import sys, snapfs, snapfs.repository, snapfs.backup, snapfs.restore, snapfs.check\n"
+        "bad = [m for m in ('rich', 'click', 'textual', 'pyfuse3', 'trio') if m in sys.modules]\n"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import os
+import tracemalloc
+
+from snapfs.index import Index
+from snapfs.pack import BlobKind, PackEntry
+
+
+def _entries(n: int, seed: int = 0) -> list[PackEntry]:
+    return [
+        PackEntry(os.urandom(32), BlobKind(i % 2), i * 100, 90 + i % 7, 1000 + i) for i in range(n)
+    ]
+
+
+def test_lookup_returns_what_was_added_across_growth() -> None:
+    index = Index()
+    packs = {f"{p:064x}": _entries(500) for p in range(20)}
+    for pack_id, entries in packs.items():
+        index.add_pack(pack_id, entries)
+    assert len(index) == 10_000
+    for pack_id, entries in packs.items():
+        for e in entries:
+            found = index.lookup(e.blob_id)
+            assert found is not None
+            assert (found.pack_id, found.kind, found.offset, found.length, found.raw_length) == (
+                pack_id, e.kind, e.offset, e.length, e.raw_length,
+            )  # fmt: skip
+    assert index.lookup(os.urandom(32)) is None
+    assert sorted(b for b, _ in index.entries()) == sorted(
+        e.blob_id for es in packs.values() for e in es
+    )
+
+
+def test_a_blob_keeps_its_first_home() -> None:
+    index = Index()
+    e = _entries(1)[0]
+    index.add_pack("a" * 64, [e])
+    index.add_pack("b" * 64, [e])
+    assert len(index) == 1
+    found = index.lookup(e.blob_id)
+    assert found is not None and found.pack_id == "a" * 64
+
+
+def test_index_costs_at_most_64_bytes_per_blob() -> None:
+    entries = _entries(200_000)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    index = Index()
+    index.add_pack("c" * 64, entries)
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert (after - before) / len(index) <= 64

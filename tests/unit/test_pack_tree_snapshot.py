@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import pytest
+
+from snapfs.crypto import MasterKey
+from snapfs.errors import SnapshotNotFound
+from snapfs.pack import BlobKind, PackWriter, read_header
+from snapfs.snapshot import Snapshot, select
+from snapfs.tree import Node, decode_tree, encode_tree
+
+
+def test_pack_header_lists_blobs() -> None:
+    key = MasterKey.generate()
+    w = PackWriter()
+    blobs = [b"one" * 50, b"two" * 70]
+    for data in blobs:
+        w.add(key.blob_id(data), BlobKind.DATA, key.seal(data), len(data))
+    pack_id, raw = w.finish(key)
+    entries = read_header(key, raw)
+    assert [(e.blob_id, e.raw_length) for e in entries] == [(key.blob_id(b), len(b)) for b in blobs]
+    assert [key.open(raw[e.offset : e.offset + e.length]) for e in entries] == blobs
+    assert len(pack_id) == 64
+
+
+def _node(name: bytes) -> Node:
+    return Node(name=name, type="file", mode=0o644, uid=0, gid=0, user="root", group="root",
+                mtime_ns=1, ctime_ns=2)  # fmt: skip
+
+
+def test_tree_encoding_is_canonical_and_sorted_by_bytes() -> None:
+    names = [b"b", b"\xff", b"a", b"caf\xc3\xa9"]
+    one = encode_tree([_node(n) for n in names])
+    two = encode_tree([_node(n) for n in reversed(names)])
+    assert one == two
+    tree = decode_tree(one)
+    assert [n.name for n in tree.nodes] == sorted(names)
+    assert tree.find(b"\xff") == _node(b"\xff")
+    assert tree.find(b"zz") is None
+
+
+def _snap(sid: str, time: str) -> Snapshot:
+    return Snapshot(time=time, host="h", user="u", paths=["/p"], tree="00", id=sid)
+
+
+def test_selectors() -> None:
+    snaps = [_snap("abc1", "2024-01-01T00:00:00+00:00"), _snap("abd2", "2024-02-01T00:00:00+00:00")]
+    assert select(snaps, "latest").id == "abd2"
+    assert select(snaps, "abc").id == "abc1"
+    with pytest.raises(SnapshotNotFound, match="'ab' matches 2 snapshots; give more of the id"):
+        select(snaps, "ab")
+    with pytest.raises(SnapshotNotFound, match="no snapshot matches 'zz'"):
+        select(snaps, "zz")
