@@ -37,7 +37,6 @@ from snapfs.version import __version__
 from snapfs.walk import PathFilter
 
 _IN_FLIGHT = 64
-_READ_BLOCK = 4 * 1024 * 1024
 
 
 @dataclass
@@ -232,7 +231,7 @@ class Backup:
         content: list[bytes] = []
         size = new = 0
         try:
-            with os.fdopen(fd, "rb", buffering=_READ_BLOCK) as f:
+            with os.fdopen(fd, "rb", buffering=0) as f:
                 for chunk in self._chunker().chunks(f):
                     blob_id, added = self.writer.add_blob(BlobKind.DATA, chunk)
                     content.append(blob_id)

@@ -10,6 +10,7 @@ from enum import IntEnum
 
 import msgspec
 
+from snapfs.buffers import Buffer
 from snapfs.crypto import MasterKey, content_id
 from snapfs.errors import IntegrityError
 
@@ -40,11 +41,11 @@ class PackWriter:
     """Accumulates sealed blobs in memory until ``finish``. Not thread-safe; callers lock."""
 
     def __init__(self) -> None:
-        self._parts: list[bytes] = []
+        self._parts: list[Buffer] = []
         self.entries: list[PackEntry] = []
         self.size = 0
 
-    def add(self, blob_id: bytes, kind: BlobKind, sealed: bytes, raw_length: int) -> None:
+    def add(self, blob_id: bytes, kind: BlobKind, sealed: Buffer, raw_length: int) -> None:
         self.entries.append(PackEntry(blob_id, kind, self.size, len(sealed), raw_length))
         self._parts.append(sealed)
         self.size += len(sealed)
@@ -62,7 +63,7 @@ class PackWriter:
         return content_id(data), data
 
 
-def read_header(key: MasterKey, pack: bytes) -> list[PackEntry]:
+def read_header(key: MasterKey, pack: Buffer) -> list[PackEntry]:
     """The entries of a whole pack, from its own header (check compares them with the index)."""
     if len(pack) < _TRAILER.size:
         raise IntegrityError("pack too short")

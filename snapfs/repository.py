@@ -14,7 +14,7 @@ import getpass
 import os
 import socket
 import threading
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -22,6 +22,7 @@ from types import TracebackType
 
 import msgspec
 
+from snapfs.buffers import Buffer, Data
 from snapfs.chunker import Chunker, ChunkerParams
 from snapfs.crypto import KdfParams, MasterKey, content_id, new_salt
 from snapfs.errors import (
@@ -42,6 +43,7 @@ FORMAT_VERSION = 1
 PACK_TARGET = 16 * 1024 * 1024
 _COALESCE_GAP = 256 * 1024
 _INDEX_EVERY_PACKS = 64
+_READ_IN_FLIGHT = 48 * 1024 * 1024
 
 
 class Config(msgspec.Struct, frozen=True):
@@ -81,7 +83,7 @@ class Repository:
         self._index_lock = threading.Lock()
         self._trees: OrderedDict[bytes, Tree] = OrderedDict()
         self._trees_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max(2, backend.connections), "snapfs-read")
+        self._pool = ThreadPoolExecutor(backend.connections, "snapfs-read")
 
     # -- opening -------------------------------------------------------------------------
     @classmethod
@@ -180,13 +182,13 @@ class Repository:
             raise IntegrityError(f"blob {blob_id.hex()[:16]} is not in the index")
         return entry
 
-    def read_blob(self, blob_id: bytes) -> bytes:
+    def read_blob(self, blob_id: bytes) -> Data:
         """The blob's plaintext, authenticated and checked against its id."""
         entry = self.blob_entry(blob_id)
         sealed = self.backend.get_range(pack_key(entry.pack_id), entry.offset, entry.length)
         return self._open_blob(blob_id, sealed, entry.pack_id)
 
-    def _open_blob(self, blob_id: bytes, sealed: bytes | memoryview, pack_id: str) -> bytes:
+    def _open_blob(self, blob_id: bytes, sealed: Buffer, pack_id: str) -> Data:
         try:
             data = self.key.open(sealed)
         except IntegrityError:
@@ -197,18 +199,23 @@ class Repository:
             raise IntegrityError(f"blob {blob_id.hex()[:16]} in pack {pack_id[:16]} is damaged")
         return data
 
-    def read_blobs(self, ids: Iterable[bytes], window: int = 0) -> Iterator[tuple[bytes, bytes]]:
+    def read_blobs(
+        self, ids: Iterable[bytes], max_in_flight: int = _READ_IN_FLIGHT
+    ) -> Iterator[tuple[bytes, Data]]:
         """Every blob of ``ids`` (each once), in an order of the repository's choosing: pack by
-        pack, with neighbouring blobs fetched in one coalesced range read, decoded on threads.
-        At most ``window`` ranges are in flight, so memory stays flat."""
-        ranges = self._plan_ranges(ids)
-        window = window or 2 * max(2, self.backend.connections)
-        pending: list[Future[list[tuple[bytes, bytes]]]] = []
-        for rng in ranges:
-            pending.append(self._pool.submit(self._read_range, *rng))
-            if len(pending) >= window:
-                yield from pending.pop(0).result()
-        for fut in pending:
+        pack, with neighbouring blobs fetched in one coalesced range read, decoded and
+        verified on threads. At most ``max_in_flight`` bytes of ranges are being fetched or
+        waiting to be consumed, so memory stays flat."""
+        pending: deque[tuple[int, Future[list[tuple[bytes, Data]]]]] = deque()
+        in_flight = 0
+        for rng in self._plan_ranges(ids):
+            while pending and in_flight + rng[2] > max_in_flight:
+                size, fut = pending.popleft()
+                in_flight -= size
+                yield from fut.result()
+            pending.append((rng[2], self._pool.submit(self._read_range, *rng)))
+            in_flight += rng[2]
+        for _size, fut in pending:
             yield from fut.result()
 
     def _plan_ranges(
@@ -234,7 +241,7 @@ class Repository:
 
     def _read_range(
         self, pack_id: str, start: int, length: int, blobs: list[tuple[bytes, IndexEntry]]
-    ) -> list[tuple[bytes, bytes]]:
+    ) -> list[tuple[bytes, Data]]:
         data = memoryview(self.backend.get_range(pack_key(pack_id), start, length))
         out = []
         for blob_id, e in blobs:
@@ -282,7 +289,7 @@ class Repository:
     def pack_header(self, pack: bytes) -> list[PackEntry]:
         return read_header(self.key, pack)
 
-    def open_blob_in_pack(self, pack: bytes, entry: IndexEntry, blob_id: bytes) -> bytes:
+    def open_blob_in_pack(self, pack: Buffer, entry: IndexEntry, blob_id: bytes) -> Data:
         sealed = memoryview(pack)[entry.offset : entry.offset + entry.length]
         return self._open_blob(blob_id, sealed, entry.pack_id)
 
@@ -323,7 +330,7 @@ class Writer:
         except Exception:
             pass
 
-    def add_blob(self, kind: BlobKind, data: bytes | memoryview) -> tuple[bytes, bool]:
+    def add_blob(self, kind: BlobKind, data: Buffer) -> tuple[bytes, bool]:
         """Store ``data`` unless the repository has it; returns its id and whether it was new."""
         blob_id = self.repo.key.blob_id(data)
         with self._lock:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections import OrderedDict, defaultdict
+import threading
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from snapfs.buffers import Data
 from snapfs.crypto import MasterKey
 from snapfs.events import BytesDone, EventHandler, FileDone, FileWarning, Planned, ignore
 from snapfs.index import IndexEntry
@@ -24,7 +27,8 @@ from snapfs.snapshot import Snapshot
 from snapfs.tree import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, Tree
 from snapfs.walk import PathFilter, walk
 
-_MAX_OPEN = 128
+_WRITERS = 2
+_WRITES_IN_FLIGHT = 16
 
 
 class RestoreSource(Protocol):
@@ -32,7 +36,7 @@ class RestoreSource(Protocol):
 
     def load_tree(self, tree_id: bytes) -> Tree: ...
     def blob_entry(self, blob_id: bytes) -> IndexEntry: ...
-    def read_blobs(self, ids: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]: ...
+    def read_blobs(self, ids: Iterable[bytes]) -> Iterator[tuple[bytes, Data]]: ...
 
 
 @dataclass
@@ -52,33 +56,6 @@ class _File:
     remaining: int = 0
 
 
-class _Fds:
-    """An LRU of open write descriptors: blobs arrive in pack order, not file order."""
-
-    def __init__(self) -> None:
-        self._fds: OrderedDict[bytes, int] = OrderedDict()
-
-    def get(self, path: bytes) -> int:
-        fd = self._fds.get(path)
-        if fd is None:
-            fd = self._fds[path] = os.open(path, os.O_WRONLY)
-            if len(self._fds) > _MAX_OPEN:
-                os.close(self._fds.popitem(last=False)[1])
-        else:
-            self._fds.move_to_end(path)
-        return fd
-
-    def close(self, path: bytes) -> None:
-        fd = self._fds.pop(path, None)
-        if fd is not None:
-            os.close(fd)
-
-    def close_all(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
-
-
 class Restore:
     def __init__(
         self, repo: RestoreSource, target: bytes, filt: PathFilter, on_event: EventHandler
@@ -92,9 +69,11 @@ class Restore:
         self.dirs: list[tuple[bytes, Node]] = []
         self.links: list[tuple[bytes, bytes]] = []
         self._primaries: dict[tuple[int, int], bytes] = {}
+        self._lock = threading.Lock()
 
     def _warn(self, path: bytes, message: str) -> None:
-        self.summary.warnings += 1
+        with self._lock:
+            self.summary.warnings += 1
         self.emit(FileWarning(path.decode("utf-8", "surrogateescape"), message))
 
     # -- pass 1: the tree ----------------------------------------------------------------
@@ -154,6 +133,8 @@ class Restore:
 
     # -- pass 2: contents ----------------------------------------------------------------
     def write_contents(self) -> None:
+        """Blobs arrive decoded from the repository's read threads; a small pool writes them,
+        so decoding, hashing and ``pwrite`` overlap on every core."""
         targets: dict[bytes, list[tuple[_File, int]]] = defaultdict(list)
         total = 0
         for f in self.files:
@@ -165,25 +146,38 @@ class Restore:
             if not f.node.content:
                 self._file_done(f)
         self.emit(Planned(len(self.files), total))
-        fds = _Fds()
-        try:
+        slots = threading.BoundedSemaphore(_WRITES_IN_FLIGHT)
+        with ThreadPoolExecutor(_WRITERS, "snapfs-restore") as pool:
+            pending = []
             for blob_id, data in self.repo.read_blobs(list(targets)):
-                zero = data.count(0) == len(data)
-                for f, offset in targets.pop(blob_id):
-                    if not zero:
-                        os.pwrite(fds.get(f.path), data, offset)
-                    self.emit(BytesDone(len(data)))
-                    f.remaining -= 1
-                    if f.remaining == 0:
-                        fds.close(f.path)
-                        self._file_done(f)
-        finally:
-            fds.close_all()
+                slots.acquire()
+                fut = pool.submit(self._write_blob, data, targets.pop(blob_id))
+                fut.add_done_callback(lambda _f: slots.release())
+                pending.append(fut)
+            for fut in pending:
+                fut.result()
+
+    def _write_blob(self, data: Data, places: list[tuple[_File, int]]) -> None:
+        zero = data[:1] == b"\0" and data.count(0) == len(data)
+        for f, offset in places:
+            if not zero:
+                fd = os.open(f.path, os.O_WRONLY)
+                try:
+                    os.pwrite(fd, data, offset)
+                finally:
+                    os.close(fd)
+            self.emit(BytesDone(len(data)))
+            with self._lock:
+                f.remaining -= 1
+                complete = f.remaining == 0
+            if complete:
+                self._file_done(f)
 
     def _file_done(self, f: _File) -> None:
         self._finish_metadata(f.path, f.node)
-        self.summary.files += 1
-        self.summary.bytes += f.node.size
+        with self._lock:
+            self.summary.files += 1
+            self.summary.bytes += f.node.size
         self.emit(FileDone(f.path.decode("utf-8", "surrogateescape"), f.node.size, 0))
 
     def _finish_metadata(self, path: bytes, node: Node) -> None:

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import msgspec
 
+from snapfs.buffers import Data
 from snapfs.errors import SnapshotNotFound
 
 
@@ -46,7 +47,7 @@ def encode_snapshot(snap: Snapshot) -> bytes:
     return msgspec.msgpack.encode(msgspec.structs.replace(snap, id=""))
 
 
-def decode_snapshot(data: bytes, snapshot_id: str) -> Snapshot:
+def decode_snapshot(data: Data, snapshot_id: str) -> Snapshot:
     return msgspec.structs.replace(msgspec.msgpack.decode(data, type=Snapshot), id=snapshot_id)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import msgspec
 
+from snapfs.buffers import Data
+
 FILE, DIR, SYMLINK, FIFO, CHAR, BLOCK, SOCKET = (
     "file", "dir", "symlink", "fifo", "char", "block", "socket",
 )  # fmt: skip
@@ -66,5 +68,5 @@ def encode_tree(nodes: list[Node]) -> bytes:
     return _encoder.encode(Tree(sorted(nodes, key=lambda n: n.name)))
 
 
-def decode_tree(data: bytes) -> Tree:
+def decode_tree(data: Data) -> Tree:
     return _decoder.decode(data)

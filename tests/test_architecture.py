@@ -22,3 +22,11 @@ def test_library_import_loads_no_ui_toolkit() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_public_api_exports_resolve() -> None:
+    import snapfs
+
+    for name in snapfs.__all__:
+        assert hasattr(snapfs, name), name
+    assert {"open_repository", "backup", "restore", "check", "Repository"} <= set(snapfs.__all__)

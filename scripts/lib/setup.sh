@@ -33,8 +33,11 @@ need_venv() {
     if [ "$(cat .venv/.snapfs-stamp 2>/dev/null)" != "$stamp" ]; then
         echo "installing Python packages into .venv ($extras)" >&2
         .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-        .venv/bin/python -m pip install -q -e ".[$extras]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
-        .venv/bin/python -c "import snapfs" >/dev/null
+        if ! .venv/bin/python -m pip install -q -e ".[$extras]" >.venv/pip.log 2>&1; then
+            grep -v "^WARNING: Location" .venv/pip.log >&2
+            echo "pip install failed (log: .venv/pip.log)" >&2
+            return 1
+        fi
         echo "$stamp" > .venv/.snapfs-stamp
     fi
     export PATH="$ROOT/.venv/bin:$PATH"

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from snapfs.buffers import Buffer
 from snapfs.errors import BackendError
 
 
@@ -32,7 +33,7 @@ class ObjectInfo:
 class Backend(Protocol):
     connections: int
 
-    def put(self, key: str, data: bytes | memoryview, *, exclusive: bool = True) -> None:
+    def put(self, key: str, data: Buffer, *, exclusive: bool = True) -> None:
         """Store ``data`` at ``key`` atomically. With ``exclusive`` (the default) an existing
         key raises AlreadyExists and is left untouched; without it, it is replaced atomically."""
 

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from snapfs.buffers import Buffer
 from snapfs.errors import BackendError
 from snapfs.store.base import AlreadyExists, NotFound, ObjectInfo
 
@@ -18,7 +19,7 @@ class LocalBackend:
     """A Backend on a local filesystem. Create-only puts use link(2), which fails atomically
     when the name exists, so an existing object is never overwritten, even by a racing writer."""
 
-    connections = 8
+    connections = max(2, os.cpu_count() or 2)  # disk reads are cheap; decoding is the work
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -41,7 +42,7 @@ class LocalBackend:
         directory.mkdir(parents=True, exist_ok=True)
         self._made_dirs.add(directory)
 
-    def put(self, key: str, data: bytes | memoryview, *, exclusive: bool = True) -> None:
+    def put(self, key: str, data: Buffer, *, exclusive: bool = True) -> None:
         path = self._path(key)
         self._ensure_dir(path.parent)
         tmp = self._tmp_name(path.parent)
@@ -58,7 +59,7 @@ class LocalBackend:
         _fsync_dir(path.parent)
 
     @staticmethod
-    def _write_synced(tmp: Path, data: bytes | memoryview) -> None:
+    def _write_synced(tmp: Path, data: Buffer) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             view = memoryview(data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
+from snapfs.buffers import Buffer
 from snapfs.errors import BackendError
 from snapfs.store.base import AlreadyExists, NotFound, ObjectInfo
 
@@ -16,7 +17,7 @@ class MemoryBackend:
         self.objects: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
-    def put(self, key: str, data: bytes | memoryview, *, exclusive: bool = True) -> None:
+    def put(self, key: str, data: Buffer, *, exclusive: bool = True) -> None:
         with self._lock:
             if exclusive and key in self.objects:
                 raise AlreadyExists(key)
