@@ -343,7 +343,7 @@ def backup(
     if on_event is not ignore:
         threading.Thread(target=_scan, args=(raw_paths, filt, on_event, stop), daemon=True).start()
     workers = workers or (os.cpu_count() or 2) + 1
-    with repo.writer() as writer:
+    with repo.lock("backup"), repo.writer() as writer:
         run = Backup(repo, writer, excludes=filt, on_event=on_event, workers=workers)
         try:
             root = run.save_roots(raw_paths, bytes.fromhex(parent.tree) if parent else None)

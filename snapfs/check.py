@@ -15,7 +15,9 @@ from snapfs.crypto import content_id
 from snapfs.errors import IntegrityError, SnapfsError
 from snapfs.events import EventHandler, FileWarning, ignore
 from snapfs.index import IndexEntry
+from snapfs.pack import PackEntry
 from snapfs.repository import Repository
+from snapfs.snapshot import Snapshot
 from snapfs.tree import DIR
 from snapfs.walk import walk
 
@@ -44,14 +46,25 @@ def check(
 ) -> CheckReport:
     """``subset`` is (n, t) for the n-th of t slices of packs, or a fraction for a random share."""
     report = CheckReport()
-    stored = repo.list_packs()
+    with repo.lock("check"):
+        # Snapshots, then the index, then the packs: each names only what the next holds.
+        snaps = repo.snapshots()
+        repo.reload_index()
+        stored = repo.list_packs()
+        _run_checks(repo, snaps, stored, report, read_data, subset, on_event)
+    return report
+
+
+def _run_checks(
+    repo: Repository, snaps: list[Snapshot], stored: dict[str, int], report: CheckReport,
+    read_data: bool, subset: tuple[int, int] | float | None, on_event: EventHandler,
+) -> None:  # fmt: skip
     used = _check_index(repo, stored, report)
     bad_blobs: set[bytes] = set()
     if read_data or subset is not None:
         for pack_id in _choose(sorted(used), subset):
             bad_blobs |= _check_pack(repo, pack_id, report, on_event)
-    _check_snapshots(repo, report, bad_blobs)
-    return report
+    _check_snapshots(repo, snaps, report, bad_blobs)
 
 
 def _check_index(repo: Repository, stored: dict[str, int], report: CheckReport) -> set[str]:
@@ -96,9 +109,13 @@ def _check_pack(
     if data:
         if content_id(data) != pack_id:
             problems.append(f"pack {pack_id[:16]} does not match its id")
+        _compare_header(repo, pack_id, data, indexed, problems)
         for blob_id, entry in indexed.items():
             try:
-                repo.open_blob_in_pack(data, entry, blob_id)
+                as_pack = PackEntry(
+                    blob_id, entry.kind, entry.offset, entry.length, entry.raw_length
+                )
+                repo.open_blob_in_pack(data, pack_id, as_pack)
             except IntegrityError as e:
                 problems.append(str(e))
                 bad.add(blob_id)
@@ -111,12 +128,34 @@ def _check_pack(
     return bad
 
 
+def _compare_header(
+    repo: Repository,
+    pack_id: str,
+    data: bytes,
+    indexed: dict[bytes, IndexEntry],
+    problems: list[str],
+) -> None:
+    """The index must agree with the pack's own header about every blob it places there."""
+    try:
+        header = {e.blob_id: e for e in repo.pack_header(data)}
+    except SnapfsError as e:
+        problems.append(f"pack {pack_id[:16]}: header unreadable: {e}")
+        return
+    for blob_id, entry in indexed.items():
+        own = header.get(blob_id)
+        if own is None or (own.offset, own.length) != (entry.offset, entry.length):
+            problems.append(f"pack {pack_id[:16]}: index disagrees with the pack header about "
+                            f"blob {blob_id.hex()[:16]}")  # fmt: skip
+
+
 def _blobs_in_pack(repo: Repository, pack_id: str) -> dict[bytes, IndexEntry]:
     return {blob_id: e for blob_id, e in repo.index.entries() if e.pack_id == pack_id}
 
 
-def _check_snapshots(repo: Repository, report: CheckReport, bad_blobs: set[bytes]) -> None:
-    for snap in repo.snapshots():
+def _check_snapshots(
+    repo: Repository, snaps: list[Snapshot], report: CheckReport, bad_blobs: set[bytes]
+) -> None:
+    for snap in snaps:
         report.snapshots += 1
         try:
             for path, node in walk(repo, bytes.fromhex(snap.tree)):

@@ -103,5 +103,14 @@ class Index:
                 yield blob_id, entry
 
 
+def by_pack(index: Index) -> dict[str, list[PackEntry]]:
+    """Every indexed blob grouped by the pack holding it."""
+    out: dict[str, list[PackEntry]] = {}
+    for blob_id, e in index.entries():
+        entry = PackEntry(blob_id, e.kind, e.offset, e.length, e.raw_length)
+        out.setdefault(e.pack_id, []).append(entry)
+    return out
+
+
 def _bucket(blob_id: bytes | bytearray, bits: int) -> int:
     return int.from_bytes(blob_id[:4], "big") >> (32 - bits)

@@ -13,15 +13,18 @@ import dataclasses
 import getpass
 import os
 import socket
+import struct
 import threading
 from collections import OrderedDict, defaultdict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import TypeVar
 
 import msgspec
 
+from snapfs import locks
 from snapfs.buffers import Buffer, Data
 from snapfs.chunker import Chunker, ChunkerParams
 from snapfs.crypto import KdfParams, MasterKey, content_id, new_salt
@@ -34,6 +37,7 @@ from snapfs.errors import (
 )
 from snapfs.faults import fault_point
 from snapfs.index import Index, IndexEntry
+from snapfs.locks import Lock
 from snapfs.pack import BlobKind, PackEntry, PackWriter, pack_key, read_header
 from snapfs.snapshot import Snapshot, decode_snapshot, encode_snapshot, select
 from snapfs.store.base import AlreadyExists, Backend, NotFound
@@ -44,6 +48,8 @@ PACK_TARGET = 16 * 1024 * 1024
 _COALESCE_GAP = 256 * 1024
 _INDEX_EVERY_PACKS = 64
 _READ_IN_FLIGHT = 48 * 1024 * 1024
+_PACKS_PER_INDEX_FILE = 512
+T = TypeVar("T")
 
 
 class Config(msgspec.Struct, frozen=True):
@@ -80,6 +86,7 @@ class Repository:
         self.key = key
         self.config = config
         self._index: Index | None = None
+        self.index_keys: list[str] = []
         self._index_lock = threading.Lock()
         self._trees: OrderedDict[bytes, Tree] = OrderedDict()
         self._trees_lock = threading.Lock()
@@ -147,12 +154,29 @@ class Repository:
         return self._index
 
     def _load_index(self) -> Index:
-        index = Index()
-        keys = [info.key for info in self.backend.list("index/")]
-        for packs in self._pool.map(self._read_index_file, keys):
-            for pack_id, entries in packs:
-                index.add_pack(pack_id, entries)
-        return index
+        """Index files may vanish while we list them (a prune replaced them): list again."""
+        for _attempt in range(5):
+            index = Index()
+            keys = [info.key for info in self.backend.list("index/")]
+            try:
+                for packs in self._pool.map(self._read_index_file, keys):
+                    for pack_id, entries in packs:
+                        index.add_pack(pack_id, entries)
+            except NotFound:
+                continue
+            self.index_keys = keys
+            return index
+        raise IntegrityError("index files keep changing while being read; try again")
+
+    def set_index(self, index: Index) -> None:
+        """Replace the in-memory index (prune builds one without the packs it condemns)."""
+        with self._index_lock:
+            self._index = index
+
+    def reload_index(self) -> Index:
+        with self._index_lock:
+            self._index = self._load_index()
+            return self._index
 
     def _read_index_file(self, key: str) -> list[tuple[str, list[PackEntry]]]:
         rows = msgspec.msgpack.decode(self.key.open(self.backend.get(key)))
@@ -185,8 +209,18 @@ class Repository:
     def read_blob(self, blob_id: bytes) -> Data:
         """The blob's plaintext, authenticated and checked against its id."""
         entry = self.blob_entry(blob_id)
-        sealed = self.backend.get_range(pack_key(entry.pack_id), entry.offset, entry.length)
+        try:
+            sealed = self.backend.get_range(pack_key(entry.pack_id), entry.offset, entry.length)
+        except NotFound:  # a prune moved it: the current index knows where
+            entry = self._relocated(blob_id, entry)
+            sealed = self.backend.get_range(pack_key(entry.pack_id), entry.offset, entry.length)
         return self._open_blob(blob_id, sealed, entry.pack_id)
+
+    def _relocated(self, blob_id: bytes, old: IndexEntry) -> IndexEntry:
+        entry = self.reload_index().lookup(blob_id)
+        if entry is None or entry.pack_id == old.pack_id:
+            raise IntegrityError(f"pack {old.pack_id[:16]} is missing") from None
+        return entry
 
     def _open_blob(self, blob_id: bytes, sealed: Buffer, pack_id: str) -> Data:
         try:
@@ -242,7 +276,10 @@ class Repository:
     def _read_range(
         self, pack_id: str, start: int, length: int, blobs: list[tuple[bytes, IndexEntry]]
     ) -> list[tuple[bytes, Data]]:
-        data = memoryview(self.backend.get_range(pack_key(pack_id), start, length))
+        try:
+            data = memoryview(self.backend.get_range(pack_key(pack_id), start, length))
+        except NotFound:  # a prune moved these blobs: read them one by one from the new index
+            return [(blob_id, self.read_blob(blob_id)) for blob_id, _e in blobs]
         out = []
         for blob_id, e in blobs:
             sealed = data[e.offset - start : e.offset - start + e.length]
@@ -282,6 +319,83 @@ class Repository:
         """Stored pack id -> size in bytes."""
         return {info.key.rpartition("/")[2]: info.size for info in self.backend.list("data/")}
 
+    def lock(
+        self, kind: str, *, wait: float = 0.0, on_wait: Callable[[str], None] | None = None
+    ) -> Lock:
+        """Take a lock of ``kind`` (see locks.py); release it with ``with`` or ``release()``."""
+        return locks.acquire(self.backend, self.key, kind, wait=wait, on_wait=on_wait)
+
+    def live_lock_ids(self, kinds: frozenset[str]) -> set[str]:
+        return locks.live_ids(self.backend, self.key, kinds)
+
+    def list_locks(self) -> list[locks.HeldLock]:
+        return locks.list_locks(self.backend, self.key)
+
+    def remove_stale_locks(self, *, everything: bool = False) -> list[locks.HeldLock]:
+        return locks.remove_stale(self.backend, self.key, everything=everything)
+
+    def read_pack_header(self, pack_id: str) -> list[PackEntry]:
+        """A pack's own list of blobs, read from its end without fetching the rest."""
+        key = pack_key(pack_id)
+        size = self.backend.stat(key).size
+        (hlen,) = struct.unpack("<I", self.backend.get_range(key, size - 4, 4))
+        if hlen + 4 > size:
+            raise IntegrityError(f"pack {pack_id[:16]} has a damaged header")
+        header = self.backend.get_range(key, size - 4 - hlen, hlen)
+        return [_entry(r) for r in msgspec.msgpack.decode(self.key.open(header))]
+
+    def replace_index(self, packs: dict[str, list[PackEntry]], superseded: list[str]) -> None:
+        """Write index files naming exactly ``packs``, then delete the ``superseded`` ones.
+        A crash between the two leaves both, whose union is still a correct index."""
+        items = sorted(packs.items())
+        for start in range(0, len(items), _PACKS_PER_INDEX_FILE):
+            self.write_index(items[start : start + _PACKS_PER_INDEX_FILE])
+        for key in superseded:
+            self.backend.delete(key)
+
+    def delete_pack(self, pack_id: str) -> None:
+        self.backend.delete(pack_key(pack_id))
+
+    def forget_snapshot(self, snapshot_id: str) -> None:
+        """Move a snapshot aside: ``undelete`` brings it back until prune removes its data."""
+        sealed = self.backend.get(f"snapshots/{snapshot_id}")
+        try:
+            self.backend.put(f"forgotten/{snapshot_id}", sealed)
+        except AlreadyExists:
+            pass
+        self.backend.delete(f"snapshots/{snapshot_id}")
+
+    def forgotten(self) -> list[Snapshot]:
+        return [self._load_snapshot(info.key) for info in self.backend.list("forgotten/")]
+
+    def restore_forgotten(self, snapshot_id: str) -> None:
+        sealed = self.backend.get(f"forgotten/{snapshot_id}")
+        try:
+            self.backend.put(f"snapshots/{snapshot_id}", sealed)
+        except AlreadyExists:
+            pass
+        self.backend.delete(f"forgotten/{snapshot_id}")
+
+    def drop_forgotten(self, snapshot_id: str) -> None:
+        self.backend.delete(f"forgotten/{snapshot_id}")
+
+    def save_record(self, prefix: str, record: object) -> str:
+        """A sealed maintenance record (prune plans) under ``prefix/<id>``."""
+        sealed = self.key.seal(msgspec.msgpack.encode(record))
+        key = f"{prefix}/{content_id(sealed)}"
+        self.backend.put(key, sealed)
+        return key
+
+    def load_records(self, prefix: str, kind: type[T]) -> list[tuple[str, T]]:
+        out = []
+        for info in self.backend.list(f"{prefix}/"):
+            plain = self.key.open(self.backend.get(info.key))
+            out.append((info.key, msgspec.msgpack.decode(plain, type=kind)))
+        return out
+
+    def delete_record(self, key: str) -> None:
+        self.backend.delete(key)
+
     def read_pack_bytes(self, pack_id: str) -> bytes:
         """A whole stored pack, unverified (check verifies it)."""
         return self.backend.get(pack_key(pack_id))
@@ -289,9 +403,10 @@ class Repository:
     def pack_header(self, pack: bytes) -> list[PackEntry]:
         return read_header(self.key, pack)
 
-    def open_blob_in_pack(self, pack: Buffer, entry: IndexEntry, blob_id: bytes) -> Data:
+    def open_blob_in_pack(self, pack: Buffer, pack_id: str, entry: PackEntry) -> Data:
+        """One blob out of a whole pack already read, verified against its id."""
         sealed = memoryview(pack)[entry.offset : entry.offset + entry.length]
-        return self._open_blob(blob_id, sealed, entry.pack_id)
+        return self._open_blob(entry.blob_id, sealed, pack_id)
 
 
 class Writer:

@@ -15,6 +15,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,6 +35,7 @@ _WRITES_IN_FLIGHT = 16
 class RestoreSource(Protocol):
     key: MasterKey
 
+    def lock(self, kind: str) -> AbstractContextManager[object]: ...
     def load_tree(self, tree_id: bytes) -> Tree: ...
     def blob_entry(self, blob_id: bytes) -> IndexEntry: ...
     def read_blobs(self, ids: Iterable[bytes]) -> Iterator[tuple[bytes, Data]]: ...
@@ -241,9 +243,10 @@ def restore(
     """Restore ``snapshot`` under ``target``; returns counts and any verification failures."""
     where = os.fsencode(os.path.abspath(target))
     run = Restore(repo, where, PathFilter(includes, excludes), on_event)
-    run.create_tree(bytes.fromhex(snapshot.tree))
-    run.write_contents()
-    run.finish()
-    if verify:
-        run.verify()
+    with repo.lock("read"):
+        run.create_tree(bytes.fromhex(snapshot.tree))
+        run.write_contents()
+        run.finish()
+        if verify:
+            run.verify()
     return run.summary

@@ -99,10 +99,25 @@ def cli(ctx: click.Context, repo: str | None, password_file: str | None, quiet: 
 
 
 def _register() -> None:
-    from snapfs.cli import backup, check, diff, dump, init, ls, restore, snapshots, stats
+    from snapfs.cli import (
+        backup,
+        check,
+        diff,
+        dump,
+        forget,
+        init,
+        ls,
+        prune,
+        restore,
+        snapshots,
+        stats,
+        unlock,
+    )  # fmt: skip
 
-    for module in (init, backup, snapshots, ls, dump, restore, diff, stats, check):
+    for module in (init, backup, snapshots, ls, dump, restore, diff, stats, check, forget,
+                   prune, unlock):  # fmt: skip
         cli.add_command(module.command)
+    cli.add_command(prune.undelete_command)
 
 
 _register()

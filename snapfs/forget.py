@@ -1,0 +1,37 @@
+"""forget: apply a retention policy (or explicit ids) and move the removed snapshots aside.
+They stay recoverable with ``undelete`` until a prune's second phase sweeps their data."""
+
+from __future__ import annotations
+
+from snapfs.repository import Repository
+from snapfs.retention import Decision, Policy, plan_forget
+from snapfs.snapshot import Snapshot, select
+
+
+def forget(
+    repo: Repository,
+    policy: Policy,
+    *,
+    group_by: tuple[str, ...] = ("host", "paths"),
+    dry_run: bool = False,
+) -> dict[tuple[object, ...], list[Decision]]:
+    """Decisions per group; unless ``dry_run``, the snapshots not kept are forgotten."""
+    with repo.lock("forget"):
+        plan = plan_forget(repo.snapshots(), policy, group_by)
+        if not dry_run:
+            for decisions in plan.values():
+                for d in decisions:
+                    if not d.keep:
+                        repo.forget_snapshot(d.snapshot.id)
+    return plan
+
+
+def forget_ids(repo: Repository, selectors: list[str], *, dry_run: bool = False) -> list[Snapshot]:
+    """Forget the snapshots named by ids or unique prefixes."""
+    with repo.lock("forget"):
+        snaps = repo.snapshots()
+        chosen = [select(snaps, s) for s in selectors]
+        if not dry_run:
+            for snap in chosen:
+                repo.forget_snapshot(snap.id)
+    return chosen

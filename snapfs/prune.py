@@ -1,0 +1,238 @@
+"""Prune: free the space of forgotten snapshots without ever making a backup wait.
+
+Two phases, in two runs:
+
+Phase 1 (mark) -- every blob reachable from a snapshot is marked. Packs with nothing reachable
+are condemned; packs whose reachable share is below the threshold are repacked (their live
+blobs copied into new packs) and condemned; packs no index names, older than the grace
+period, are condemned. The new index, without the condemned packs, is written before the old
+index files are deleted. Then a plan records the condemned packs and the backups running now.
+Nothing is deleted: backups started from here on no longer see condemned blobs, so they
+cannot come to depend on them.
+
+Phase 2 (sweep, at the start of a later run) -- a plan is carried out once every backup it
+waits for has finished. Reachability is computed again: a condemned pack that a snapshot uses
+after all (a backup that was running at marking time deduplicated against it, or an
+``undelete``) is indexed again from its own header; the others are deleted.
+
+A crash at any point leaves every snapshot restorable: deletions happen only in phase 2, of
+packs unreachable at that moment, and a rerun finishes what was started.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import msgspec
+
+from snapfs.events import EventHandler, FileWarning, ignore
+from snapfs.faults import fault_point
+from snapfs.index import Index, by_pack
+from snapfs.pack import PackEntry
+from snapfs.repository import Repository
+from snapfs.snapshot import Snapshot, select
+from snapfs.tree import DIR
+
+GRACE_SECONDS = 3600.0
+WRITER_KINDS = frozenset({"backup"})
+
+
+class Plan(msgspec.Struct, frozen=True):
+    time: float
+    condemned: list[str]
+    waiting_for: list[str]
+    forgotten: list[str] = []
+
+
+@dataclass
+class PruneReport:
+    deleted_packs: int = 0
+    deleted_bytes: int = 0
+    kept_again: int = 0
+    waiting_plans: int = 0
+    condemned_packs: int = 0
+    condemned_bytes: int = 0
+    repacked_packs: int = 0
+    repacked_bytes: int = 0
+    unreferenced_packs: int = 0
+    dry_run: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def reachable_blobs(repo: Repository, snaps: list[Snapshot]) -> set[bytes]:
+    """Every tree and data blob that some snapshot uses (trees shared between snapshots
+    are walked once)."""
+    seen: set[bytes] = set()
+    for snap in snaps:
+        root = bytes.fromhex(snap.tree)
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [root]
+        while stack:
+            for node in repo.load_tree(stack.pop()).nodes:
+                seen.update(node.content)
+                if node.type == DIR and node.subtree and node.subtree not in seen:
+                    seen.add(node.subtree)
+                    stack.append(node.subtree)
+    return seen
+
+
+# -- phase 2 ---------------------------------------------------------------------------------
+def sweep(repo: Repository, report: PruneReport, on_event: EventHandler) -> None:
+    """Carry out the plans of earlier runs whose backups have all finished."""
+    plans = repo.load_records("prune", Plan)
+    if not plans:
+        return
+    live = repo.live_lock_ids(WRITER_KINDS)
+    ready = [(key, plan) for key, plan in plans if not live & set(plan.waiting_for)]
+    report.waiting_plans = len(plans) - len(ready)
+    if not ready:
+        return
+    reachable = reachable_blobs(repo, repo.snapshots())
+    stored = repo.list_packs()
+    indexed = set(repo.index.pack_ids)
+    for key, plan in ready:
+        for pack_id in plan.condemned:
+            if pack_id in stored:
+                _sweep_pack(repo, pack_id, stored[pack_id], reachable, indexed, report, on_event)
+        for snapshot_id in plan.forgotten:
+            repo.drop_forgotten(snapshot_id)
+        repo.delete_record(key)
+        fault_point("prune-plan-done")
+
+
+def _sweep_pack(
+    repo: Repository, pack_id: str, size: int, reachable: set[bytes], indexed: set[str],
+    report: PruneReport, on_event: EventHandler,
+) -> None:  # fmt: skip
+    try:
+        entries = repo.read_pack_header(pack_id)
+    except Exception as e:  # a damaged condemned pack is garbage either way
+        on_event(FileWarning(pack_id, f"unreadable condemned pack: {e}"))
+        entries = []
+    # Needed only for a used blob that no indexed pack holds (a repacked pack's live blobs
+    # live on in the new packs; a blob a racing backup reused lives only here).
+    if any(e.blob_id in reachable and e.blob_id not in repo.index for e in entries):
+        if pack_id not in indexed:
+            repo.write_index([(pack_id, entries)])
+            report.kept_again += 1
+        return
+    repo.delete_pack(pack_id)
+    report.deleted_packs += 1
+    report.deleted_bytes += size
+    fault_point("prune-pack-deleted")
+
+
+# -- phase 1 ---------------------------------------------------------------------------------
+@dataclass
+class _Marking:
+    condemn: list[str] = field(default_factory=list)
+    repack: list[str] = field(default_factory=list)
+    unreferenced: list[str] = field(default_factory=list)
+
+
+def _classify(
+    repo: Repository, packs: dict[str, list[PackEntry]], reachable: set[bytes],
+    stored: dict[str, int], threshold: float,
+) -> _Marking:  # fmt: skip
+    marking = _Marking()
+    for pack_id, entries in packs.items():
+        used = sum(e.length for e in entries if e.blob_id in reachable)
+        total = sum(e.length for e in entries)
+        if used == 0:
+            marking.condemn.append(pack_id)
+        elif used < threshold * total:
+            marking.repack.append(pack_id)
+    now = time.time()
+    mtimes = {info.key.rpartition("/")[2]: info.mtime for info in repo.backend.list("data/")}
+    for pack_id in stored.keys() - packs.keys():
+        if now - mtimes.get(pack_id, now) > GRACE_SECONDS:
+            marking.unreferenced.append(pack_id)
+    return marking
+
+
+def _repack(repo: Repository, packs: dict[str, list[PackEntry]], marking: _Marking,
+            reachable: set[bytes]) -> None:  # fmt: skip
+    """Copy the live blobs of the packs to repack into new packs."""
+    with repo.writer() as writer:
+        for pack_id in marking.repack:
+            data = repo.read_pack_bytes(pack_id)
+            for entry in packs[pack_id]:
+                if entry.blob_id in reachable and entry.blob_id not in repo.index:
+                    writer.add_blob(entry.kind, repo.open_blob_in_pack(data, pack_id, entry))
+        fault_point("prune-repacked")
+
+
+def mark(repo: Repository, threshold: float, report: PruneReport, *, dry_run: bool) -> None:
+    snaps = repo.snapshots()  # before the index: every blob they use is then in it
+    forgotten = [s.id for s in repo.forgotten()]
+    repo.index  # noqa: B018 - loaded now, after the snapshots were listed
+    old_keys = list(repo.index_keys)
+    reachable = reachable_blobs(repo, snaps)
+    fault_point("prune-marked")
+    packs = by_pack(repo.index)
+    stored = repo.list_packs()
+    marking = _classify(repo, packs, reachable, stored, threshold)
+    _tally(report, marking, stored)
+    if dry_run or not (marking.condemn or marking.repack or marking.unreferenced):
+        return
+    gone = set(marking.condemn) | set(marking.repack)
+    live = Index()
+    for pack_id, entries in packs.items():
+        if pack_id not in gone:
+            live.add_pack(pack_id, entries)
+    repo.set_index(live)
+    _repack(repo, packs, marking, reachable)
+    repo.replace_index(by_pack(repo.index), old_keys)
+    fault_point("prune-index-written")
+    waiting = sorted(repo.live_lock_ids(WRITER_KINDS))
+    condemned = sorted(gone | set(marking.unreferenced))
+    repo.save_record("prune", Plan(time.time(), condemned, waiting, forgotten))
+    fault_point("prune-plan-written")
+
+
+def _tally(report: PruneReport, marking: _Marking, stored: dict[str, int]) -> None:
+    report.condemned_packs = len(marking.condemn) + len(marking.unreferenced)
+    report.condemned_bytes = sum(stored.get(p, 0) for p in marking.condemn + marking.unreferenced)
+    report.repacked_packs = len(marking.repack)
+    report.repacked_bytes = sum(stored.get(p, 0) for p in marking.repack)
+    report.unreferenced_packs = len(marking.unreferenced)
+
+
+def prune(
+    repo: Repository,
+    *,
+    repack_threshold: float = 0.5,
+    dry_run: bool = False,
+    lock_wait: float = 0.0,
+    on_event: EventHandler = ignore,
+) -> PruneReport:
+    """Sweep what earlier runs condemned, then mark for the next run. Holds the exclusive
+    prune lock; backups keep running."""
+    report = PruneReport(dry_run=dry_run)
+    with repo.lock("prune", wait=lock_wait):
+        if not dry_run:
+            sweep(repo, report, on_event)
+            repo.reload_index()
+        mark(repo, repack_threshold, report, dry_run=dry_run)
+    return report
+
+
+def undelete(repo: Repository, selector: str) -> Snapshot:
+    """Bring back a forgotten snapshot. Pending prune plans are cancelled and their condemned
+    packs indexed again, so every blob the snapshot needs is readable; the next prune marks
+    afresh. SnapshotNotFound when its data has already been swept."""
+    with repo.lock("prune"):
+        snap = select(repo.forgotten(), selector)
+        stored = repo.list_packs()
+        indexed = set(repo.index.pack_ids)
+        for key, plan in repo.load_records("prune", Plan):
+            for pack_id in plan.condemned:
+                if pack_id in stored and pack_id not in indexed:
+                    repo.write_index([(pack_id, repo.read_pack_header(pack_id))])
+                    indexed.add(pack_id)
+            repo.delete_record(key)
+        repo.restore_forgotten(snap.id)
+        return snap
