@@ -12,6 +12,7 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +38,9 @@ from snapfs.version import __version__
 from snapfs.walk import PathFilter
 
 _IN_FLIGHT = 64
+_BATCH = 64
+_OWN_TASK = 1024 * 1024
+_READ_AHEAD = 64 * 1024 * 1024
 
 
 @dataclass
@@ -61,7 +65,9 @@ class _Skip(Exception):
 
 
 class Backup:
-    """One backup run. Not reusable; ``run`` returns the saved snapshot."""
+    """One backup run. The calling thread walks directories (``scandir``, which needs no
+    stat) and assembles trees; every other entry -- its lstat, metadata, and contents -- is
+    handled on the worker pool, so metadata reads of a cold tree and file reads overlap."""
 
     def __init__(
         self,
@@ -80,19 +86,24 @@ class Backup:
         self._pool = ThreadPoolExecutor(workers, "snapfs-backup")
         self._slots = threading.BoundedSemaphore(_IN_FLIGHT)
         self._hardlinks: dict[tuple[int, int], Future[_Content]] = {}
+        self._hardlinks_lock = threading.Lock()
         self._local = threading.local()
+        self._failure: BaseException | None = None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     # -- the source tree ---------------------------------------------------------------
     def save_roots(self, paths: list[bytes], parent_tree: bytes | None) -> bytes:
-        """The root tree: absolute source paths as nested directories, restic-style."""
+        """The root tree: absolute source paths as nested directories, restic-style. The
+        calling thread walks; trees are saved as their directories complete, on whichever
+        thread completes them, so the walk never waits for a directory's files."""
         spec: dict[bytes, object] = {}
         for path in paths:
             parts = [p for p in path.split(b"/") if p]
             if not parts:
-                return self._save_dir(b"/", parent_tree)
+                spec = {}
+                break
             level = spec
             for part in parts[:-1]:
                 nxt = level.setdefault(part, {})
@@ -101,118 +112,163 @@ class Backup:
                 level = cast(dict[bytes, object], nxt)
             else:
                 level[parts[-1]] = True
-        return self._save_virtual(b"", spec, parent_tree)
+        done: Future[bytes] = Future()
+        root = _DirJob(self, b"", None, None, on_tree=done.set_result)
+        if spec:
+            self._walk_virtual(root, b"", spec, parent_tree)
+        else:
+            self._walk_dir(root, b"/", parent_tree)
+        root.walked()
+        tree_id = done.result()
+        if self._failure is not None:
+            raise self._failure
+        return tree_id
 
-    def _save_virtual(
-        self, dirpath: bytes, spec: dict[bytes, object], parent: bytes | None
-    ) -> bytes:
+    def _walk_virtual(
+        self, job: _DirJob, dirpath: bytes, spec: dict[bytes, object], parent: bytes | None
+    ) -> None:
         old = self._load(parent)
-        nodes: list[Node | Future[Node]] = []
         for name in sorted(spec):
             path = dirpath + b"/" + name
             old_node = old.find(name) if old else None
+            st = os.lstat(path)
             sub = spec[name]
-            if sub is True:
-                result = self._entry(path, name, old_node)
-                if result is not None:
-                    nodes.append(result)
+            if sub is not True or stat.S_ISDIR(st.st_mode):
+                child = job.subdir(name, path, st)
+                if sub is True:
+                    self._walk_dir(child, path, _sub(old_node))
+                else:
+                    self._walk_virtual(child, path, cast(dict[bytes, object], sub), _sub(old_node))
+                child.walked()
             else:
-                subtree = self._save_virtual(path, cast(dict[bytes, object], sub), _sub(old_node))
-                nodes.append(node_from_stat(name, path, os.lstat(path), subtree=subtree))
-        return self.writer.save_tree(self._resolve_all(nodes))
+                self._leaf_entry(job, [], path, name, st, old_node)
 
     def _load(self, tree_id: bytes | None) -> Tree | None:
         return self.repo.load_tree(tree_id) if tree_id else None
 
-    def _save_dir(self, path: bytes, parent: bytes | None) -> bytes:
+    def _walk_dir(self, job: _DirJob, path: bytes, parent: bytes | None) -> None:
         old = self._load(parent)
-        try:
-            names = sorted(os.listdir(path))
-        except OSError as e:
-            self._warn(path, e)
-            names = []
-        pending: list[Node | Future[Node]] = []
-        for name in names:
-            child = path.rstrip(b"/") + b"/" + name
+        batch: list[tuple[bytes, bytes, os.stat_result]] = []
+        base = path.rstrip(b"/") + b"/"
+        for name, st in self._list(path):
+            child = base + name
             if self.excludes.excluded(child.decode("utf-8", "surrogateescape")):
                 continue
-            result = self._entry(child, name, old.find(name) if old else None)
-            if result is not None:
-                pending.append(result)
+            old_node = old.find(name) if old else None
+            if stat.S_ISDIR(st.st_mode):
+                sub = job.subdir(name, child, st)
+                self._walk_dir(sub, child, _sub(old_node))
+                sub.walked()
+            else:
+                batch = self._leaf_entry(job, batch, child, name, st, old_node)
+        if batch:
+            self._submit(job, batch)
         with self.counts.lock:
             self.counts.dirs += 1
-        return self.writer.save_tree(self._resolve_all(pending))
 
-    @staticmethod
-    def _resolve_all(items: list[Node | Future[Node]]) -> list[Node]:
-        """Nodes in order; files whose reading failed (already warned about) are left out."""
-        nodes = []
-        for item in items:
+    def _leaf_entry(
+        self, job: _DirJob, batch: list[tuple[bytes, bytes, os.stat_result]], path: bytes,
+        name: bytes, st: os.stat_result, old: Node | None,
+    ) -> list[tuple[bytes, bytes, os.stat_result]]:  # fmt: skip
+        """Reuse an unchanged file now, give a large file a task of its own, and batch the
+        rest: handing work between threads costs more than reading a small file."""
+        if stat.S_ISREG(st.st_mode) and old is not None and _unchanged(old, st):
+            job.add(self._reuse(path, name, st, old))
+        elif stat.S_ISREG(st.st_mode) and st.st_size >= _OWN_TASK:
+            self._submit(job, [(path, name, st)])
+        else:
+            batch.append((path, name, st))
+            if len(batch) >= _BATCH:
+                self._submit(job, batch)
+                return []
+        return batch
+
+    def _list(self, path: bytes) -> list[tuple[bytes, os.stat_result]]:
+        """Names and lstat results; entries that vanish meanwhile are warned about."""
+        try:
+            with os.scandir(path) as it:
+                entries = list(it)
+        except OSError as e:
+            self._warn(path, e)
+            return []
+        out = []
+        for entry in entries:
             try:
-                nodes.append(item.result() if isinstance(item, Future) else item)
+                out.append((entry.name, entry.stat(follow_symlinks=False)))
+            except OSError as e:
+                self._warn(entry.path, e)
+        return out
+
+    def _reuse(self, path: bytes, name: bytes, st: os.stat_result, old: Node) -> Node:
+        """An unchanged file: the parent snapshot's blobs, without reading a byte."""
+        self.emit(BytesDone(st.st_size))
+        self._count_file(path, st.st_size, 0)
+        return node_from_stat(name, path, st, content=old.content)
+
+    def fail(self, error: BaseException) -> None:
+        """An unexpected error on a worker: the first one is raised when the walk ends."""
+        if self._failure is None:
+            self._failure = error
+
+    # -- files and other leaves, on the workers ----------------------------------------
+    def _submit(self, job: _DirJob, batch: list[tuple[bytes, bytes, os.stat_result]]) -> None:
+        self._slots.acquire()
+        job.expect()
+        try:
+            fut = self._pool.submit(self._leaves, batch)
+        except BaseException:
+            self._slots.release()
+            raise
+        fut.add_done_callback(lambda f: self._finished(job, f))
+
+    def _finished(self, job: _DirJob, fut: Future[list[Node]]) -> None:
+        self._slots.release()
+        error = fut.exception()
+        if error is not None:
+            self.fail(error)
+        job.arrived([] if error is not None else fut.result())
+
+    def _leaves(self, batch: list[tuple[bytes, bytes, os.stat_result]]) -> list[Node]:
+        nodes = []
+        for path, name, st in batch:
+            try:
+                nodes.append(self._leaf(path, name, st))
             except _Skip:
                 continue
         return nodes
 
-    def _entry(self, path: bytes, name: bytes, old: Node | None) -> Node | Future[Node] | None:
-        """A node now, a future node (file contents being read), or None when skipped."""
-        try:
-            st = os.lstat(path)
-        except OSError as e:
-            self._warn(path, e)
-            return None
-        if stat.S_ISDIR(st.st_mode):
-            subtree = self._save_dir(path, _sub(old))
-            return node_from_stat(name, path, st, subtree=subtree)
+    def _leaf(self, path: bytes, name: bytes, st: os.stat_result) -> Node:
         if stat.S_ISLNK(st.st_mode):
             try:
                 return node_from_stat(name, path, st, target=os.readlink(path))
             except OSError as e:
                 self._warn(path, e)
-                return None
+                raise _Skip from e
         if not stat.S_ISREG(st.st_mode):
             return node_from_stat(name, path, st)
-        return self._file(path, name, st, old)
+        done = self._content(path, st)
+        return node_from_stat(name, path, st, content=done.content, size=done.size)
 
-    # -- files -------------------------------------------------------------------------
-    def _file(
-        self, path: bytes, name: bytes, st: os.stat_result, old: Node | None
-    ) -> Node | Future[Node]:
-        if old is not None and _unchanged(old, st):
-            self.emit(BytesDone(st.st_size))
-            self._count_file(path, st.st_size, 0)
-            return node_from_stat(name, path, st, content=old.content)
-        first = (st.st_dev, st.st_ino) not in self._hardlinks
-        content = self._content_future(path, st)
-        node_future: Future[Node] = Future()
-
-        def finish(fut: Future[_Content]) -> None:
+    def _content(self, path: bytes, st: os.stat_result) -> _Content:
+        """A file's blobs; a hardlinked inode is read once, by whichever worker comes first."""
+        if st.st_nlink <= 1:
+            done = self._read_file(path, st)
+            self._count_file(path, done.size, done.new)
+            return done
+        key = (st.st_dev, st.st_ino)
+        with self._hardlinks_lock:
+            shared = self._hardlinks.get(key)
+            first = shared is None
+            if shared is None:
+                shared = self._hardlinks[key] = Future()
+        if first:
             try:
-                done = fut.result()
-                self._count_file(path, done.size, done.new if first else 0)
-                node_future.set_result(
-                    node_from_stat(name, path, st, content=done.content, size=done.size)
-                )
+                shared.set_result(self._read_file(path, st))
             except BaseException as e:
-                node_future.set_exception(e)
-
-        content.add_done_callback(finish)
-        return node_future
-
-    def _content_future(self, path: bytes, st: os.stat_result) -> Future[_Content]:
-        link_key = (st.st_dev, st.st_ino)
-        if st.st_nlink > 1 and link_key in self._hardlinks:
-            return self._hardlinks[link_key]
-        self._slots.acquire()
-        try:
-            fut = self._pool.submit(self._read_file, path, st)
-        except BaseException:
-            self._slots.release()
-            raise
-        fut.add_done_callback(lambda _f: self._slots.release())
-        if st.st_nlink > 1:
-            self._hardlinks[link_key] = fut
-        return fut
+                shared.set_exception(e)
+        done = shared.result()
+        self._count_file(path, done.size, done.new if first else 0)
+        return done
 
     def _chunker(self) -> Chunker:
         chunker: Chunker | None = getattr(self._local, "chunker", None)
@@ -221,8 +277,7 @@ class Backup:
         return chunker
 
     def _read_file(self, path: bytes, st: os.stat_result) -> _Content:
-        shown = path.decode("utf-8", "surrogateescape")
-        self.emit(FileStarted(shown))
+        self.emit(FileStarted(path.decode("utf-8", "surrogateescape")))
         try:
             fd = _open_noatime(path)
         except OSError as e:
@@ -261,6 +316,58 @@ class Backup:
         self.emit(FileWarning(path.decode("utf-8", "surrogateescape"), message))
 
 
+class _DirJob:
+    """A directory whose tree is saved when its walk has ended and every task holding some
+    of its entries has finished; then its own node goes to its parent. Thread-safe."""
+
+    def __init__(
+        self, run: Backup, name: bytes, path: bytes | None, st: os.stat_result | None,
+        parent: _DirJob | None = None, on_tree: Callable[[bytes], object] | None = None,
+    ) -> None:  # fmt: skip
+        self.run, self.name, self.path, self.st = run, name, path, st
+        self.parent, self.on_tree = parent, on_tree
+        self.nodes: list[Node] = []
+        self.pending = 1  # the walk itself
+        self.lock = threading.Lock()
+
+    def subdir(self, name: bytes, path: bytes, st: os.stat_result) -> _DirJob:
+        self.expect()
+        return _DirJob(self.run, name, path, st, parent=self)
+
+    def expect(self) -> None:
+        with self.lock:
+            self.pending += 1
+
+    def add(self, node: Node) -> None:
+        with self.lock:
+            self.nodes.append(node)
+
+    def walked(self) -> None:
+        self.arrived([])
+
+    def arrived(self, nodes: list[Node]) -> None:
+        with self.lock:
+            self.nodes.extend(nodes)
+            self.pending -= 1
+            complete = self.pending == 0
+        if complete:
+            self._complete()
+
+    def _complete(self) -> None:
+        try:
+            tree_id = self.run.writer.save_tree(self.nodes)
+        except BaseException as e:
+            self.run.fail(e)
+            tree_id = b""
+        self.nodes = []
+        if self.on_tree is not None:
+            self.on_tree(tree_id)
+        if self.parent is not None:
+            assert self.path is not None and self.st is not None
+            node = node_from_stat(self.name, self.path, self.st, subtree=tree_id)
+            self.parent.arrived([node])
+
+
 def _sub(node: Node | None) -> bytes | None:
     return node.subtree if node is not None and node.type == DIR else None
 
@@ -276,11 +383,16 @@ def _unchanged(old: Node, st: os.stat_result) -> bool:
 
 
 def _open_noatime(path: bytes) -> int:
+    """Open for reading, and ask the kernel to read ahead: on a cold cache the disk then
+    works while this thread hashes and compresses."""
     flags = os.O_RDONLY | os.O_NOFOLLOW
     try:
-        return os.open(path, flags | os.O_NOATIME)
+        fd = os.open(path, flags | os.O_NOATIME)
     except PermissionError:
-        return os.open(path, flags)
+        fd = os.open(path, flags)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+    os.posix_fadvise(fd, 0, _READ_AHEAD, os.POSIX_FADV_WILLNEED)
+    return fd
 
 
 def _scan(
@@ -323,10 +435,13 @@ def backup(
     parent: Snapshot | str | None = "auto",
     on_event: EventHandler = ignore,
     workers: int | None = None,
+    estimate: bool = False,
 ) -> Snapshot:
     """Back up ``paths`` and return the saved snapshot. Unreadable or vanishing files are
     reported as FileWarning events and counted in ``summary.warnings``; the backup goes on.
-    ``parent="auto"`` picks the newest snapshot of the same host and paths."""
+    ``parent="auto"`` picks the newest snapshot of the same host and paths. With
+    ``estimate``, a scanner thread counts the work ahead and sends a Planned event (for an
+    ETA); it costs a second walk, so only progress displays ask for it."""
     started = time.monotonic()
     when = datetime.now(UTC).astimezone().isoformat()
     abspaths = sorted({os.path.abspath(p) for p in paths})
@@ -340,9 +455,9 @@ def backup(
     raw_paths = [os.fsencode(p) for p in abspaths]
     filt = PathFilter(excludes=excludes)
     stop = threading.Event()
-    if on_event is not ignore:
+    if estimate:
         threading.Thread(target=_scan, args=(raw_paths, filt, on_event, stop), daemon=True).start()
-    workers = workers or (os.cpu_count() or 2) + 1
+    workers = workers or (os.cpu_count() or 2)
     with repo.lock("backup"), repo.writer() as writer:
         run = Backup(repo, writer, excludes=filt, on_event=on_event, workers=workers)
         try:

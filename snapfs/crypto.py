@@ -54,7 +54,7 @@ class _ThreadLocalCodecs(threading.local):
     """zstd (de)compressor objects are not thread-safe: one pair per thread."""
 
     def __init__(self) -> None:
-        self.compressor = zstandard.ZstdCompressor(level=3)
+        self.compressor = zstandard.ZstdCompressor(level=1)
         self.decompressor = zstandard.ZstdDecompressor()
 
 
