@@ -32,7 +32,9 @@ def command(ctx: Context, as_json: bool) -> None:
     table = Table(box=None, header_style="bold")
     for col in ("ID", "Time", "Host", "Tags", "Paths", "Files", "Size", "Added"):
         right = col in ("Files", "Size", "Added")
-        table.add_column(col, justify="right" if right else "left", no_wrap=col != "Paths")
+        table.add_column(
+            col, justify="right" if right else "left", no_wrap=col != "Paths", overflow="fold"
+        )
     for s in snaps:
         table.add_row(
             s.short_id,

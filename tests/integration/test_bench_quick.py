@@ -1,0 +1,25 @@
+"""scripts/bench --quick runs end to end (a smoke test: no figures are asserted)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(shutil.which("restic") is None, reason="restic is installed by scripts/test")
+def test_quick_bench_produces_a_table_and_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(ROOT / "scripts/bench.py"), "--quick", "--tools", "snapfs,restic",
+           "--json", str(out), "--workdir", str(tmp_path)]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "| first backup MB/s |" in result.stdout
+    figures = json.loads(out.read_text())["figures"]
+    assert set(figures["first backup MB/s"]) == {"snapfs", "restic"}
