@@ -11,13 +11,16 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +76,7 @@ class Tool:
     init: Callable[[Tool], list[str]]
     backup: Callable[[Tool, Path, str], list[str]]
     restore: Callable[[Tool, Path, Path], tuple[list[str], Path | None]]
+    prune: Callable[[Tool, int], list[list[str]]]
     version: str = ""
     results: dict[str, list[float]] = field(default_factory=dict)
 
@@ -89,6 +93,10 @@ def make_tools(work: Path, names: list[str]) -> list[Tool]:
             backup=lambda t, src, tag: ["snapfs", "-q", "-r", str(t.repo), "backup", str(src)],
             restore=lambda t, src, out: (["snapfs", "-q", "-r", str(t.repo), "restore", "latest",
                                           "--target", str(out)], None),
+            # Two runs: the second deletes what the first condemned (two-phase prune).
+            prune=lambda t, keep: [["snapfs", "-q", "-r", str(t.repo), "forget", "--keep-last",
+                                    str(keep), "--prune"], ["snapfs", "-q", "-r", str(t.repo),
+                                    "prune"]],
         ),
         "restic": Tool(
             "restic", work / "repo-restic",
@@ -97,6 +105,8 @@ def make_tools(work: Path, names: list[str]) -> list[Tool]:
             backup=lambda t, src, tag: ["restic", "-q", "-r", str(t.repo), "backup", str(src)],
             restore=lambda t, src, out: (["restic", "-q", "-r", str(t.repo), "restore", "latest",
                                           "--target", str(out)], None),
+            prune=lambda t, keep: [["restic", "-q", "-r", str(t.repo), "forget", "--keep-last",
+                                    str(keep), "--prune"]],
         ),
         "borg": Tool(
             "borg", work / "repo-borg",
@@ -106,6 +116,8 @@ def make_tools(work: Path, names: list[str]) -> list[Tool]:
             backup=lambda t, src, tag: ["borg", "create", "--compression", "zstd,3",
                                         f"{t.repo}::{tag}", str(src)],
             restore=lambda t, src, out: (["borg", "extract", f"{t.repo}::day1"], out),
+            prune=lambda t, keep: [["borg", "prune", "--keep-last", str(keep), str(t.repo)],
+                                   ["borg", "compact", str(t.repo)]],
         ),
     }  # fmt: skip
     chosen = []
@@ -119,6 +131,24 @@ def make_tools(work: Path, names: list[str]) -> list[Tool]:
         tool.version = (version.stdout or version.stderr).strip().splitlines()[0]
         chosen.append(tool)
     return chosen
+
+
+def prune_run(tools: list[Tool], lake: Path, snapshots: int) -> None:
+    """Grow each repository to ``snapshots`` snapshots, one evolved day each, then forget all
+    but the last 10 and prune: the time, peak RSS and size freed of that last step."""
+    for day in range(2, snapshots - 1):  # one_run made 3 snapshots
+        lakegen.evolve_day(lake, day)
+        for tool in tools:
+            run(tool.backup(tool, lake, f"day{day}"), tool.env)
+    for tool in tools:
+        before = du(tool.repo)
+        seconds, peak = 0.0, 0.0
+        for cmd in tool.prune(tool, 10):
+            m = run(cmd, tool.env)
+            seconds, peak = seconds + m.seconds, max(peak, m.peak_rss_mb)
+        tool.record("prune s", seconds)
+        tool.record("prune peak RSS MB", peak)
+        tool.record("prune freed MB", (before - du(tool.repo)) / 1e6)
 
 
 def one_run(tools: list[Tool], work: Path, scale: float) -> dict[str, object]:
@@ -159,7 +189,126 @@ def one_run(tools: list[Tool], work: Path, scale: float) -> dict[str, object]:
             print(f"{tool.name}: restore differs from the source!", file=sys.stderr)
         tool.record("restore identical", float(same.returncode == 0))
         shutil.rmtree(out)
-    return {"lake_bytes": size, "lake_files": files, "cold_cache": cold}
+    for tool in tools:
+        cold &= mount_reads(tool, work, lake)
+    info: dict[str, object] = {"lake_bytes": size, "lake_files": files, "cold_cache": cold}
+    info["bare pyfuse3 MB/s"] = memfs_read(work, min(int(size / 1e6), 1024))
+    return info
+
+
+# -- reads through each tool's FUSE mount ------------------------------------------------
+def _wait_for(path: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} did not appear")
+        time.sleep(0.05)
+
+
+def _peak_rss_of_mount(mnt: Path) -> float:
+    """VmHWM of the process serving ``mnt`` (found by its command line), in MB."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            if str(mnt).encode() in cmdline and b"umount" not in cmdline:
+                for line in (proc / "status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            continue
+    return 0.0
+
+
+@contextmanager
+def mounted(tool: Tool, mnt: Path, lake: Path) -> Iterator[Path]:
+    """The lake's directory inside a fresh mount of the tool's latest snapshot."""
+    mnt.mkdir(exist_ok=True)
+    rel = lake.relative_to("/")
+    proc = None
+    if tool.name == "snapfs":
+        run(["snapfs", "-q", "-r", str(tool.repo), "mount", str(mnt), "latest"], tool.env)
+        root, stop = mnt / rel, ["snapfs", "umount", str(mnt)]
+    elif tool.name == "restic":
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        cmd = ["restic", "-q", "-r", str(tool.repo), "mount", str(mnt)]
+        proc = subprocess.Popen(cmd, env=tool.env, **quiet)  # type: ignore[call-overload]
+        _wait_for(mnt / "snapshots" / "latest")
+        root, stop = mnt / "snapshots" / "latest" / rel, ["fusermount3", "-u", str(mnt)]
+    else:
+        run(["borg", "mount", f"{tool.repo}::day1", str(mnt)], tool.env)
+        root, stop = mnt / rel, ["borg", "umount", str(mnt)]
+    try:
+        _wait_for(root)
+        yield root
+    finally:
+        tool.record("mount peak RSS MB", _peak_rss_of_mount(mnt))
+        subprocess.run(stop, env=tool.env, capture_output=True)
+        if proc is not None:
+            proc.wait(timeout=60)
+
+
+def _read_file(path: Path) -> int:
+    buf = bytearray(1 << 20)
+    total = 0
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            total += n
+    return total
+
+
+def _read_files(files: list[Path], readers: int) -> float:
+    """MB/s reading every file, with ``readers`` threads taking files in turn."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(readers) as pool:
+        total = sum(pool.map(_read_file, files))
+    return total / 1e6 / (time.perf_counter() - started)
+
+
+def _random_reads_ms(path: Path, count: int = 200) -> float:
+    """Median latency of 4 KiB reads at random offsets, as a query engine seeks in Parquet."""
+    rng = random.Random(42)
+    size = path.stat().st_size
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            os.pread(fd, 4096, rng.randrange(max(size - 4096, 1)))
+            times.append((time.perf_counter() - started) * 1000)
+    finally:
+        os.close(fd)
+    return statistics.median(times)
+
+
+def mount_reads(tool: Tool, work: Path, lake: Path) -> bool:
+    """Cold sequential read of every file, 4 parallel readers, random 4 KiB reads."""
+    cold = True
+    files = sorted(p.relative_to(lake) for p in lake.rglob("*") if p.is_file())
+    parquet = max(lake.rglob("*.parquet"), key=lambda p: p.stat().st_size).relative_to(lake)
+    mnt = work / f"mnt-{tool.name}"
+    for key, readers in (("mount sequential MB/s", 1), ("mount 4 readers MB/s", 4)):
+        with mounted(tool, mnt, lake) as root:
+            cold &= drop_caches()
+            tool.record(key, _read_files([root / f for f in files], readers))
+    with mounted(tool, mnt, lake) as root:
+        cold &= drop_caches()
+        tool.record("mount random 4 KiB read ms", _random_reads_ms(root / parquet))
+    return cold
+
+
+def memfs_read(work: Path, size_mb: int) -> float:
+    """MB/s of one file served from memory by a bare pyfuse3 filesystem: the ceiling."""
+    mnt = work / "mnt-memfs"
+    mnt.mkdir(exist_ok=True)
+    memfs = Path(__file__).resolve().parent / "memfs.py"
+    proc = subprocess.Popen([sys.executable, str(memfs), str(mnt), str(max(size_mb, 64))])
+    try:
+        _wait_for(mnt / "data")
+        drop_caches()
+        return _read_files([mnt / "data"], 1)
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+        proc.wait(timeout=60)
 
 
 def machine() -> str:
@@ -182,6 +331,13 @@ ROWS = [
     ("full restore MB/s", "full restore s", "throughput"),
     ("peak RSS, first backup MB", "first backup peak RSS MB", "size"),
     ("peak RSS, restore MB", "restore peak RSS MB", "size"),
+    ("mount: cold sequential read MB/s", "mount sequential MB/s", "rate"),
+    ("mount: 4 parallel readers MB/s", "mount 4 readers MB/s", "rate"),
+    ("mount: random 4 KiB read ms (median)", "mount random 4 KiB read ms", "time"),
+    ("peak RSS, mount MB", "mount peak RSS MB", "size"),
+    ("forget --keep-last 10 + prune s", "prune s", "time"),
+    ("peak RSS, prune MB", "prune peak RSS MB", "size"),
+    ("prune freed MB", "prune freed MB", "size"),
 ]
 
 
@@ -222,15 +378,24 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--json", type=Path, default=Path("bench-results/latest.json"))
     parser.add_argument("--tools", default="snapfs,restic,borg")
+    parser.add_argument(
+        "--prune-snapshots",
+        type=int,
+        default=50,
+        help="grow to N snapshots, then time forget --keep-last 10 + prune",
+    )
     args = parser.parse_args()
     if args.quick:
-        args.scale, args.runs = 8, 1
+        args.scale, args.runs, args.prune_snapshots = 8, 1, 4
     work = Path(tempfile.mkdtemp(prefix="snapfs-bench-", dir=args.workdir or "/var/tmp"))
     try:
         tools = make_tools(work, args.tools.split(","))
         info: dict[str, object] = {}
         for _ in range(args.runs):
             info = one_run(tools, work, args.scale)
+        if args.prune_snapshots:
+            prune_run(tools, work / "lake", args.prune_snapshots)
+            info["prune snapshots"] = args.prune_snapshots
     finally:
         shutil.rmtree(work, ignore_errors=True)
     text, figures = table(tools, info)
@@ -240,6 +405,8 @@ def main() -> None:
         f"median of {args.runs} run(s); page cache {cache}.\nMachine: {machine()}.\n"
         f"Tools: {'; '.join(t.version for t in tools)}.\n"
         "Throughput rows: higher is better; time, size and RSS rows: lower is better.\n"
+        "Bare pyfuse3 file served from memory (the ceiling of a Python FUSE mount here): "
+        f"{info['bare pyfuse3 MB/s']:.0f} MB/s.\n"
     )
     print(header)
     print(text)

@@ -27,14 +27,16 @@ from snapfs.store.url import open_backend
 from snapfs.version import __version__
 
 
-def open_repository(location: str, password: str) -> Repository:
-    """Open the repository at ``location`` (a path, or s3://bucket/prefix)."""
-    return Repository.open(open_backend(location), password)
+def open_repository(location: str, password: str, *, s3_endpoint: str | None = None) -> Repository:
+    """Open the repository at ``location`` (a path, or s3://bucket/prefix; the S3 server is
+    ``s3_endpoint``, else AWS_ENDPOINT_URL, else AWS)."""
+    return Repository.open(open_backend(location, s3_endpoint=s3_endpoint), password)
 
 
-def init_repository(location: str, password: str) -> Repository:
-    """Create a repository at ``location`` and return it open."""
-    return Repository.init(open_backend(location), password)
+def init_repository(location: str, password: str, *, s3_endpoint: str | None = None) -> Repository:
+    """Create a repository at ``location`` (and its S3 bucket if missing); return it open."""
+    backend = open_backend(location, s3_endpoint=s3_endpoint, create=True)
+    return Repository.init(backend, password)
 
 
 __all__ = [

@@ -15,9 +15,9 @@ class ChunkerParams:
     """Chosen by measurement on lake data (docs/FORMAT.md, "Chunk size"). pyfastcdc's
     effective average is about avg_size + min_size (cut-point skipping)."""
 
-    min_size: int = 32 * 1024
-    avg_size: int = 128 * 1024
-    max_size: int = 256 * 1024
+    min_size: int = 16 * 1024
+    avg_size: int = 64 * 1024
+    max_size: int = 512 * 1024
     seed: int = 0
 
 

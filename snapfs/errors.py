@@ -41,3 +41,11 @@ class UnsupportedFormat(SnapfsError):
 
 class BackendError(SnapfsError):
     """The storage backend failed in a way that retrying did not mend."""
+
+
+class BucketNotFound(RepositoryNotFound):
+    """The S3 bucket named by the repository location does not exist."""
+
+
+class AccessDenied(BackendError):
+    """The storage refused the credentials (wrong key, wrong secret, or no permission)."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import msgspec
 
 from snapfs.crypto import MasterKey
-from snapfs.errors import RepositoryLocked
+from snapfs.errors import RepositoryLocked, SnapfsError
 from snapfs.store.base import Backend, NotFound
 
 REFRESH_EVERY = 120.0
@@ -97,8 +97,13 @@ class Lock:
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(REFRESH_EVERY):
-            old, self.key = self.key, self._write()
-            self._backend.delete(old)
+            try:
+                old, self.key = self.key, self._write()
+                self._backend.delete(old)
+            except (SnapfsError, OSError):
+                # The store is unreachable: the command itself will hit the same error and
+                # say so in one line; here we simply try again at the next refresh.
+                continue
 
     def start_refreshing(self) -> None:
         self._thread.start()

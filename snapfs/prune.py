@@ -165,8 +165,12 @@ def _repack(repo: Repository, packs: dict[str, list[PackEntry]], marking: _Marki
         fault_point("prune-repacked")
 
 
-def mark(repo: Repository, threshold: float, report: PruneReport, *, dry_run: bool) -> None:
-    snaps = repo.snapshots()  # before the index: every blob they use is then in it
+def mark(
+    repo: Repository, threshold: float, report: PruneReport, *, dry_run: bool,
+    without: frozenset[str] = frozenset(),
+) -> None:  # fmt: skip
+    # Snapshots before the index: every blob they use is then in it.
+    snaps = [s for s in repo.snapshots() if s.id not in without]
     forgotten = [s.id for s in repo.forgotten()]
     repo.index  # noqa: B018 - loaded now, after the snapshots were listed
     old_keys = list(repo.index_keys)
@@ -208,15 +212,20 @@ def prune(
     dry_run: bool = False,
     lock_wait: float = 0.0,
     on_event: EventHandler = ignore,
+    assume_forgotten: frozenset[str] = frozenset(),
 ) -> PruneReport:
     """Sweep what earlier runs condemned, then mark for the next run. Holds the exclusive
-    prune lock; backups keep running."""
+    prune lock; backups keep running. ``assume_forgotten`` (snapshot ids, dry runs only)
+    answers "what would prune condemn once these are forgotten?", so a forget can be
+    previewed with the space it frees before anything changes."""
+    if assume_forgotten and not dry_run:
+        raise ValueError("assume_forgotten is only for dry runs")
     report = PruneReport(dry_run=dry_run)
     with repo.lock("prune", wait=lock_wait):
         if not dry_run:
             sweep(repo, report, on_event)
             repo.reload_index()
-        mark(repo, repack_threshold, report, dry_run=dry_run)
+        mark(repo, repack_threshold, report, dry_run=dry_run, without=assume_forgotten)
     return report
 
 

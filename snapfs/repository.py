@@ -46,6 +46,7 @@ from snapfs.tree import Node, Tree, decode_tree, encode_tree
 FORMAT_VERSION = 1
 PACK_TARGET = 16 * 1024 * 1024
 _COALESCE_GAP = 256 * 1024
+_RANGE_MAX = 4 * 1024 * 1024  # smaller ranges spread decoding over the threads sooner
 _INDEX_EVERY_PACKS = 64
 _READ_IN_FLIGHT = 48 * 1024 * 1024
 _PACKS_PER_INDEX_FILE = 512
@@ -240,17 +241,25 @@ class Repository:
         pack, with neighbouring blobs fetched in one coalesced range read, decoded and
         verified on threads. At most ``max_in_flight`` bytes of ranges are being fetched or
         waiting to be consumed, so memory stays flat."""
+        for batch in self.read_blob_batches(ids, max_in_flight):
+            yield from batch
+
+    def read_blob_batches(
+        self, ids: Iterable[bytes], max_in_flight: int = _READ_IN_FLIGHT
+    ) -> Iterator[list[tuple[bytes, Data]]]:
+        """As ``read_blobs``, a coalesced range at a time (neighbours in a pack), for callers
+        whose per-item overhead matters."""
         pending: deque[tuple[int, Future[list[tuple[bytes, Data]]]]] = deque()
         in_flight = 0
         for rng in self._plan_ranges(ids):
             while pending and in_flight + rng[2] > max_in_flight:
                 size, fut = pending.popleft()
                 in_flight -= size
-                yield from fut.result()
+                yield fut.result()
             pending.append((rng[2], self._pool.submit(self._read_range, *rng)))
             in_flight += rng[2]
         for _size, fut in pending:
-            yield from fut.result()
+            yield fut.result()
 
     def _plan_ranges(
         self, ids: Iterable[bytes]
@@ -265,7 +274,7 @@ class Repository:
             start = end = blobs[0][1].offset
             group: list[tuple[bytes, IndexEntry]] = []
             for blob_id, e in blobs:
-                if e.offset - end > _COALESCE_GAP:
+                if e.offset - end > _COALESCE_GAP or end - start > _RANGE_MAX:
                     ranges.append((pack_id, start, end - start, group))
                     start, group = e.offset, []
                 group.append((blob_id, e))
@@ -299,6 +308,11 @@ class Repository:
             if len(self._trees) > 4096:
                 self._trees.popitem(last=False)
         return tree
+
+    def tree_if_cached(self, tree_id: bytes) -> Tree | None:
+        """The tree when it is decoded already, without any I/O; else None."""
+        with self._trees_lock:
+            return self._trees.get(tree_id)
 
     def snapshots(self) -> list[Snapshot]:
         keys = [info.key for info in self.backend.list("snapshots/")]

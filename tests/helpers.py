@@ -7,8 +7,9 @@ import stat
 from pathlib import Path
 
 
-def describe(root: Path) -> dict[bytes, dict[str, object]]:
-    """Every entry below ``root`` with the fields a restore must reproduce."""
+def describe(root: Path, *, sparseness: bool = True) -> dict[bytes, dict[str, object]]:
+    """Every entry below ``root`` with the fields a restore must reproduce (a mount reports
+    no holes, so its callers leave ``sparseness`` out)."""
     out: dict[bytes, dict[str, object]] = {}
     base = os.fsencode(root)
     inode_groups: dict[int, list[bytes]] = {}
@@ -33,7 +34,8 @@ def describe(root: Path) -> dict[bytes, dict[str, object]]:
             if stat.S_ISREG(st.st_mode):
                 with open(full, "rb") as f:
                     entry["content"] = f.read()
-                entry["sparse"] = st.st_blocks * 512 < st.st_size // 2
+                if sparseness:
+                    entry["sparse"] = st.st_blocks * 512 < st.st_size // 2
                 if st.st_nlink > 1:
                     inode_groups.setdefault(st.st_ino, []).append(rel)
             if stat.S_ISLNK(st.st_mode):
@@ -45,8 +47,8 @@ def describe(root: Path) -> dict[bytes, dict[str, object]]:
     return out
 
 
-def assert_same_tree(a: Path, b: Path) -> None:
-    left, right = describe(a), describe(b)
+def assert_same_tree(a: Path, b: Path, *, sparseness: bool = True) -> None:
+    left, right = describe(a, sparseness=sparseness), describe(b, sparseness=sparseness)
     assert sorted(left) == sorted(right)
     for rel in left:
         assert left[rel] == right[rel], rel

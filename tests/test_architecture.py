@@ -30,3 +30,13 @@ def test_public_api_exports_resolve() -> None:
     for name in snapfs.__all__:
         assert hasattr(snapfs, name), name
     assert {"open_repository", "backup", "restore", "check", "Repository"} <= set(snapfs.__all__)
+
+
+def test_boto3_loads_only_for_s3_repositories() -> None:
+    code = (
+        "import sys, snapfs, snapfs.cli.main\n"
+        "snapfs.open_backend('/tmp/snapfs-no-repo-here')\n"
+        "print('boto3' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

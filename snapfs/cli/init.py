@@ -4,7 +4,6 @@ import click
 
 from snapfs.cli.main import Context, pass_ctx
 from snapfs.repository import Repository
-from snapfs.store.url import open_backend
 
 
 @click.command("init")
@@ -12,11 +11,15 @@ from snapfs.store.url import open_backend
 def command(ctx: Context) -> None:
     """Create a new encrypted repository at REPO.
 
+    For s3://bucket/prefix the bucket is created if it does not exist yet.
+
     \b
     Example:
       SNAPFS_PASSWORD_FILE=~/.snapfs-pass snapfs -r /backups/lake init
+      snapfs -r s3://backups/lake --s3-endpoint http://127.0.0.1:8333 init
     """
     location = ctx.location()
-    repo = Repository.init(open_backend(location), ctx.password(confirm=True))
+    password = ctx.password(confirm=True)
+    repo = Repository.init(ctx.backend(create=True), password)
     click.echo(f"created snapfs repository {repo.config.id[:10]} at {location}")
     click.echo("Keep the password safe: without it the data cannot be recovered.")

@@ -1,7 +1,8 @@
 """The ``snapfs`` command: global options, the verbs, and the one error -> exit-code table.
 
 Exit codes: 0 ok, 1 error, 2 usage error, 3 snapshot saved but some files could not be read,
-10 no repository, 11 repository locked, 12 wrong password, 130 interrupted.
+10 no repository (or no S3 bucket), 11 repository locked, 12 wrong password, 130 interrupted.
+S3 credentials refused or an endpoint unreachable after retries: 1.
 """
 
 from __future__ import annotations
@@ -12,8 +13,15 @@ from dataclasses import dataclass
 
 import click
 
-from snapfs.errors import RepositoryLocked, RepositoryNotFound, SnapfsError, WrongPassword
+from snapfs.errors import (
+    BucketNotFound,
+    RepositoryLocked,
+    RepositoryNotFound,
+    SnapfsError,
+    WrongPassword,
+)
 from snapfs.repository import Repository
+from snapfs.store.base import Backend
 from snapfs.store.url import open_backend
 from snapfs.version import __version__
 
@@ -31,6 +39,8 @@ class Context:
     repo_location: str | None
     password_file: str | None
     quiet: bool
+    s3_endpoint: str | None = None
+    _password: str | None = None
 
     def location(self) -> str:
         if not self.repo_location:
@@ -38,6 +48,14 @@ class Context:
         return self.repo_location
 
     def password(self, *, confirm: bool = False) -> str:
+        """The password, asked for once however often it is needed."""
+        if self._password is None:
+            self._password = self._read_password(confirm)
+        return self._password
+
+    def known_password(self) -> str | None:
+        """The password from --password-file or SNAPFS_PASSWORD, without asking (the TUI
+        asks on its own screen when there is none)."""
         if self.password_file:
             try:
                 with open(self.password_file, encoding="utf-8") as f:
@@ -46,18 +64,28 @@ class Context:
                 raise SnapfsError(
                     f"cannot read password file {self.password_file}: {e.strerror}"
                 ) from e
-        if "SNAPFS_PASSWORD" in os.environ:
-            return os.environ["SNAPFS_PASSWORD"]
+        return os.environ.get("SNAPFS_PASSWORD")
+
+    def _read_password(self, confirm: bool) -> str:
+        known = self.known_password()
+        if known is not None:
+            return known
         if not sys.stdin.isatty():
             raise SnapfsError("no password: set SNAPFS_PASSWORD or SNAPFS_PASSWORD_FILE")
         return str(
             click.prompt("repository password", hide_input=True, confirmation_prompt=confirm)
         )
 
+    def backend(self, *, create: bool = False) -> Backend:
+        """The repository's store; ``create`` (init only) creates a missing S3 bucket."""
+        return open_backend(self.location(), s3_endpoint=self.s3_endpoint, create=create)
+
     def open(self) -> Repository:
-        backend = open_backend(self.location())
+        backend = self.backend()
         try:
             return Repository.open(backend, self.password())
+        except BucketNotFound:
+            raise  # its message already names the bucket and the endpoint
         except RepositoryNotFound:
             raise RepositoryNotFound(f"no repository at {self.location()}") from None
 
@@ -90,12 +118,23 @@ Examples:
     metavar="FILE",
     help="Read the password from FILE. Env: SNAPFS_PASSWORD_FILE (or SNAPFS_PASSWORD).",
 )
+@click.option(
+    "--s3-endpoint",
+    metavar="URL",
+    help="S3 server for s3:// repositories (SeaweedFS, MinIO, ...). Env: AWS_ENDPOINT_URL.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.version_option(__version__, prog_name="snapfs")
 @click.pass_context
-def cli(ctx: click.Context, repo: str | None, password_file: str | None, quiet: bool) -> None:
+def cli(
+    ctx: click.Context,
+    repo: str | None,
+    password_file: str | None,
+    s3_endpoint: str | None,
+    quiet: bool,
+) -> None:
     """snapfs: deduplicated, encrypted snapshots of data lakes, mountable read-only."""
-    ctx.obj = Context(repo, password_file, quiet)
+    ctx.obj = Context(repo, password_file, quiet, s3_endpoint)
 
 
 def _register() -> None:
@@ -107,17 +146,20 @@ def _register() -> None:
         forget,
         init,
         ls,
+        mount,
         prune,
         restore,
         snapshots,
         stats,
+        tui,
         unlock,
     )  # fmt: skip
 
     for module in (init, backup, snapshots, ls, dump, restore, diff, stats, check, forget,
-                   prune, unlock):  # fmt: skip
+                   prune, unlock, mount, tui):  # fmt: skip
         cli.add_command(module.command)
     cli.add_command(prune.undelete_command)
+    cli.add_command(mount.umount_command)
 
 
 _register()

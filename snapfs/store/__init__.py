@@ -1,5 +1,5 @@
 """Blob backends: local files, S3, and an in-memory one for unit tests."""
 
-from snapfs.store.base import AlreadyExists, Backend, NotFound, ObjectInfo
+from snapfs.store.base import AlreadyExists, Backend, NotFound, ObjectInfo, Transient
 
-__all__ = ["AlreadyExists", "Backend", "NotFound", "ObjectInfo"]
+__all__ = ["AlreadyExists", "Backend", "NotFound", "ObjectInfo", "Transient"]

@@ -23,6 +23,12 @@ class AlreadyExists(BackendError):
     """A create-only put found the key already there; nothing was written."""
 
 
+class Transient(BackendError):
+    """A failure that may pass if the same call is made again: throttling, a 5xx answer, a
+    refused, reset or timed-out connection, a truncated body. RetryBackend retries these;
+    users never see one, only the BackendError it becomes when retrying gives up."""
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectInfo:
     key: str

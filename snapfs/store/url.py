@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from snapfs.errors import SnapfsError
 from snapfs.store.base import Backend
 from snapfs.store.local import LocalBackend
 
 
-def open_backend(location: str) -> Backend:
+def open_backend(location: str, *, s3_endpoint: str | None = None, create: bool = False) -> Backend:
+    """The Backend for ``location``. ``s3_endpoint`` overrides AWS_ENDPOINT_URL for S3;
+    ``create`` (for init) creates a missing S3 bucket. Nothing is contacted otherwise."""
     if location.startswith("s3://"):
-        raise SnapfsError("S3 repositories are not supported yet")
+        return _open_s3(location, s3_endpoint, create=create)
     return LocalBackend(location)
+
+
+def _open_s3(location: str, endpoint: str | None, *, create: bool) -> Backend:
+    # boto3 takes a few hundred milliseconds to import: only S3 repositories pay for it.
+    from snapfs.store.retry import RetryBackend, RetryPolicy, attempts_from_env
+    from snapfs.store.s3 import S3Backend
+
+    s3 = S3Backend(location, endpoint_url=endpoint)
+    policy = RetryPolicy(attempts=attempts_from_env())
+    if create:
+        policy.call(s3.create_bucket)
+    return RetryBackend(s3, policy)

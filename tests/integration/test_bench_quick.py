@@ -23,3 +23,5 @@ def test_quick_bench_produces_a_table_and_json(tmp_path: Path) -> None:
     assert "| first backup MB/s |" in result.stdout
     figures = json.loads(out.read_text())["figures"]
     assert set(figures["first backup MB/s"]) == {"snapfs", "restic"}
+    assert set(figures["mount: cold sequential read MB/s"]) == {"snapfs", "restic"}
+    assert "Bare pyfuse3 file served from memory" in result.stdout

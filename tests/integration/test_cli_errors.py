@@ -9,9 +9,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from snapfs.repository import Repository
 from snapfs.store.local import LocalBackend
-from tests.conftest import CHEAP_KDF, PASSWORD, SNAPFS, Cli
+from snapfs.store.url import open_backend
+from tests.conftest import BACKENDS, CHEAP_KDF, PASSWORD, SNAPFS, Cli
 
 
 def _one_line(stderr: bytes) -> str:
@@ -46,36 +49,39 @@ def test_missing_source_path_exits_1(cli: Cli, tmp_path: Path) -> None:
     assert _one_line(result.stderr) == f"snapfs: {tmp_path / 'absent'}: no such file or directory"
 
 
+def _flip_a_byte_in_biggest_pack(location: str) -> str:
+    """Damage the largest pack in place, through the store, so it works on S3 too."""
+    backend = open_backend(location)
+    biggest = max(backend.list("data/"), key=lambda info: info.size)
+    data = bytearray(backend.get(biggest.key))
+    data[len(data) // 3] ^= 0x01
+    backend.put(biggest.key, data, exclusive=False)
+    backend.close()
+    return biggest.key.rpartition("/")[2]
+
+
+@pytest.mark.parametrize("backend_kind", BACKENDS)
 def test_flipped_byte_is_found_by_check_and_names_files(
-    cli: Cli, lake_tree: Path, repo_path: Path, tmp_path: Path
+    cli: Cli, lake_tree: Path, repo_location: str, tmp_path: Path
 ) -> None:
     cli.run("backup", str(lake_tree), check=True)
     assert cli.run("check", "--read-data").returncode == 0
-    packs = sorted(
-        (repo_path / "data").rglob("*"), key=lambda p: p.stat().st_size if p.is_file() else 0
-    )
-    biggest = packs[-1]
-    data = bytearray(biggest.read_bytes())
-    data[len(data) // 3] ^= 0x01
-    os.chmod(biggest, 0o600)
-    biggest.write_bytes(bytes(data))
+    biggest = _flip_a_byte_in_biggest_pack(repo_location)
 
     assert cli.run("check").returncode == 0  # structure is intact; only the bytes are bad
     result = cli.run("check", "--read-data", "--json")
     assert result.returncode == 1
     report = json.loads(result.stdout)
-    assert report["damaged_packs"] == [biggest.name]
+    assert report["damaged_packs"] == [biggest]
     assert any(f.endswith("/random.bin") for f in report["affected_files"])
     text = cli.run("check", "--read-data")
-    assert f"pack {biggest.name[:16]}" in text.stderr.decode()
+    assert f"pack {biggest[:16]}" in text.stderr.decode()
     assert "random.bin: data damaged" in text.stderr.decode()
 
     restored = cli.run("restore", "latest", "--target", str(tmp_path / "out"))
     assert restored.returncode == 1
     line = _one_line(restored.stderr)
-    assert line.startswith("snapfs: blob ") and line.endswith(
-        f"in pack {biggest.name[:16]} is damaged"
-    )
+    assert line.startswith("snapfs: blob ") and line.endswith(f"in pack {biggest[:16]} is damaged")
 
 
 def test_unreadable_file_warns_and_exits_3(cli: Cli) -> None:

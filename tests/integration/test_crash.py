@@ -8,14 +8,17 @@ import os
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from snapfs.repository import Repository
-from snapfs.store.local import LocalBackend
-from tests.conftest import CHEAP_KDF, PASSWORD, Cli
+from snapfs.store.url import open_backend
+from tests.conftest import BACKENDS, CHEAP_KDF, PASSWORD, Cli
 from tests.helpers import assert_same_tree
+
+pytestmark = pytest.mark.parametrize("backend_kind", BACKENDS)
 
 
 def _grow(root: Path, files: int, seed: int) -> None:
@@ -25,17 +28,17 @@ def _grow(root: Path, files: int, seed: int) -> None:
 
 
 @pytest.fixture
-def small_pack_repo(tmp_path: Path) -> Path:
-    path = tmp_path / "small-pack-repo"
-    Repository.init(LocalBackend(path), PASSWORD, kdf=CHEAP_KDF, pack_size=1 << 20).close()
-    return path
+def small_pack_repo(new_location: Callable[[str], str]) -> str:
+    location = new_location("small-pack-repo")
+    Repository.init(open_backend(location), PASSWORD, kdf=CHEAP_KDF, pack_size=1 << 20).close()
+    return location
 
 
 @pytest.mark.parametrize(
     "fault", ["pack-stored:1", "pack-stored:4", "index-stored:1", "before-snapshot:1"]
 )
 def test_kill_at_fault_point_keeps_repository_intact(
-    cli: Cli, small_pack_repo: Path, tmp_path: Path, fault: str
+    cli: Cli, small_pack_repo: str, tmp_path: Path, fault: str
 ) -> None:
     cli.repo = small_pack_repo
     src = tmp_path / "src"
@@ -59,7 +62,7 @@ def test_kill_at_fault_point_keeps_repository_intact(
 
 @pytest.mark.parametrize("delay", [0.6, 0.9, 1.2])
 def test_kill_at_random_instants(
-    cli: Cli, small_pack_repo: Path, tmp_path: Path, delay: float
+    cli: Cli, small_pack_repo: str, tmp_path: Path, delay: float
 ) -> None:
     cli.repo = small_pack_repo
     src = tmp_path / "src"

@@ -4,9 +4,14 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from snapfs.backup import backup
 from snapfs.repository import Repository
 from snapfs.stats import stats
+from tests.conftest import BACKENDS
+
+pytestmark = pytest.mark.parametrize("backend_kind", BACKENDS)
 
 
 def test_second_backup_of_unchanged_tree_adds_under_one_percent(

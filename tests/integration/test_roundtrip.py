@@ -6,10 +6,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from snapfs.backup import backup
 from snapfs.repository import Repository
 from snapfs.restore import restore
+from snapfs.store.url import open_backend
+from tests.conftest import BACKENDS, PASSWORD
 from tests.helpers import assert_same_tree, describe
+
+pytestmark = pytest.mark.parametrize("backend_kind", BACKENDS)
 
 
 def test_round_trip_keeps_every_kind_of_entry(
@@ -57,14 +63,11 @@ def test_include_and_exclude_select_paths(
 
 
 def test_reopened_repository_sees_snapshot(
-    repo_path: Path, lake_tree: Path, tmp_path: Path
+    repo_location: str, lake_tree: Path, tmp_path: Path
 ) -> None:
-    from snapfs.store.local import LocalBackend
-    from tests.conftest import PASSWORD
-
-    with Repository.open(LocalBackend(repo_path), PASSWORD) as r:
+    with Repository.open(open_backend(repo_location), PASSWORD) as r:
         snap = backup(r, [str(lake_tree)], tags=["nightly"])
-    with Repository.open(LocalBackend(repo_path), PASSWORD) as r:
+    with Repository.open(open_backend(repo_location), PASSWORD) as r:
         again = r.find_snapshot("latest")
         assert (again.id, again.tags, again.paths) == (snap.id, ["nightly"], [str(lake_tree)])
         restore(r, again, str(tmp_path / "out"))

@@ -1,0 +1,1 @@
+"""Screens: each composes widgets and runs its one operation in a thread worker."""

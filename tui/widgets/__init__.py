@@ -1,0 +1,1 @@
+"""Widgets: each owns its view state and nests its own messages."""
