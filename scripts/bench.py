@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.s3, for SeaweedFS
 import lakegen
 
 PASSWORD = "bench-password-not-secret"
@@ -151,7 +152,7 @@ def prune_run(tools: list[Tool], lake: Path, snapshots: int) -> None:
         tool.record("prune freed MB", (before - du(tool.repo)) / 1e6)
 
 
-def one_run(tools: list[Tool], work: Path, scale: float) -> dict[str, object]:
+def one_run(tools: list[Tool], work: Path, scale: float, with_s3: bool) -> dict[str, object]:
     lake = work / "lake"
     shutil.rmtree(lake, ignore_errors=True)
     lakegen.generate(lake, scale)
@@ -191,7 +192,10 @@ def one_run(tools: list[Tool], work: Path, scale: float) -> dict[str, object]:
         shutil.rmtree(out)
     for tool in tools:
         cold &= mount_reads(tool, work, lake)
+    snapfs = [t for t in tools if t.name == "snapfs"]
+    s3_info = s3_run(snapfs[0], work, lake, size) if snapfs and with_s3 else {}
     info: dict[str, object] = {"lake_bytes": size, "lake_files": files, "cold_cache": cold}
+    info.update(s3_info)
     info["bare pyfuse3 MB/s"] = memfs_read(work, min(int(size / 1e6), 1024))
     return info
 
@@ -296,6 +300,41 @@ def mount_reads(tool: Tool, work: Path, lake: Path) -> bool:
     return cold
 
 
+def s3_run(tool: Tool, work: Path, lake: Path, size: int) -> dict[str, object]:
+    """snapfs against SeaweedFS on loopback (the test suite's server): backup and restore
+    times, and the S3 requests per GB backed up (counted by a pass-through proxy, in a
+    second run so that the proxy does not slow the timed one)."""
+    from tests.s3.faultproxy import FaultProxy
+    from tests.s3.seaweed import BUCKET, SeaweedFS, weed_binary
+
+    if weed_binary() is None:
+        return {}
+    server = SeaweedFS(work / "seaweedfs")
+    server.start()
+    try:
+        env = {**tool.env, **server.env()}
+        repo = f"s3://{BUCKET}/bench"
+        run(["snapfs", "-q", "-r", repo, "init"], env)
+        drop_caches()
+        m = run(["snapfs", "-q", "-r", repo, "backup", str(lake)], env)
+        tool.record("S3 first backup s", m.seconds)
+        out = work / "restore-s3"
+        out.mkdir()
+        drop_caches()
+        m = run(["snapfs", "-q", "-r", repo, "restore", "latest", "--target", str(out)], env)
+        tool.record("S3 full restore s", m.seconds)
+        shutil.rmtree(out)
+        with FaultProxy(server.s3_port) as proxy:
+            counted = {**tool.env, **server.env(proxy.url)}
+            run(["snapfs", "-q", "-r", f"s3://{BUCKET}/count", "init"], counted)
+            before = proxy.counts["requests"]
+            run(["snapfs", "-q", "-r", f"s3://{BUCKET}/count", "backup", str(lake)], counted)
+            requests = proxy.counts["requests"] - before
+        return {"S3 requests per GB backed up": requests / (size / 1e9)}
+    finally:
+        server.stop()
+
+
 def memfs_read(work: Path, size_mb: int) -> float:
     """MB/s of one file served from memory by a bare pyfuse3 filesystem: the ceiling."""
     mnt = work / "mnt-memfs"
@@ -335,6 +374,8 @@ ROWS = [
     ("mount: 4 parallel readers MB/s", "mount 4 readers MB/s", "rate"),
     ("mount: random 4 KiB read ms (median)", "mount random 4 KiB read ms", "time"),
     ("peak RSS, mount MB", "mount peak RSS MB", "size"),
+    ("S3 (SeaweedFS, loopback): first backup MB/s", "S3 first backup s", "throughput"),
+    ("S3 (SeaweedFS, loopback): full restore MB/s", "S3 full restore s", "throughput"),
     ("forget --keep-last 10 + prune s", "prune s", "time"),
     ("peak RSS, prune MB", "prune peak RSS MB", "size"),
     ("prune freed MB", "prune freed MB", "size"),
@@ -392,7 +433,7 @@ def main() -> None:
         tools = make_tools(work, args.tools.split(","))
         info: dict[str, object] = {}
         for _ in range(args.runs):
-            info = one_run(tools, work, args.scale)
+            info = one_run(tools, work, args.scale, not args.no_s3)
         if args.prune_snapshots:
             prune_run(tools, work / "lake", args.prune_snapshots)
             info["prune snapshots"] = args.prune_snapshots
@@ -408,6 +449,11 @@ def main() -> None:
         "Bare pyfuse3 file served from memory (the ceiling of a Python FUSE mount here): "
         f"{info['bare pyfuse3 MB/s']:.0f} MB/s.\n"
     )
+    if "S3 requests per GB backed up" in info:
+        header += (
+            "S3: SeaweedFS on loopback, sharing the 2 cores with snapfs; "
+            f"{info['S3 requests per GB backed up']:.0f} requests per GB backed up.\n"
+        )
     print(header)
     print(text)
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -208,7 +208,7 @@ def _tally(report: PruneReport, marking: _Marking, stored: dict[str, int]) -> No
 def prune(
     repo: Repository,
     *,
-    repack_threshold: float = 0.5,
+    repack_threshold: float = 0.8,
     dry_run: bool = False,
     lock_wait: float = 0.0,
     on_event: EventHandler = ignore,

@@ -261,6 +261,14 @@ class Repository:
         for _size, fut in pending:
             yield fut.result()
 
+    def read_blob_group(self, ids: Iterable[bytes]) -> dict[bytes, Data]:
+        """The blobs of ``ids``, read now on the calling thread with coalesced range reads,
+        for callers that run their own threads (the mount's decoder)."""
+        out: dict[bytes, Data] = {}
+        for rng in self._plan_ranges(ids):
+            out.update(self._read_range(*rng))
+        return out
+
     def _plan_ranges(
         self, ids: Iterable[bytes]
     ) -> list[tuple[str, int, int, list[tuple[bytes, IndexEntry]]]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import stat
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -28,7 +29,7 @@ class ViewSource(Protocol):
     def load_tree(self, tree_id: bytes) -> Tree: ...
     def tree_if_cached(self, tree_id: bytes) -> Tree | None: ...
     def blob_entry(self, blob_id: bytes) -> IndexEntry: ...
-    def read_blob(self, blob_id: bytes) -> Data: ...
+    def read_blob_group(self, ids: Iterable[bytes]) -> dict[bytes, Data]: ...
 
 
 @dataclass(eq=False)
@@ -164,6 +165,18 @@ class View:
             return True
         return self._repo.tree_if_cached(item.subtree) is not None
 
+    def position(self, parent: Item, name: bytes) -> tuple[int, list[Node]]:
+        """Where ``name`` stands among its siblings, and the siblings, when the parent's tree
+        is decoded already; (-1, []) otherwise. For guessing what a reader opens next."""
+        if isinstance(parent, VirtualDir) or parent.subtree is None:
+            return -1, []
+        tree = self._repo.tree_if_cached(parent.subtree)
+        if tree is None:
+            return -1, []
+        nodes = tree.nodes
+        at = bisect.bisect_left(nodes, name, key=lambda n: n.name)
+        return (at, nodes) if at < len(nodes) and nodes[at].name == name else (-1, [])
+
     def chunk_starts(self, node: Node) -> list[int]:
         """Offset of each chunk of a file, then its size: ``starts[i]`` to ``starts[i+1]``."""
         starts = [0]
@@ -171,8 +184,9 @@ class View:
             starts.append(starts[-1] + self._repo.blob_entry(blob_id).raw_length)
         return starts
 
-    def read_chunk(self, blob_id: bytes) -> Data:
-        return self._repo.read_blob(blob_id)
+    def read_chunks(self, ids: list[bytes]) -> dict[bytes, Data]:
+        """Chunks by id, neighbours in a pack read with one range read."""
+        return self._repo.read_blob_group(ids)
 
 
 def chunk_at(starts: list[int], offset: int) -> int:

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 from snapfs import SnapfsError, Snapshot
+from snapfs.humanize import size
 
-
-def size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+__all__ = ["clock", "describe", "size", "when"]
 
 
 def clock(seconds: float | None) -> str:

@@ -20,18 +20,13 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from snapfs.humanize import size
 from snapfs.progress import Tally
+
+__all__ = ["emit_json", "progress", "size", "stderr", "stdout"]
 
 stderr = Console(stderr=True)
 stdout = Console()
-
-
-def size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def emit_json(obj: Any) -> None:

@@ -36,8 +36,9 @@ def serve(
     check_mountpoint(mountpoint)
     # Resolved now: once mounted, resolving it would ask this very process (a deadlock).
     real = os.path.realpath(mountpoint)
-    cache = ChunkCache(repo.read_blob, cache_bytes)
-    ops = SnapshotOperations(View(repo, snapshot), cache)
+    view = View(repo, snapshot)
+    cache = ChunkCache(view.read_chunks, cache_bytes)
+    ops = SnapshotOperations(view, cache)
     options = set(pyfuse3.default_options) | {"fsname=snapfs", "subtype=snapfs", "ro"}
     if allow_other:
         options.add("allow_other")

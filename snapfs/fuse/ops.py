@@ -18,9 +18,9 @@ import trio
 
 from snapfs.errors import SnapfsError
 from snapfs.fuse.inodes import Inode, InodeTable
-from snapfs.fuse.reader import ChunkCache, OpenFile, read
+from snapfs.fuse.reader import ChunkCache, OpenFile, prefetch_heads, prefetch_opened, read
 from snapfs.metadata import full_mode
-from snapfs.tree import DIR, FILE, SYMLINK
+from snapfs.tree import DIR, FILE, SYMLINK, Node
 from snapfs.view import Item, View, VirtualDir, node_of
 
 log = logging.getLogger("snapfs.fuse")
@@ -28,6 +28,7 @@ log = logging.getLogger("snapfs.fuse")
 _SNAPSHOT_TIMEOUT = 24 * 3600.0  # a snapshot never changes
 _LAYOUT_TIMEOUT = 1.0  # the snapshot list does, when backups run
 _INLINE_CHUNKS = 64
+_NEXT_FILES = 4
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 
 P = ParamSpec("P")
@@ -54,6 +55,7 @@ class SnapshotOperations(pyfuse3.Operations):
         self.inodes = InodeTable(view.root, single_snapshot=view.single)
         self._files: dict[int, OpenFile] = {}
         self._dirs: dict[int, tuple[int, list[Item]]] = {}
+        self._last_opened: dict[int, int] = {}  # directory inode -> position of its last open
         self._next_handle = 1
         self._uid, self._gid = os.getuid(), os.getgid()
 
@@ -156,8 +158,27 @@ class SnapshotOperations(pyfuse3.Operations):
         else:
             starts = await _off_loop(self._view.chunk_starts, node)
         handle = self._handle()
-        self._files[handle] = OpenFile(node.content, starts)
+        self._files[handle] = f = OpenFile(node.content, starts)
+        prefetch_opened(self._cache, f)
+        self._prefetch_next_files(inode, node)
         return pyfuse3.FileInfo(fh=handle, keep_cache=True)
+
+    def _prefetch_next_files(self, ino: int, node: Node) -> None:
+        """A reader opening a directory's files in name order (cp -r, tar, a query over a
+        partition) gets the next files' first chunks decoded ahead of its opens."""
+        parent = self.inodes.get(ino).parent
+        try:
+            at, siblings = self._view.position(self.inodes.get(parent).item, node.name)
+        except KeyError:  # the kernel has let go of the directory
+            return
+        if at < 0:
+            return
+        previous = self._last_opened.get(parent)
+        self._last_opened[parent] = at
+        if previous is not None and previous != at - 1:
+            return  # not walking in order: guessing would only waste decoding
+        upcoming = [n.content for n in siblings[at + 1 : at + 1 + _NEXT_FILES] if n.type == FILE]
+        prefetch_heads(self._cache, upcoming)
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
         try:

@@ -19,10 +19,19 @@ from snapfs.buffers import Data
 from snapfs.view import chunk_at
 
 _PREFETCH_BYTES = 8 << 20
+_GROUP_CHUNKS = 8  # about 600 KiB decoded by one task
+_HEAD_CHUNKS = 4  # about 300 KiB: all of a small file, the footer-free start of a big one
+
+
+DecodeGroup = Callable[[list[bytes]], dict[bytes, Data]]
 
 
 class ChunkCache:
-    def __init__(self, decode: Callable[[bytes], Data], capacity: int, workers: int = 4) -> None:
+    """Decoded chunks by id. Chunks asked for together are decoded by one task with one
+    coalesced read: a task per chunk would cost more in thread hand-offs than the decoding
+    (about 10 µs a 64 KiB chunk for AES-GCM)."""
+
+    def __init__(self, decode: DecodeGroup, capacity: int, workers: int = 4) -> None:
         self._decode = decode
         self._capacity = capacity
         self._size = 0
@@ -33,31 +42,48 @@ class ChunkCache:
 
     def get(self, blob_id: bytes) -> Future[Data]:
         """The chunk's plaintext, decoded now, already being decoded, or cached."""
-        with self._lock:
-            data = self._done.get(blob_id)
-            if data is not None:
-                self._done.move_to_end(blob_id)
-                fut: Future[Data] = Future()
-                fut.set_result(data)
-                return fut
-            fut_or_none = self._pending.get(blob_id)
-            if fut_or_none is not None:
-                return fut_or_none
-            fut = self._pending[blob_id] = self._pool.submit(self._decode, blob_id)
-        fut.add_done_callback(lambda f: self._settle(blob_id, f))
-        return fut
+        return self.get_many([blob_id])[0]
 
-    def _settle(self, blob_id: bytes, fut: Future[Data]) -> None:
+    def get_many(self, ids: list[bytes]) -> list[Future[Data]]:
+        """A future for each chunk; those neither cached nor pending are decoded together."""
+        futures: list[Future[Data]] = []
+        todo: dict[bytes, Future[Data]] = {}
         with self._lock:
-            self._pending.pop(blob_id, None)
-            if fut.cancelled() or fut.exception() is not None:
-                return  # the next reader tries again
-            data = fut.result()
-            self._done[blob_id] = data
-            self._size += len(data)
+            for blob_id in ids:
+                fut = self._pending.get(blob_id) or todo.get(blob_id)
+                if fut is None:
+                    fut = Future()
+                    data = self._done.get(blob_id)
+                    if data is not None:
+                        self._done.move_to_end(blob_id)
+                        fut.set_result(data)
+                    else:
+                        todo[blob_id] = self._pending[blob_id] = fut
+                futures.append(fut)
+        if todo:
+            self._pool.submit(self._decode_group, todo)
+        return futures
+
+    def _decode_group(self, todo: dict[bytes, Future[Data]]) -> None:
+        try:
+            decoded = self._decode(list(todo))
+        except BaseException as e:  # every waiter hears of it; the next reader tries again
+            with self._lock:
+                for blob_id in todo:
+                    self._pending.pop(blob_id, None)
+            for fut in todo.values():
+                fut.set_exception(e)
+            return
+        with self._lock:
+            for blob_id, data in decoded.items():
+                self._pending.pop(blob_id, None)
+                self._done[blob_id] = data
+                self._size += len(data)
             while self._size > self._capacity and len(self._done) > 1:
                 _, old = self._done.popitem(last=False)
                 self._size -= len(old)
+        for blob_id, fut in todo.items():
+            fut.set_result(decoded[blob_id])
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -92,7 +118,7 @@ async def read(cache: ChunkCache, f: OpenFile, offset: int, size: int) -> bytes:
     if offset >= end:
         return b""
     first, last = chunk_at(f.starts, offset), chunk_at(f.starts, end - 1)
-    wanted = [cache.get(f.content[i]) for i in range(first, last + 1)]
+    wanted = cache.get_many(f.content[first : last + 1])
     if offset == f.next_offset or first == 0:
         _prefetch(cache, f, last + 1)
     f.next_offset = end
@@ -105,11 +131,23 @@ async def read(cache: ChunkCache, f: OpenFile, offset: int, size: int) -> bytes:
     return parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
 
 
+def prefetch_opened(cache: ChunkCache, f: OpenFile) -> None:
+    """A file was just opened: its first chunks are wanted before its first read arrives."""
+    _prefetch(cache, f, 0)
+
+
+def prefetch_heads(cache: ChunkCache, contents: list[list[bytes]]) -> None:
+    """The first chunks of the files a reader walking a directory will open next."""
+    for content in contents:
+        cache.get_many(content[:_HEAD_CHUNKS])
+
+
 def _prefetch(cache: ChunkCache, f: OpenFile, start: int) -> None:
     """Ask for the chunks that follow, up to a window ahead of the reader."""
-    i = max(start, f.fetched_to)
+    first = i = max(start, f.fetched_to)
     limit = f.starts[start] + _PREFETCH_BYTES if start < len(f.content) else 0
     while i < len(f.content) and f.starts[i] < limit:
-        cache.get(f.content[i])
         i += 1
+    for group in range(first, i, _GROUP_CHUNKS):  # groups, so that several threads decode
+        cache.get_many(f.content[group : min(group + _GROUP_CHUNKS, i)])
     f.fetched_to = max(f.fetched_to, i)

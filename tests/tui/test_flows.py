@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,14 @@ async def started(pilot: Pilot[Any]) -> SnapfsApp:
     return app
 
 
+@asynccontextmanager
+async def opened(app: SnapfsApp) -> AsyncIterator[Pilot[Any]]:
+    """The app running in a test terminal, past its opening (repository opened or failed)."""
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        yield pilot
+
+
 async def type_text(pilot: Pilot[Any], text: str) -> None:
     await pilot.press(*[{" ": "space", ",": "comma", "/": "slash"}.get(c, c) for c in text])
 
@@ -66,8 +76,7 @@ def test_wrong_password_asks_again(fixed_repo: list[Snapshot]) -> None:
 def test_missing_repository_does_not_crash(tmp_path: Path) -> None:
     async def flow() -> None:
         app = SnapfsApp(str(tmp_path / "nothing"), PASSWORD)
-        async with app.run_test(size=SIZE) as pilot:
-            await started(pilot)
+        async with opened(app) as pilot:
             assert "no repository" in str(app.home.query_one("#status").render())
             await pilot.press("c")  # acting without a repository only warns
             await settle(pilot)
@@ -83,8 +92,7 @@ def test_sort_and_filter(fixed_repo: list[Snapshot]) -> None:
 
     async def flow() -> None:
         app = SnapfsApp("repo", PASSWORD)
-        async with app.run_test(size=SIZE) as pilot:
-            await started(pilot)
+        async with opened(app) as pilot:
             table = app.home.table
             assert [s.id for s in table.rows_shown] == [newest.id, middle.id, oldest.id]
             await pilot.press("2")  # time again: oldest first
@@ -106,8 +114,7 @@ def test_sort_and_filter(fixed_repo: list[Snapshot]) -> None:
 def test_create_makes_a_tagged_snapshot(repo_path: Path, lake_tree: Path) -> None:
     async def flow() -> None:
         app = SnapfsApp(str(repo_path), PASSWORD)
-        async with app.run_test(size=SIZE) as pilot:
-            await started(pilot)
+        async with opened(app) as pilot:
             await pilot.press("c")
             screen = app.screen
             assert isinstance(screen, CreateScreen)
@@ -131,8 +138,7 @@ def test_create_makes_a_tagged_snapshot(repo_path: Path, lake_tree: Path) -> Non
 def test_cancel_saves_no_snapshot(repo_path: Path, lake_tree: Path) -> None:
     async def flow() -> None:
         app = SnapfsApp(str(repo_path), PASSWORD)
-        async with app.run_test(size=SIZE) as pilot:
-            await started(pilot)
+        async with opened(app) as pilot:
             await pilot.press("c")
             screen = app.screen
             assert isinstance(screen, CreateScreen)
@@ -167,8 +173,7 @@ def test_restore_marked_entries(repo_path: Path, lake_tree: Path, tmp_path: Path
 
     async def flow() -> None:
         app = SnapfsApp(str(repo_path), PASSWORD)
-        async with app.run_test(size=SIZE) as pilot:
-            await started(pilot)
+        async with opened(app) as pilot:
             await pilot.press("enter")
             browser = app.screen
             assert isinstance(browser, BrowserScreen)
@@ -205,8 +210,7 @@ def test_restore_whole_snapshot(repo_path: Path, lake_tree: Path, tmp_path: Path
 
     async def flow() -> None:
         app = SnapfsApp(str(repo_path), PASSWORD)
-        async with app.run_test(size=SIZE) as pilot:
-            await started(pilot)
+        async with opened(app) as pilot:
             await pilot.press("r")
             screen = app.screen
             assert isinstance(screen, RestoreScreen)
@@ -228,8 +232,7 @@ def test_large_directory_opens_a_page_at_a_time(tmp_path: Path, monkeypatch: Any
 
     async def flow() -> None:
         app = SnapfsApp(str(tmp_path / "wide"), PASSWORD)
-        async with app.run_test(size=SIZE) as pilot:
-            await started(pilot)
+        async with opened(app) as pilot:
             await pilot.press("enter")
             browser = app.screen
             assert isinstance(browser, BrowserScreen)
@@ -256,8 +259,7 @@ def test_prune_removes_what_the_preview_said(fixed_repo: list[Snapshot]) -> None
 
     async def flow() -> tuple[int, int]:
         app = SnapfsApp("repo", PASSWORD)
-        async with app.run_test(size=SIZE) as pilot:
-            await started(pilot)
+        async with opened(app) as pilot:
             await pilot.press("f")
             screen = app.screen
             assert isinstance(screen, ForgetScreen)
@@ -308,8 +310,7 @@ def _changes(screen: DiffScreen) -> set[tuple[str, str]]:
 def test_diff_of_two_marked_snapshots(fixed_repo: list[Snapshot]) -> None:
     async def flow() -> None:
         app = SnapfsApp("repo", PASSWORD)
-        async with app.run_test(size=SIZE) as pilot:
-            await started(pilot)
+        async with opened(app) as pilot:
             await pilot.press("space", "down", "down", "space", "d")
             screen = app.screen
             assert isinstance(screen, DiffScreen)
@@ -357,8 +358,7 @@ def test_mount_and_unmount_run_the_cli(
 
     async def flow() -> None:
         app = SnapfsApp("repo", PASSWORD, snapfs_command=[sys.executable, str(fake)])
-        async with app.run_test(size=SIZE) as pilot:
-            await started(pilot)
+        async with opened(app) as pilot:
             await pilot.press("m")
             screen = app.screen
             assert isinstance(screen, MountScreen)
@@ -392,8 +392,7 @@ def test_mount_and_unmount_run_the_cli(
 def test_help_and_command_palette(fixed_repo: list[Snapshot]) -> None:
     async def flow() -> None:
         app = SnapfsApp("repo", PASSWORD)
-        async with app.run_test(size=SIZE) as pilot:
-            await started(pilot)
+        async with opened(app) as pilot:
             await pilot.press("f1")
             assert isinstance(app.screen, HelpScreen)
             await pilot.press("escape")
