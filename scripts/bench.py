@@ -419,6 +419,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--json", type=Path, default=Path("bench-results/latest.json"))
     parser.add_argument("--tools", default="snapfs,restic,borg")
+    parser.add_argument("--no-s3", action="store_true", help="leave out the SeaweedFS rows")
     parser.add_argument(
         "--prune-snapshots",
         type=int,

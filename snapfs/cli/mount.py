@@ -24,7 +24,7 @@ _READY = b"ready\n"
 @click.argument("snapshot", required=False)
 @click.option("-f", "--foreground", is_flag=True, help="Stay in the foreground until unmounted.")
 @click.option(
-    "--cache-size", default=256, show_default=True, metavar="MB", help="Decoded-chunk cache."
+    "--cache-size", default=128, show_default=True, metavar="MB", help="Decoded-chunk cache."
 )
 @click.option("--allow-other", is_flag=True, help="Let other users read the mount.")
 @click.option("--ready-fd", type=int, hidden=True)
