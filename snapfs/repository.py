@@ -48,7 +48,7 @@ PACK_TARGET = 16 * 1024 * 1024
 _COALESCE_GAP = 256 * 1024
 _RANGE_MAX = 4 * 1024 * 1024  # smaller ranges spread decoding over the threads sooner
 _INDEX_EVERY_PACKS = 64
-_READ_IN_FLIGHT = 48 * 1024 * 1024
+_READ_IN_FLIGHT = 24 * 1024 * 1024  # bytes of ranges fetched ahead: speed vs. memory
 _PACKS_PER_INDEX_FILE = 512
 T = TypeVar("T")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -56,6 +57,7 @@ class _File:
     path: bytes
     node: Node
     remaining: int = 0
+    created: bool = False  # made (and sized) by the first writer that needs it
 
 
 class Restore:
@@ -72,6 +74,7 @@ class Restore:
         self.links: list[tuple[bytes, bytes]] = []
         self._primaries: dict[tuple[int, int], bytes] = {}
         self._lock = threading.Lock()
+        self._create_lock = threading.Lock()
 
     def _warn(self, path: bytes, message: str) -> None:
         with self._lock:
@@ -119,18 +122,19 @@ class Restore:
                 self.links.append((primary, path))
                 return
             self._primaries[key] = path
-        if _already_restored(path, node):
-            self.summary.skipped += 1
-            self.summary.files += 1
-            return
-        if os.path.islink(path) or (os.path.lexists(path) and not os.path.isfile(path)):
-            _remove(path)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
-            os.ftruncate(fd, 0)
-            os.ftruncate(fd, node.size)
-        finally:
-            os.close(fd)
+            st: os.stat_result | None = os.lstat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and stat.S_ISREG(st.st_mode):
+            if st.st_size == node.size and st.st_mtime_ns == node.mtime_ns:
+                self.summary.skipped += 1  # restored by an earlier, interrupted run
+                self.summary.files += 1
+                return
+        elif st is not None:
+            _remove(path)
+        # Created later, by the writer that first needs it: creating thousands of files here
+        # would hold up the first reads of the repository.
         self.files.append(_File(path, node, len(node.content)))
 
     # -- pass 2: contents ----------------------------------------------------------------
@@ -176,10 +180,10 @@ class Restore:
     ) -> None:
         zero = data[:1] == b"\0" and data.count(0) == len(data)
         for f, offset in places:
+            fd = fds.get(f.path)
+            if fd is None:
+                fd = fds[f.path] = self._open(f)
             if not zero:
-                fd = fds.get(f.path)
-                if fd is None:
-                    fd = fds[f.path] = os.open(f.path, os.O_WRONLY)
                 os.pwrite(fd, data, offset)
             self.emit(BytesDone(len(data)))
             with self._lock:
@@ -191,7 +195,24 @@ class Restore:
                     os.close(fd)  # before the metadata: closing must not touch the mtime
                 self._file_done(f)
 
+    def _open(self, f: _File) -> int:
+        """A descriptor for writing ``f``; the first caller creates it at its full size."""
+        with self._create_lock:
+            if f.created:
+                return os.open(f.path, os.O_WRONLY)
+            fd = os.open(f.path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.ftruncate(fd, 0)
+                os.ftruncate(fd, f.node.size)
+            except OSError:
+                os.close(fd)
+                raise
+            f.created = True
+            return fd
+
     def _file_done(self, f: _File) -> None:
+        if not f.created:  # no content to write: an empty file
+            os.close(self._open(f))
         self._finish_metadata(f.path, f.node)
         with self._lock:
             self.summary.files += 1
@@ -229,14 +250,6 @@ class Restore:
                         shown = f.path.decode("utf-8", "surrogateescape")
                         self.summary.verify_errors.append(f"{shown}: content differs")
                         break
-
-
-def _already_restored(path: bytes, node: Node) -> bool:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return False
-    return st.st_size == node.size and st.st_mtime_ns == node.mtime_ns and os.path.isfile(path)
 
 
 def _remove(path: bytes) -> None:

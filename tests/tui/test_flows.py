@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -386,6 +387,41 @@ def test_mount_and_unmount_run_the_cli(
         ["umount", where],
     ]
     assert all(c["password"] == PASSWORD and PASSWORD not in c["argv"] for c in calls)
+
+
+def test_mount_from_the_tui_is_a_real_mount(
+    repo_path: Path, lake_tree: Path, tmp_path: Path
+) -> None:
+    backup_of(repo_path, lake_tree)
+    where = tmp_path / "real-mnt"
+    where.mkdir()
+    inside = where / lake_tree.relative_to("/") / "small.txt"
+    seen: list[bytes] = []
+
+    def mounted() -> bool:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            return any(line.split()[4] == str(where) for line in f)
+
+    async def flow() -> None:
+        app = SnapfsApp(str(repo_path), PASSWORD)
+        async with opened(app) as pilot:
+            await pilot.press("m")
+            screen = app.screen
+            assert isinstance(screen, MountScreen)
+            screen.query_one("#mountpoint").value = str(where)  # type: ignore[attr-defined]
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: str(where) in app.session.mounts.active, timeout=60)  # type: ignore[union-attr]
+            seen.append(inside.read_bytes())  # read by this process, served by the child
+            await pilot.press("ctrl+t")
+            await wait_for(pilot, lambda: not app.session.mounts.active, timeout=60)  # type: ignore[union-attr]
+
+    try:
+        run(flow())
+    finally:
+        if mounted():
+            subprocess.run(["fusermount3", "-u", str(where)], check=False)
+    assert seen == [(lake_tree / "small.txt").read_bytes()]
+    assert not mounted()
 
 
 # -- help and the palette -------------------------------------------------------------
