@@ -318,11 +318,13 @@ def s3_run(tool: Tool, work: Path, lake: Path, size: int) -> dict[str, object]:
         drop_caches()
         m = run(["snapfs", "-q", "-r", repo, "backup", str(lake)], env)
         tool.record("S3 first backup s", m.seconds)
+        tool.record("S3 backup peak RSS MB", m.peak_rss_mb)
         out = work / "restore-s3"
         out.mkdir()
         drop_caches()
         m = run(["snapfs", "-q", "-r", repo, "restore", "latest", "--target", str(out)], env)
         tool.record("S3 full restore s", m.seconds)
+        tool.record("S3 restore peak RSS MB", m.peak_rss_mb)
         shutil.rmtree(out)
         with FaultProxy(server.s3_port) as proxy:
             counted = {**tool.env, **server.env(proxy.url)}
@@ -376,6 +378,8 @@ ROWS = [
     ("peak RSS, mount MB", "mount peak RSS MB", "size"),
     ("S3 (SeaweedFS, loopback): first backup MB/s", "S3 first backup s", "throughput"),
     ("S3 (SeaweedFS, loopback): full restore MB/s", "S3 full restore s", "throughput"),
+    ("peak RSS, S3 backup MB", "S3 backup peak RSS MB", "size"),
+    ("peak RSS, S3 restore MB", "S3 restore peak RSS MB", "size"),
     ("forget --keep-last 10 + prune s", "prune s", "time"),
     ("peak RSS, prune MB", "prune peak RSS MB", "size"),
     ("prune freed MB", "prune freed MB", "size"),

@@ -170,7 +170,13 @@ class Restore:
         fds: dict[bytes, int] = {}
         try:
             for data, places in work:
-                self._write_blob(data, places, fds)
+                try:
+                    self._write_blob(data, places, fds)
+                except OSError as e:  # pwrite and ftruncate name no file: say which
+                    if e.filename is not None:
+                        raise
+                    where = places[0][0].path.decode("utf-8", "surrogateescape")
+                    raise OSError(e.errno, e.strerror, where) from None
         finally:
             for fd in fds.values():
                 os.close(fd)

@@ -188,7 +188,7 @@ def main() -> None:
         click.echo(f"snapfs: {e}", err=True)
         sys.exit(exit_code(e))
     except OSError as e:
-        where = f" {e.filename}" if e.filename else ""
+        where = f" {os.fsdecode(e.filename)}:" if e.filename else ""
         click.echo(f"snapfs:{where} {e.strerror or e}", err=True)
         sys.exit(EXIT_ERROR)
     except Exception as e:  # the last line of defence: one line, never a traceback

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,54 @@ def test_repository_init_twice_fails(repo_path: Path) -> None:
         assert str(e) == "a repository already exists there"
     else:
         raise AssertionError("init over an existing repository succeeded")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs: a real full disk, for root (the test machines run as root)."""
+    point = tmp_path / "small-disk"
+    point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(point)],
+                             capture_output=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.decode().strip()}")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_loses_nothing(
+    cli: Cli, small_disk: Path, tmp_path: Path
+) -> None:
+    repo = small_disk / "repo"
+    Repository.init(LocalBackend(repo), PASSWORD, kdf=CHEAP_KDF).close()
+    cli.repo = repo
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "small.txt").write_text("fits\n")
+    cli.run("backup", str(src), check=True)
+    (src / "big.bin").write_bytes(os.urandom(6 * 1024 * 1024))
+    full = cli.run("backup", str(src))
+    assert full.returncode == 1
+    line = _one_line(full.stderr)
+    assert line.startswith(f"snapfs: cannot write {repo}/data/"), line
+    assert line.endswith(": No space left on device"), line
+    assert not [p for p in repo.rglob("*") if ".tmp" in p.name]  # no half-written objects
+    assert cli.run("check").returncode == 0
+    out = tmp_path / "out"
+    cli.run("restore", "latest", "--target", str(out), check=True)
+    assert (out / str(src).lstrip("/") / "small.txt").read_text() == "fits\n"
+    assert not (out / str(src).lstrip("/") / "big.bin").exists()
+    # And a restore onto a full disk says so in one line too.
+    target = small_disk / "target"
+    bigsrc = tmp_path / "bigsrc"
+    bigsrc.mkdir()
+    (bigsrc / "big.bin").write_bytes(os.urandom(6 * 1024 * 1024))
+    cli.repo = tmp_path / "repo2"
+    Repository.init(LocalBackend(cli.repo), PASSWORD, kdf=CHEAP_KDF).close()
+    cli.run("backup", str(bigsrc), check=True)
+    restored = cli.run("restore", "latest", "--target", str(target))
+    assert restored.returncode == 1
+    where = target / str(bigsrc).lstrip("/") / "big.bin"
+    assert _one_line(restored.stderr) == f"snapfs: {where}: No space left on device"
