@@ -309,6 +309,7 @@ def s3_run(tool: Tool, work: Path, lake: Path, size: int) -> dict[str, object]:
 
     if weed_binary() is None:
         return {}
+    shutil.rmtree(work / "seaweedfs", ignore_errors=True)  # each run starts from empty
     server = SeaweedFS(work / "seaweedfs")
     server.start()
     try:
