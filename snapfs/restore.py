@@ -203,6 +203,8 @@ class Restore:
 
     def _open(self, f: _File) -> int:
         """A descriptor for writing ``f``; the first caller creates it at its full size."""
+        if f.created:  # set once, under the lock, before any other writer may open it
+            return os.open(f.path, os.O_WRONLY)
         with self._create_lock:
             if f.created:
                 return os.open(f.path, os.O_WRONLY)

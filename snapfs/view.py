@@ -133,16 +133,13 @@ class View:
         """Whether the snapshot list is due to be read again (the whole-repository layout)."""
         return not self.single and time.monotonic() - self._refreshed >= _REFRESH_SECONDS
 
-    def refresh(self) -> bool:
-        """Re-read the snapshot list when it may be stale; whether the layout changed."""
+    def refresh(self) -> None:
+        """Re-read the snapshot list when it may be stale, updating the layout in place."""
         if not self.stale:
-            return False
+            return
         self._refreshed = time.monotonic()
         assert isinstance(self.root, VirtualDir)
-        before = set(self.root.entries[b"snapshots"].entries)  # type: ignore[union-attr]
-        fresh = repository_layout(self._repo.snapshots())
-        _merge(self.root, fresh)
-        return before != set(self.root.entries[b"snapshots"].entries)  # type: ignore[union-attr]
+        _merge(self.root, repository_layout(self._repo.snapshots()))
 
     def children(self, item: Item) -> list[Item]:
         """The entries of a directory, sorted by name as bytes."""

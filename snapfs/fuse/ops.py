@@ -69,9 +69,8 @@ class SnapshotOperations(pyfuse3.Operations):
         virtual = inode.snapshot == 0 or (ino == inode.snapshot and not self._view.single)
         attr.st_uid, attr.st_gid = (self._uid, self._gid) if virtual else (node.uid, node.gid)
         attr.st_rdev = node.rdev
-        attr.st_size = len(node.target) if node.type == SYMLINK else node.size
-        if node.type == DIR:
-            attr.st_size = 0
+        sizes = {DIR: 0, SYMLINK: len(node.target)}
+        attr.st_size = sizes.get(node.type, node.size)
         attr.st_blksize = 128 * 1024
         attr.st_blocks = (attr.st_size + 511) // 512
         attr.st_mtime_ns = attr.st_atime_ns = node.mtime_ns
