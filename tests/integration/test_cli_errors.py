@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -85,9 +88,33 @@ def test_flipped_byte_is_found_by_check_and_names_files(
     assert line.startswith("snapfs: blob ") and line.endswith(f"in pack {biggest[:16]} is damaged")
 
 
+@contextmanager
+def _traversable_by_others(*paths: Path) -> Iterator[None]:
+    """Let another user reach these paths (a checkout in a mode-700 temp dir, as CI makes);
+    the modes are put back afterwards."""
+    changed: list[tuple[Path, int]] = []
+    for path in paths:
+        for d in [path, *path.parents]:
+            mode = d.stat().st_mode
+            if d.is_dir() and not mode & stat.S_IXOTH:
+                changed.append((d, mode))
+                os.chmod(d, mode | stat.S_IXOTH)
+    try:
+        yield
+    finally:
+        for d, mode in reversed(changed):
+            os.chmod(d, stat.S_IMODE(mode))
+
+
 def test_unreadable_file_warns_and_exits_3(cli: Cli) -> None:
     """Run as nobody (root reads everything), in a directory nobody may enter."""
     base = Path(tempfile.mkdtemp(prefix="snapfs-nobody-", dir="/tmp"))
+    checkout = Path(__file__).resolve().parents[2]
+    with _traversable_by_others(checkout, Path(sys.prefix)):
+        _unreadable_file_as_nobody(cli, base)
+
+
+def _unreadable_file_as_nobody(cli: Cli, base: Path) -> None:
     try:
         os.chmod(base, 0o777)
         src, repo = base / "src", base / "repo"
