@@ -15,7 +15,7 @@ import os
 import socket
 import struct
 import threading
-from collections import OrderedDict, defaultdict, deque
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -48,7 +48,6 @@ PACK_TARGET = 16 * 1024 * 1024
 _COALESCE_GAP = 256 * 1024
 _RANGE_MAX = 4 * 1024 * 1024  # smaller ranges spread decoding over the threads sooner
 _INDEX_EVERY_PACKS = 64
-_READ_IN_FLIGHT = 24 * 1024 * 1024  # bytes of ranges fetched ahead: speed vs. memory
 _PACKS_PER_INDEX_FILE = 512
 T = TypeVar("T")
 
@@ -234,39 +233,34 @@ class Repository:
             raise IntegrityError(f"blob {blob_id.hex()[:16]} in pack {pack_id[:16]} is damaged")
         return data
 
-    def read_blobs(
-        self, ids: Iterable[bytes], max_in_flight: int = _READ_IN_FLIGHT
-    ) -> Iterator[tuple[bytes, Data]]:
-        """Every blob of ``ids`` (each once), in an order of the repository's choosing: pack by
-        pack, with neighbouring blobs fetched in one coalesced range read, decoded and
-        verified on threads. At most ``max_in_flight`` bytes of ranges are being fetched or
-        waiting to be consumed, so memory stays flat."""
-        for batch in self.read_blob_batches(ids, max_in_flight):
-            yield from batch
-
-    def read_blob_batches(
-        self, ids: Iterable[bytes], max_in_flight: int = _READ_IN_FLIGHT
-    ) -> Iterator[list[tuple[bytes, Data]]]:
-        """As ``read_blobs``, a coalesced range at a time (neighbours in a pack), for callers
-        whose per-item overhead matters."""
-        pending: deque[tuple[int, Future[list[tuple[bytes, Data]]]]] = deque()
-        in_flight = 0
-        for rng in self._plan_ranges(ids):
-            while pending and in_flight + rng[2] > max_in_flight:
-                size, fut = pending.popleft()
-                in_flight -= size
-                yield fut.result()
-            pending.append((rng[2], self._pool.submit(self._read_range, *rng)))
-            in_flight += rng[2]
-        for _size, fut in pending:
-            yield fut.result()
+    def read_blob_ranges(
+        self,
+        ids: Iterable[bytes],
+        consume: Callable[[Iterator[tuple[bytes, Data]]], None],
+        threads: int | None = None,
+    ) -> None:
+        """Hand every blob of ``ids`` (each once) to ``consume``, which runs on ``threads``
+        read threads, once per coalesced range of neighbouring blobs in a pack. Each blob is
+        decoded and verified only as ``consume`` iterates to it, so what it does with those
+        bytes runs while they are still in the CPU's cache: a restore that wrote blobs
+        decoded earlier on other threads spent twice the kernel time copying them."""
+        ranges = self._plan_ranges(ids)
+        with ThreadPoolExecutor(threads or self.backend.connections, "snapfs-range") as pool:
+            # A generator runs where it is iterated: on the worker, inside ``consume``.
+            futures = [pool.submit(consume, self._decode_range(*r)) for r in ranges]
+            try:
+                for fut in futures:
+                    fut.result()
+            finally:
+                for fut in futures:
+                    fut.cancel()
 
     def read_blob_group(self, ids: Iterable[bytes]) -> dict[bytes, Data]:
         """The blobs of ``ids``, read now on the calling thread with coalesced range reads,
         for callers that run their own threads (the mount's decoder)."""
         out: dict[bytes, Data] = {}
         for rng in self._plan_ranges(ids):
-            out.update(self._read_range(*rng))
+            out.update(self._decode_range(*rng))
         return out
 
     def _plan_ranges(
@@ -290,18 +284,18 @@ class Repository:
             ranges.append((pack_id, start, end - start, group))
         return ranges
 
-    def _read_range(
+    def _decode_range(
         self, pack_id: str, start: int, length: int, blobs: list[tuple[bytes, IndexEntry]]
-    ) -> list[tuple[bytes, Data]]:
+    ) -> Iterator[tuple[bytes, Data]]:
         try:
             data = memoryview(self.backend.get_range(pack_key(pack_id), start, length))
         except NotFound:  # a prune moved these blobs: read them one by one from the new index
-            return [(blob_id, self.read_blob(blob_id)) for blob_id, _e in blobs]
-        out = []
+            for blob_id, _e in blobs:
+                yield blob_id, self.read_blob(blob_id)
+            return
         for blob_id, e in blobs:
             sealed = data[e.offset - start : e.offset - start + e.length]
-            out.append((blob_id, self._open_blob(blob_id, sealed, pack_id)))
-        return out
+            yield blob_id, self._open_blob(blob_id, sealed, pack_id)
 
     # -- trees and snapshots -------------------------------------------------------------
     def load_tree(self, tree_id: bytes) -> Tree:

@@ -14,8 +14,7 @@ import shutil
 import stat
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -29,9 +28,6 @@ from snapfs.snapshot import Snapshot
 from snapfs.tree import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, Tree
 from snapfs.walk import PathFilter, walk
 
-_WRITERS = 2
-_WRITES_IN_FLIGHT = 4  # batches (coalesced ranges of up to about 4 MiB)
-
 
 class RestoreSource(Protocol):
     key: MasterKey
@@ -39,7 +35,12 @@ class RestoreSource(Protocol):
     def lock(self, kind: str) -> AbstractContextManager[object]: ...
     def load_tree(self, tree_id: bytes) -> Tree: ...
     def blob_entry(self, blob_id: bytes) -> IndexEntry: ...
-    def read_blob_batches(self, ids: Iterable[bytes]) -> Iterator[list[tuple[bytes, Data]]]: ...
+    def read_blob_ranges(
+        self,
+        ids: Iterable[bytes],
+        consume: Callable[[Iterator[tuple[bytes, Data]]], None],
+        threads: int | None = None,
+    ) -> None: ...
 
 
 @dataclass
@@ -58,6 +59,7 @@ class _File:
     node: Node
     remaining: int = 0
     created: bool = False  # made (and sized) by the first writer that needs it
+    stale: bool = False  # an earlier, interrupted restore left a partial copy
 
 
 class Restore:
@@ -133,14 +135,15 @@ class Restore:
                 return
         elif st is not None:
             _remove(path)
+            st = None
         # Created later, by the writer that first needs it: creating thousands of files here
         # would hold up the first reads of the repository.
-        self.files.append(_File(path, node, len(node.content)))
+        self.files.append(_File(path, node, len(node.content), stale=st is not None))
 
     # -- pass 2: contents ----------------------------------------------------------------
     def write_contents(self) -> None:
-        """Blobs arrive decoded from the repository's read threads; a small pool writes them,
-        so decoding, hashing and ``pwrite`` overlap on every core."""
+        """Each blob is written by the read thread that decoded it, straight away: bytes
+        still in the CPU's cache are copied into the page cache at half the cost."""
         targets: dict[bytes, list[tuple[_File, int]]] = defaultdict(list)
         total = 0
         for f in self.files:
@@ -152,24 +155,17 @@ class Restore:
             if not f.node.content:
                 self._file_done(f)
         self.emit(Planned(len(self.files), total))
-        slots = threading.BoundedSemaphore(_WRITES_IN_FLIGHT)
-        with ThreadPoolExecutor(_WRITERS, "snapfs-restore") as pool:
-            pending = []
-            for batch in self.repo.read_blob_batches(list(targets)):
-                work = [(data, targets.pop(blob_id)) for blob_id, data in batch]
-                slots.acquire()
-                fut = pool.submit(self._write_batch, work)
-                fut.add_done_callback(lambda _f: slots.release())
-                pending.append(fut)
-            for fut in pending:
-                fut.result()
+        self.repo.read_blob_ranges(list(targets), lambda blobs: self._write_range(blobs, targets))
 
-    def _write_batch(self, work: list[tuple[Data, list[tuple[_File, int]]]]) -> None:
+    def _write_range(
+        self, blobs: Iterator[tuple[bytes, Data]], targets: dict[bytes, list[tuple[_File, int]]]
+    ) -> None:
         """Write a range's blobs; neighbours mostly belong to one file, so its descriptor
-        is opened once for the batch."""
+        is opened once for the range."""
         fds: dict[bytes, int] = {}
         try:
-            for data, places in work:
+            for blob_id, data in blobs:
+                places = targets[blob_id]
                 try:
                     self._write_blob(data, places, fds)
                 except OSError as e:  # pwrite and ftruncate name no file: say which
@@ -210,7 +206,8 @@ class Restore:
                 return os.open(f.path, os.O_WRONLY)
             fd = os.open(f.path, os.O_WRONLY | os.O_CREAT, 0o600)
             try:
-                os.ftruncate(fd, 0)
+                if f.stale:  # not on new files: ext4 flushes a file truncated to 0 on close
+                    os.ftruncate(fd, 0)
                 os.ftruncate(fd, f.node.size)
             except OSError:
                 os.close(fd)
