@@ -1,8 +1,13 @@
-"""Objects as files under a directory: temp file, fsync, link or rename, fsync of the directory."""
+"""Objects as files under a directory: temp file, fsync, link or rename, fsync of the directory.
+
+Objects of 1 MiB and more (packs) are written with O_DIRECT from a reused page-aligned buffer:
+they are written once and read rarely, and copying them into fresh page-cache pages cost a
+backup more CPU time than compressing them."""
 
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import threading
 from collections.abc import Iterator
@@ -13,6 +18,23 @@ from snapfs.errors import BackendError
 from snapfs.store.base import AlreadyExists, NotFound, ObjectInfo
 
 _TMP_PREFIX = ".tmp-"
+_DIRECT_MIN = 1 << 20
+_ALIGN = 4096  # O_DIRECT wants buffer, offset and length aligned to the device's blocks
+_GROW = 4 << 20  # packs vary in size by a chunk: one buffer serves them all
+
+
+class _AlignedBuffer(threading.local):
+    """One page-aligned buffer per writing thread, kept: its pages stay mapped."""
+
+    buf: mmap.mmap | None = None
+
+    def get(self, size: int) -> mmap.mmap:
+        if self.buf is None or len(self.buf) < size:
+            self.buf = mmap.mmap(-1, -(-size // _GROW) * _GROW)
+        return self.buf
+
+
+_aligned = _AlignedBuffer()
 
 
 class LocalBackend:
@@ -60,6 +82,8 @@ class LocalBackend:
 
     @staticmethod
     def _write_synced(tmp: Path, data: Buffer) -> None:
+        if len(data) >= _DIRECT_MIN and _write_direct(tmp, data):
+            return
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             view = memoryview(data)
@@ -135,6 +159,36 @@ class LocalBackend:
 
     def close(self) -> None:
         pass
+
+
+def _write_direct(tmp: Path, data: Buffer) -> bool:
+    """Write ``data`` to the new file ``tmp`` bypassing the page cache, padded to whole blocks
+    and then truncated; False, with no file left, where the filesystem refuses O_DIRECT."""
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o600)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        return False
+    size = len(data)
+    padded = -(-size // _ALIGN) * _ALIGN
+    buf = _aligned.get(padded)
+    buf[:size] = data
+    buf[size:padded] = bytes(padded - size)
+    try:
+        view = memoryview(buf)[:padded]
+        while view:
+            view = view[os.write(fd, view) :]
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    except OSError as e:
+        os.close(fd)
+        if e.errno != errno.EINVAL:
+            raise
+        os.unlink(tmp)
+        return False
+    os.close(fd)
+    return True
 
 
 def _fsync_dir(directory: Path) -> None:
