@@ -4,7 +4,7 @@ import click
 
 from snapfs.backup import backup
 from snapfs.cli.main import EXIT_OK, EXIT_PARTIAL, Context, pass_ctx
-from snapfs.cli.render import emit_json, progress, size, stderr
+from snapfs.cli.render import emit_json, progress, say, size
 from snapfs.events import Event, FileWarning
 from snapfs.progress import Tally
 
@@ -51,7 +51,7 @@ def command(
             if as_json:
                 emit_json({"message_type": "error", "item": event.path, "error": event.error})
             else:
-                stderr.print(f"warning: {event.path}: {event.error}", markup=False, highlight=False)
+                say(f"warning: {event.path}: {event.error}")
 
     with repo, progress(tally, "backup", enabled=not ctx.quiet, json_lines=as_json):
         snap = backup(

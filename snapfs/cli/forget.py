@@ -133,8 +133,8 @@ def _show_plan(plan: dict[tuple[object, ...], list[Decision]], groups: tuple[str
             verdict = "keep" if d.keep else ("would remove" if dry_run else "remove")
             table.add_row(d.snapshot.short_id, d.snapshot.datetime.strftime("%Y-%m-%d %H:%M:%S"),
                           ",".join(d.snapshot.tags), verdict, ", ".join(d.reasons))  # fmt: skip
-        stdout.print(table)
+        stdout().print(table)
         kept = sum(d.keep for d in decisions)
-        stdout.print(
+        stdout().print(
             f"{kept} kept, {len(decisions) - kept} {'to remove' if dry_run else 'removed'}\n"
         )

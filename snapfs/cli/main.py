@@ -7,6 +7,7 @@ S3 credentials refused or an endpoint unreachable after retries: 1.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from dataclasses import dataclass
@@ -92,8 +93,45 @@ class Context:
 
 pass_ctx = click.make_pass_decorator(Context)
 
+# verb -> (module under snapfs.cli, attribute)
+_COMMANDS = {
+    "backup": ("backup", "command"),
+    "check": ("check", "command"),
+    "diff": ("diff", "command"),
+    "dump": ("dump", "command"),
+    "forget": ("forget", "command"),
+    "init": ("init", "command"),
+    "ls": ("ls", "command"),
+    "mount": ("mount", "command"),
+    "prune": ("prune", "command"),
+    "restore": ("restore", "command"),
+    "snapshots": ("snapshots", "command"),
+    "stats": ("stats", "command"),
+    "tui": ("tui", "command"),
+    "umount": ("mount", "umount_command"),
+    "undelete": ("prune", "undelete_command"),
+    "unlock": ("unlock", "command"),
+}
+
+
+class _LazyGroup(click.Group):
+    """Imports a verb's module only when that verb runs (or help lists it): a nightly
+    ``snapfs backup`` starts without loading what mount, prune or the TUI need."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = _COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        module = importlib.import_module(f"snapfs.cli.{where[0]}")
+        command: click.Command = getattr(module, where[1])
+        return command
+
 
 @click.group(
+    cls=_LazyGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="""\b
 Examples:
@@ -135,34 +173,6 @@ def cli(
 ) -> None:
     """snapfs: deduplicated, encrypted snapshots of data lakes, mountable read-only."""
     ctx.obj = Context(repo, password_file, quiet, s3_endpoint)
-
-
-def _register() -> None:
-    from snapfs.cli import (
-        backup,
-        check,
-        diff,
-        dump,
-        forget,
-        init,
-        ls,
-        mount,
-        prune,
-        restore,
-        snapshots,
-        stats,
-        tui,
-        unlock,
-    )  # fmt: skip
-
-    for module in (init, backup, snapshots, ls, dump, restore, diff, stats, check, forget,
-                   prune, unlock, mount, tui):  # fmt: skip
-        cli.add_command(module.command)
-    cli.add_command(prune.undelete_command)
-    cli.add_command(mount.umount_command)
-
-
-_register()
 
 
 def exit_code(error: SnapfsError) -> int:

@@ -1,4 +1,6 @@
-"""Rendering for the CLI: rich progress fed from a Tally, tables, sizes, JSON lines."""
+"""Rendering for the CLI: rich progress fed from a Tally, tables, sizes, JSON lines.
+
+rich loads on first use: a quiet or --json run never pays for it."""
 
 from __future__ import annotations
 
@@ -7,26 +9,35 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from snapfs.humanize import size
 from snapfs.progress import Tally
 
-__all__ = ["emit_json", "progress", "size", "stderr", "stdout"]
+if TYPE_CHECKING:
+    from rich.console import Console
 
-stderr = Console(stderr=True)
-stdout = Console()
+__all__ = ["emit_json", "progress", "say", "size", "stderr", "stdout"]
+
+
+@cache
+def stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def say(line: str) -> None:
+    """One plain line on stderr (above a live progress bar, if one is drawn)."""
+    stderr().print(line, markup=False, highlight=False)
+
+
+@cache
+def stdout() -> Console:
+    from rich.console import Console
+
+    return Console()
 
 
 def emit_json(obj: Any) -> None:
@@ -43,9 +54,19 @@ def progress(
         with _json_status(tally, label):
             yield
         return
-    if not enabled or not stderr.is_terminal:
+    if not enabled or not sys.stderr.isatty():
         yield
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -54,7 +75,7 @@ def progress(
         TextColumn("{task.fields[files]} files"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=stderr,
+        console=stderr(),
         transient=True,
     )
     with bar:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import click
 
 from snapfs.cli.main import EXIT_ERROR, EXIT_OK, Context, pass_ctx
-from snapfs.cli.render import emit_json, progress, size, stderr
+from snapfs.cli.render import emit_json, progress, say, size
 from snapfs.events import Event, FileWarning
 from snapfs.progress import Tally
 from snapfs.restore import restore
@@ -47,7 +47,7 @@ def command(
     def on_event(event: Event) -> None:
         tally(event)
         if isinstance(event, FileWarning):
-            stderr.print(f"warning: {event.path}: {event.error}", markup=False, highlight=False)
+            say(f"warning: {event.path}: {event.error}")
 
     with ctx.open() as repo:
         snap = repo.find_snapshot(snapshot)
@@ -62,7 +62,7 @@ def command(
                 on_event=on_event,
             )
     for line in summary.verify_errors:
-        stderr.print(f"verify: {line}", markup=False, highlight=False)
+        say(f"verify: {line}")
     if as_json:
         emit_json(
             {

@@ -46,5 +46,5 @@ def command(ctx: Context, as_json: bool) -> None:
             size(s.summary.bytes),
             size(s.summary.bytes_added),
         )
-    stdout.print(table)
-    stdout.print(f"{len(snaps)} snapshots")
+    stdout().print(table)
+    stdout().print(f"{len(snaps)} snapshots")
