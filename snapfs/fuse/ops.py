@@ -28,7 +28,7 @@ log = logging.getLogger("snapfs.fuse")
 _SNAPSHOT_TIMEOUT = 24 * 3600.0  # a snapshot never changes
 _LAYOUT_TIMEOUT = 1.0  # the snapshot list does, when backups run
 _INLINE_CHUNKS = 64
-_NEXT_FILES = 4
+_NEXT_FILES = 32  # siblings whose first chunks one task decodes ahead of their opens
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 
 P = ParamSpec("P")
@@ -55,7 +55,8 @@ class SnapshotOperations(pyfuse3.Operations):
         self.inodes = InodeTable(view.root, single_snapshot=view.single)
         self._files: dict[int, OpenFile] = {}
         self._dirs: dict[int, tuple[int, list[Item]]] = {}
-        self._last_opened: dict[int, int] = {}  # directory inode -> position of its last open
+        # directory inode -> (position of its last open, siblings asked for below this)
+        self._walks: dict[int, tuple[int, int]] = {}
         self._next_handle = 1
         self._uid, self._gid = os.getuid(), os.getgid()
 
@@ -172,12 +173,18 @@ class SnapshotOperations(pyfuse3.Operations):
             return
         if at < 0:
             return
-        previous = self._last_opened.get(parent)
-        self._last_opened[parent] = at
+        previous, fetched = self._walks.get(parent, (None, 0))
         if previous is not None and previous != at - 1:
+            self._walks[parent] = (at, 0)
             return  # not walking in order: guessing would only waste decoding
-        upcoming = [n.content for n in siblings[at + 1 : at + 1 + _NEXT_FILES] if n.type == FILE]
-        prefetch_heads(self._cache, upcoming)
+        if fetched - at > _NEXT_FILES // 2:
+            self._walks[parent] = (at, fetched)
+            return
+        # Many files at once: one task, one range read, one thread hand-off for all of them
+        # (a task per small file cost more than decoding it).
+        start, end = max(at + 1, fetched), at + 1 + _NEXT_FILES
+        self._walks[parent] = (at, end)
+        prefetch_heads(self._cache, [n.content for n in siblings[start:end] if n.type == FILE])
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
         try:

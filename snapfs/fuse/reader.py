@@ -137,9 +137,9 @@ def prefetch_opened(cache: ChunkCache, f: OpenFile) -> None:
 
 
 def prefetch_heads(cache: ChunkCache, contents: list[list[bytes]]) -> None:
-    """The first chunks of the files a reader walking a directory will open next."""
-    for content in contents:
-        cache.get_many(content[:_HEAD_CHUNKS])
+    """The first chunks of the files a reader walking a directory will open next, decoded
+    together."""
+    cache.get_many([blob_id for content in contents for blob_id in content[:_HEAD_CHUNKS]])
 
 
 def _prefetch(cache: ChunkCache, f: OpenFile, start: int) -> None:
