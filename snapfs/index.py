@@ -12,11 +12,25 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import msgspec
+
+from snapfs.buffers import Buffer
 from snapfs.pack import BlobKind, PackEntry
 
 _REC = struct.Struct("<32sIIII")
 _RECORD = _REC.size
 _PER_BUCKET = 16
+FILE_BYTES_PER_BLOB = 48  # about, in an index file: sizes the table before loading
+IndexFile = list[tuple[str, list[PackEntry]]]  # (pack id, its blobs) for each pack
+
+
+def encode_index_file(packs: IndexFile) -> bytes:
+    return msgspec.msgpack.encode(packs)
+
+
+def decode_index_file(data: Buffer) -> IndexFile:
+    """Straight into PackEntry tuples, in C: no per-blob Python code."""
+    return msgspec.msgpack.decode(data, type=IndexFile)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +43,12 @@ class IndexEntry:
 
 
 class Index:
-    def __init__(self) -> None:
+    def __init__(self, expected: int = 0) -> None:
+        """``expected``: about how many blobs will be added (sizes the table once)."""
         self._packs: list[str] = []
         self._pack_no: dict[str, int] = {}
-        self._table: tuple[int, list[bytearray]] = (4, [bytearray() for _ in range(16)])
+        bits = max(4, (expected // _PER_BUCKET).bit_length())
+        self._table: tuple[int, list[bytearray]] = (bits, [bytearray() for _ in range(1 << bits)])
         self._count = 0
 
     def __len__(self) -> int:
@@ -43,23 +59,26 @@ class Index:
         return list(self._packs)
 
     def add_pack(self, pack_id: str, entries: Iterable[PackEntry]) -> None:
-        """Index the blobs of one pack. A blob already indexed elsewhere keeps its first home."""
+        """Index the blobs of one pack. A blob already indexed elsewhere keeps its first home.
+        The loop is written out (no per-blob calls): it runs for every blob at every open."""
         pno = self._pack_no.get(pack_id)
         if pno is None:
             pno = self._pack_no[pack_id] = len(self._packs)
             self._packs.append(pack_id)
-        for e in entries:
-            if self._find(e.blob_id) is None:
-                self._insert(
-                    _REC.pack(e.blob_id, pno << 1 | e.kind, e.offset, e.length, e.raw_length)
-                )
-
-    def _insert(self, record: bytes) -> None:
+        pack, home = _REC.pack, pno << 1
         bits, buckets = self._table
-        buckets[_bucket(record, bits)] += record
-        self._count += 1
-        if self._count > _PER_BUCKET * len(buckets):
-            self._grow()
+        for blob_id, kind, offset, length, raw in entries:
+            bucket = buckets[int.from_bytes(blob_id[:4], "big") >> (32 - bits)]
+            pos = bucket.find(blob_id)
+            while pos > 0 and pos % _RECORD:  # the id's bytes met inside another record
+                pos = bucket.find(blob_id, pos + 1)
+            if pos != -1:
+                continue
+            bucket += pack(blob_id, home | kind, offset, length, raw)
+            self._count += 1
+            if self._count > _PER_BUCKET * len(buckets):
+                self._grow()
+                bits, buckets = self._table
 
     def _grow(self) -> None:
         bits, buckets = self._table

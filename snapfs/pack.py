@@ -5,8 +5,8 @@ and never changed."""
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 import msgspec
 
@@ -22,9 +22,9 @@ class BlobKind(IntEnum):
     TREE = 1
 
 
-@dataclass(frozen=True, slots=True)
-class PackEntry:
-    """Where one blob sits in its pack: ``length`` sealed bytes at ``offset``."""
+class PackEntry(NamedTuple):
+    """Where one blob sits in its pack: ``length`` sealed bytes at ``offset``. A tuple, so that
+    headers and index files decode straight into it and the index unpacks it at C speed."""
 
     blob_id: bytes
     kind: BlobKind
@@ -55,8 +55,7 @@ class PackWriter:
 
     def finish(self, key: MasterKey) -> tuple[str, bytes]:
         """The pack's id and bytes."""
-        rows = [(e.blob_id, int(e.kind), e.offset, e.length, e.raw_length) for e in self.entries]
-        header = key.seal(msgspec.msgpack.encode(rows))
+        header = key.seal(msgspec.msgpack.encode(self.entries))
         self._parts += [header, _TRAILER.pack(len(header))]
         data = b"".join(self._parts)
         self._parts = []
@@ -71,5 +70,9 @@ def read_header(key: MasterKey, pack: Buffer) -> list[PackEntry]:
     start = len(pack) - _TRAILER.size - hlen
     if start < 0:
         raise IntegrityError("pack header length out of range")
-    rows = msgspec.msgpack.decode(key.open(memoryview(pack)[start : len(pack) - _TRAILER.size]))
-    return [PackEntry(bytes(r[0]), BlobKind(r[1]), r[2], r[3], r[4]) for r in rows]
+    return decode_header(key, memoryview(pack)[start : len(pack) - _TRAILER.size])
+
+
+def decode_header(key: MasterKey, sealed: Buffer) -> list[PackEntry]:
+    """The entries of a pack's sealed header."""
+    return msgspec.msgpack.decode(key.open(sealed), type=list[PackEntry])

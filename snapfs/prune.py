@@ -183,7 +183,7 @@ def mark(
     if dry_run or not (marking.condemn or marking.repack or marking.unreferenced):
         return
     gone = set(marking.condemn) | set(marking.repack)
-    live = Index()
+    live = Index(expected=len(repo.index))
     for pack_id, entries in packs.items():
         if pack_id not in gone:
             live.add_pack(pack_id, entries)

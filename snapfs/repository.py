@@ -36,9 +36,15 @@ from snapfs.errors import (
     WrongPassword,
 )
 from snapfs.faults import fault_point
-from snapfs.index import Index, IndexEntry
+from snapfs.index import (
+    FILE_BYTES_PER_BLOB,
+    Index,
+    IndexEntry,
+    decode_index_file,
+    encode_index_file,
+)
 from snapfs.locks import Lock
-from snapfs.pack import BlobKind, PackEntry, PackWriter, pack_key, read_header
+from snapfs.pack import BlobKind, PackEntry, PackWriter, decode_header, pack_key, read_header
 from snapfs.snapshot import Snapshot, decode_snapshot, encode_snapshot, select
 from snapfs.store.base import AlreadyExists, Backend, NotFound
 from snapfs.tree import Node, Tree, decode_tree, encode_tree
@@ -156,8 +162,9 @@ class Repository:
     def _load_index(self) -> Index:
         """Index files may vanish while we list them (a prune replaced them): list again."""
         for _attempt in range(5):
-            index = Index()
-            keys = [info.key for info in self.backend.list("index/")]
+            files = list(self.backend.list("index/"))
+            keys = [info.key for info in files]
+            index = Index(expected=sum(info.size for info in files) // FILE_BYTES_PER_BLOB)
             try:
                 for packs in self._pool.map(self._read_index_file, keys):
                     for pack_id, entries in packs:
@@ -179,16 +186,11 @@ class Repository:
             return self._index
 
     def _read_index_file(self, key: str) -> list[tuple[str, list[PackEntry]]]:
-        rows = msgspec.msgpack.decode(self.key.open(self.backend.get(key)))
-        return [(pack_id, [_entry(r) for r in blobs]) for pack_id, blobs in rows]
+        return decode_index_file(self.key.open(self.backend.get(key)))
 
     def write_index(self, packs: list[tuple[str, list[PackEntry]]]) -> str:
         """Store one index file naming ``packs``; returns its id."""
-        rows = [
-            (pack_id, [(e.blob_id, int(e.kind), e.offset, e.length, e.raw_length) for e in es])
-            for pack_id, es in packs
-        ]
-        sealed = self.key.seal(msgspec.msgpack.encode(rows))
+        sealed = self.key.seal(encode_index_file(packs))
         index_id = content_id(sealed)
         try:
             self.backend.put(f"index/{index_id}", sealed)
@@ -358,7 +360,7 @@ class Repository:
         if hlen + 4 > size:
             raise IntegrityError(f"pack {pack_id[:16]} has a damaged header")
         header = self.backend.get_range(key, size - 4 - hlen, hlen)
-        return [_entry(r) for r in msgspec.msgpack.decode(self.key.open(header))]
+        return decode_header(self.key, header)
 
     def replace_index(self, packs: dict[str, list[PackEntry]], superseded: list[str]) -> None:
         """Write index files naming exactly ``packs``, then delete the ``superseded`` ones.
@@ -543,12 +545,6 @@ class Writer:
             for fut in uploads:
                 fut.result()
         self._write_stored_index()
-
-
-def _entry(row: list[object]) -> PackEntry:
-    blob_id, kind, offset, length, raw = row
-    assert isinstance(blob_id, bytes)
-    return PackEntry(blob_id, BlobKind(kind), offset, length, raw)  # type: ignore[arg-type]
 
 
 def _write_key(backend: Backend, key: MasterKey, password: str, kdf: KdfParams) -> None:

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import os
+import struct
 import tracemalloc
+
+import pytest
 
 from snapfs.index import Index
 from snapfs.pack import BlobKind, PackEntry
@@ -13,8 +16,9 @@ def _entries(n: int, seed: int = 0) -> list[PackEntry]:
     ]
 
 
-def test_lookup_returns_what_was_added_across_growth() -> None:
-    index = Index()
+@pytest.mark.parametrize("expected", [0, 10_000])
+def test_lookup_returns_what_was_added_across_growth(expected: int) -> None:
+    index = Index(expected=expected)
     packs = {f"{p:064x}": _entries(500) for p in range(20)}
     for pack_id, entries in packs.items():
         index.add_pack(pack_id, entries)
@@ -51,3 +55,17 @@ def test_index_costs_at_most_64_bytes_per_blob() -> None:
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     assert (after - before) / len(index) <= 64
+
+
+def test_an_id_met_across_two_records_is_still_a_new_blob() -> None:
+    """Records sit back to back in a bucket: the bytes of a new id may appear straddling two
+    stored records, which must not count as that id being indexed."""
+    first = PackEntry(bytes(4) + b"\x01" * 28, BlobKind.DATA, 7, 8, 9)
+    second = PackEntry(bytes(4) + b"\x02" * 28, BlobKind.DATA, 1, 2, 3)
+    straddling = bytes(4) + struct.pack("<III", 7, 8, 9) + second.blob_id[:16]
+    index = Index()
+    index.add_pack("a" * 64, [first, second])
+    index.add_pack("b" * 64, [PackEntry(straddling, BlobKind.TREE, 4, 5, 6)])
+    assert len(index) == 3
+    found = index.lookup(straddling)
+    assert found is not None and (found.pack_id, found.kind, found.offset) == ("b" * 64, 1, 4)
