@@ -4,9 +4,10 @@ import os
 import struct
 import tracemalloc
 
+import msgspec
 import pytest
 
-from snapfs.index import Index
+from snapfs.index import Index, decode_index_file, encode_index_file
 from snapfs.pack import BlobKind, PackEntry
 
 
@@ -69,3 +70,12 @@ def test_an_id_met_across_two_records_is_still_a_new_blob() -> None:
     assert len(index) == 3
     found = index.lookup(straddling)
     assert found is not None and (found.pack_id, found.kind, found.offset) == ("b" * 64, 1, 4)
+
+
+def test_index_files_keep_the_format_v1_layout() -> None:
+    """[pack id, [[blob id, kind, offset, length, raw length], ...]] as FORMAT.md says."""
+    entry = PackEntry(b"\x07" * 32, BlobKind.TREE, 1, 2, 3)
+    v1 = msgspec.msgpack.encode([["ab" * 32, [[b"\x07" * 32, 1, 1, 2, 3]]]])
+    assert encode_index_file([("ab" * 32, [entry])]) == v1
+    assert decode_index_file(v1) == [("ab" * 32, [entry])]
+    assert decode_index_file(v1)[0][1][0].kind is BlobKind.TREE
