@@ -104,4 +104,4 @@ def _left(policy: Policy, snaps: list[Snapshot], name: str) -> bool:
     if not count:
         return False
     kept = [d for d in apply_policy(snaps, Policy(**{name: count}, keep_oldest=False)) if d.keep]
-    return count == -1 or len(kept) < count
+    return bool(count == -1 or len(kept) < count)

@@ -100,7 +100,7 @@ def _files(spec: Tree) -> tuple[int, int]:
 
 def lake(day: int) -> Tree:
     """The lake on day ``day``: a CSV that grows, one more Parquet partition a day."""
-    sales = {f"part-{i}.parquet": parquet_bytes(50, i * 50) for i in range(day)}
+    sales: Tree = {f"part-{i}.parquet": parquet_bytes(50, i * 50) for i in range(day)}
     return {
         "data": {
             "lake": {
@@ -120,7 +120,7 @@ def build_fixed_repo(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[Snapsh
     with monkeypatch.context() as m:
         m.setattr(MasterKey, "generate", classmethod(lambda cls: cls(bytes(range(64)))))
         repo = Repository.init(LocalBackend(path), PASSWORD, kdf=CHEAP_KDF)
-    snaps = []
+    snaps: list[Snapshot] = []
     with repo:
         for day, tags in ((1, ["nightly"]), (2, ["nightly"]), (3, ["nightly", "release"])):
             spec = lake(day)
