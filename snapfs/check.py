@@ -46,7 +46,7 @@ def check(
 ) -> CheckReport:
     """``subset`` is (n, t) for the n-th of t slices of packs, or a fraction for a random share."""
     report = CheckReport()
-    with repo.lock("check"):
+    with repo.lock("check"), repo.uncached():
         # Snapshots, then the index, then the packs: each names only what the next holds.
         snaps = repo.snapshots()
         repo.reload_index()

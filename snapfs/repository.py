@@ -18,6 +18,7 @@ import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import pairwise
 from types import TracebackType
@@ -187,7 +188,11 @@ class Repository:
             return self._index
 
     def _read_index_file(self, key: str) -> list[tuple[str, list[PackEntry]]]:
-        return decode_index_file(self.key.open(self.backend.get(key)))
+        try:
+            return decode_index_file(self.key.open(self.backend.get(key)))
+        except IntegrityError:
+            name = key.rpartition("/")[2]
+            raise IntegrityError(f"index file {name[:16]} is damaged") from None
 
     def write_index(self, packs: list[tuple[str, list[PackEntry]]]) -> str:
         """Store one index file naming ``packs``; returns its id."""
@@ -338,6 +343,19 @@ class Repository:
     def list_packs(self) -> dict[str, int]:
         """Stored pack id -> size in bytes."""
         return {info.key.rpartition("/")[2]: info.size for info in self.backend.list("data/")}
+
+    @contextmanager
+    def uncached(self) -> Iterator[None]:
+        """Read the store itself, not a local cache of it (check judges what is stored)."""
+        before = getattr(self.backend, "bypass", None)
+        if before is None:  # no cache in front of this store
+            yield
+            return
+        self.backend.bypass = True  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            self.backend.bypass = before  # type: ignore[attr-defined]
 
     def lock(
         self, kind: str, *, wait: float = 0.0, on_wait: Callable[[str], None] | None = None

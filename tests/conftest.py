@@ -181,8 +181,15 @@ def lake_tree(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _no_stray_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_stray_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     monkeypatch.delenv("SNAPFS_FAULT", raising=False)
+    monkeypatch.delenv("SNAPFS_CACHE_DIR", raising=False)
+    # S3 repositories cache index and snapshot files: in a folder of the test's own, not in
+    # ~/.cache (subprocesses inherit it; some tests drop every SNAPFS_ variable), and not
+    # inside tmp_path, whose mtime a backup of a tree below it records.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
 
 
 def copy_tree(src: Path, dst: Path) -> None:

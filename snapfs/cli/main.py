@@ -41,6 +41,7 @@ class Context:
     password_file: str | None
     quiet: bool
     s3_endpoint: str | None = None
+    no_cache: bool = False
     _password: str | None = None
 
     def location(self) -> str:
@@ -79,7 +80,9 @@ class Context:
 
     def backend(self, *, create: bool = False) -> Backend:
         """The repository's store; ``create`` (init only) creates a missing S3 bucket."""
-        return open_backend(self.location(), s3_endpoint=self.s3_endpoint, create=create)
+        return open_backend(
+            self.location(), s3_endpoint=self.s3_endpoint, create=create, cache=not self.no_cache
+        )
 
     def open(self) -> Repository:
         backend = self.backend()
@@ -161,6 +164,12 @@ Examples:
     metavar="URL",
     help="S3 server for s3:// repositories (SeaweedFS, MinIO, ...). Env: AWS_ENDPOINT_URL.",
 )
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="S3: fetch index and snapshot files from the store instead of the local cache "
+    "(~/.cache/snapfs; env SNAPFS_CACHE_DIR, 'off' for none).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.version_option(__version__, prog_name="snapfs")
 @click.pass_context
@@ -169,10 +178,11 @@ def cli(
     repo: str | None,
     password_file: str | None,
     s3_endpoint: str | None,
+    no_cache: bool,
     quiet: bool,
 ) -> None:
     """snapfs: deduplicated, encrypted snapshots of data lakes, mountable read-only."""
-    ctx.obj = Context(repo, password_file, quiet, s3_endpoint)
+    ctx.obj = Context(repo, password_file, quiet, s3_endpoint, no_cache)
 
 
 def exit_code(error: SnapfsError) -> int:

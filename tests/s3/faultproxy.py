@@ -80,6 +80,18 @@ class FaultProxy:
         self._server.server_close()
 
 
+_KINDS = ("config", "data", "forgotten", "index", "keys", "locks", "snapshots")
+
+
+def _kind(path: str) -> str:
+    """Which sort of repository object a request names: "index", "data", ... or "other"."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    for part in reversed(parts):
+        if part in _KINDS:
+            return part
+    return "other"
+
+
 def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
     class Handler(_Handler):
         pass
@@ -100,6 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         self.proxy.count("requests")
         self.proxy.count(self.command)
+        self.proxy.count(f"{self.command} {_kind(self.path)}")
         if self.proxy.plan.refuse_conditional and "If-None-Match" in self.headers:
             self._send_error("501")
             return

@@ -1,0 +1,132 @@
+"""A local cache of a remote repository's index and snapshot files, as restic keeps one.
+
+Every command reads all of them, and on S3 each one is a GET that waits a round trip and is
+billed. They are immutable and named by their content (a snapshot by its id), so a copy kept
+under its name is never stale: a listing of the store is always asked of the store itself,
+and sweeps away copies of what it no longer holds. Copies stay sealed, as stored, each behind
+the BLAKE3 of its bytes, so a damaged copy is noticed and fetched again. ``check`` bypasses
+the cache: it must judge what is stored, not what was once copied."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import blake3
+
+from snapfs.buffers import Buffer
+from snapfs.store.base import Backend, ObjectInfo
+
+CACHED_PREFIXES = ("index/", "snapshots/")
+_SUM = 32
+# https://bford.info/cachedir/: backup tools (restic, borg, tar) can skip the folder.
+_CACHEDIR_TAG = b"Signature: 8a477f597d28d172789f06886806bc55\n# A cache made by snapfs.\n"
+
+
+def default_cache_dir() -> Path:
+    """$SNAPFS_CACHE_DIR, else $XDG_CACHE_HOME/snapfs, else ~/.cache/snapfs."""
+    explicit = os.environ.get("SNAPFS_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "snapfs"
+
+
+def cache_dir_for(root: Path, location: str, endpoint: str | None) -> Path:
+    """One folder per repository address (the same bucket on two servers is two caches)."""
+    name = hashlib.sha256(f"{endpoint or ''}\n{location}".encode()).hexdigest()[:24]
+    return root / name
+
+
+class CachedBackend:
+    """A Backend in front of ``inner``. Thread-safe if ``inner`` is. A cache that cannot be
+    written (read-only home, full disk) only costs the GETs it would have saved."""
+
+    def __init__(self, inner: Backend, directory: Path) -> None:
+        self.inner = inner
+        self.directory = directory
+        self.connections = inner.connections
+        self.bypass = False  # for every thread: an index loads on the repository's pool
+
+    def _cached(self, key: str) -> Path | None:
+        if self.bypass or not key.startswith(CACHED_PREFIXES) or "/" in key.split("/", 1)[1]:
+            return None
+        return self.directory / key
+
+    def _load(self, path: Path) -> bytes | None:
+        try:
+            stored = path.read_bytes()
+        except OSError:
+            return None
+        data = stored[_SUM:]
+        if stored[:_SUM] != blake3.blake3(data).digest():
+            path.unlink(missing_ok=True)
+            return None
+        return data
+
+    def _keep(self, path: Path, data: Buffer) -> None:
+        tmp = path.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}")
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tag = self.directory.parent / "CACHEDIR.TAG"
+            if not tag.exists():
+                tag.write_bytes(_CACHEDIR_TAG)
+            with open(tmp, "wb") as f:
+                f.write(blake3.blake3(data).digest())
+                f.write(data)
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+    # -- Backend -------------------------------------------------------------------------
+    def get(self, key: str) -> bytes:
+        path = self._cached(key)
+        if path is None:
+            return self.inner.get(key)
+        data = self._load(path)
+        if data is None:
+            data = self.inner.get(key)
+            self._keep(path, data)
+        return data
+
+    def put(self, key: str, data: Buffer, *, exclusive: bool = True) -> None:
+        self.inner.put(key, data, exclusive=exclusive)
+        path = self._cached(key)
+        if path is not None:
+            self._keep(path, data)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        infos = list(self.inner.list(prefix))
+        if prefix in CACHED_PREFIXES:
+            self._sweep(prefix, {info.key for info in infos})
+        yield from infos
+
+    def _sweep(self, prefix: str, stored: set[str]) -> None:
+        try:
+            names = os.listdir(self.directory / prefix)
+        except OSError:
+            return
+        for name in names:
+            if prefix + name not in stored and not name.startswith(".tmp-"):
+                (self.directory / prefix / name).unlink(missing_ok=True)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+        path = self._cached(key)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes:
+        return self.inner.get_range(key, offset, length)
+
+    def stat(self, key: str) -> ObjectInfo:
+        return self.inner.stat(key)
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(key)
+
+    def close(self) -> None:
+        self.inner.close()
