@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from itertools import pairwise
 from types import TracebackType
 from typing import TypeVar
 
@@ -252,9 +251,8 @@ class Repository:
         decoded and verified only as ``consume`` iterates to it, so what it does with those
         bytes runs while they are still in the CPU's cache: a restore that wrote blobs
         decoded earlier on other threads spent twice the kernel time copying them."""
-        threads = threads or self.backend.connections
-        ranges = _interleave(self._plan_ranges(ids), threads)
-        with ThreadPoolExecutor(threads, "snapfs-range") as pool:
+        ranges = self._plan_ranges(ids)
+        with ThreadPoolExecutor(threads or self.backend.connections, "snapfs-range") as pool:
             # A generator runs where it is iterated: on the worker, inside ``consume``.
             futures = [pool.submit(consume, self._decode_range(*r)) for r in ranges]
             try:
@@ -565,18 +563,6 @@ class Writer:
             for fut in uploads:
                 fut.result()
         self._write_stored_index()
-
-
-def _interleave(items: list[T], ways: int) -> list[T]:
-    """``items`` cut into ``ways`` stretches, then taken from each in turn: threads taking
-    them in this order work far apart (on a restore, on different files: two threads
-    writing one file contend for its inode lock)."""
-    if ways < 2 or len(items) < 2 * ways:
-        return items
-    cuts = [len(items) * k // ways for k in range(ways + 1)]
-    stretches = [items[a:b] for a, b in pairwise(cuts)]
-    longest = max(len(s) for s in stretches)
-    return [s[i] for i in range(longest) for s in stretches if i < len(s)]
 
 
 def _write_key(backend: Backend, key: MasterKey, password: str, kdf: KdfParams) -> None:
