@@ -48,24 +48,28 @@ def serve(
         raise SnapfsError(f"cannot mount at {mountpoint}: {e}") from None
     unmounted = False
     try:
-        on_ready()
-        trio.run(_serve_until_signal, real)
+        trio.run(_serve_until_signal, real, on_ready)
         unmounted = not _mounted_at(real)
     finally:
         pyfuse3.close(unmount=not unmounted)
         cache.close()
 
 
-async def _serve_until_signal(real: str) -> None:
+async def _serve_until_signal(real: str, on_ready: Callable[[], None]) -> None:
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_terminate_on_signal)
+        # Ready only once signals are caught: a SIGTERM sent on "mounted" must unmount cleanly.
+        await nursery.start(_terminate_on_signal)
+        on_ready()
         nursery.start_soon(_raise_read_ahead, real)
         await pyfuse3.main()
         nursery.cancel_scope.cancel()
 
 
-async def _terminate_on_signal() -> None:
+async def _terminate_on_signal(
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
+        task_status.started()
         async for _ in signals:
             pyfuse3.terminate()
             return
