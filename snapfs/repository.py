@@ -18,7 +18,7 @@ import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import TypeVar
@@ -48,6 +48,7 @@ from snapfs.locks import Lock
 from snapfs.pack import BlobKind, PackEntry, PackWriter, decode_header, pack_key, read_header
 from snapfs.snapshot import Snapshot, decode_snapshot, encode_snapshot, select
 from snapfs.store.base import AlreadyExists, Backend, NotFound
+from snapfs.store.cache import bypassing
 from snapfs.tree import Node, Tree, decode_tree, encode_tree
 
 FORMAT_VERSION = 1
@@ -342,18 +343,9 @@ class Repository:
         """Stored pack id -> size in bytes."""
         return {info.key.rpartition("/")[2]: info.size for info in self.backend.list("data/")}
 
-    @contextmanager
-    def uncached(self) -> Iterator[None]:
+    def uncached(self) -> AbstractContextManager[None]:
         """Read the store itself, not a local cache of it (check judges what is stored)."""
-        before = getattr(self.backend, "bypass", None)
-        if before is None:  # no cache in front of this store
-            yield
-            return
-        self.backend.bypass = True  # type: ignore[attr-defined]
-        try:
-            yield
-        finally:
-            self.backend.bypass = before  # type: ignore[attr-defined]
+        return bypassing(self.backend)
 
     def lock(
         self, kind: str, *, wait: float = 0.0, on_wait: Callable[[str], None] | None = None

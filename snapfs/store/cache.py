@@ -13,6 +13,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import blake3
@@ -22,6 +23,7 @@ from snapfs.store.base import Backend, ObjectInfo
 
 CACHED_PREFIXES = ("index/", "snapshots/")
 _SUM = 32
+_TMP = ".tmp-"
 # https://bford.info/cachedir/: backup tools (restic, borg, tar) can skip the folder.
 _CACHEDIR_TAG = b"Signature: 8a477f597d28d172789f06886806bc55\n# A cache made by snapfs.\n"
 
@@ -68,7 +70,7 @@ class CachedBackend:
         return data
 
     def _keep(self, path: Path, data: Buffer) -> None:
-        tmp = path.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}")
+        tmp = path.with_name(f"{_TMP}{os.getpid()}-{threading.get_ident()}")
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             tag = self.directory.parent / "CACHEDIR.TAG"
@@ -110,7 +112,7 @@ class CachedBackend:
         except OSError:
             return
         for name in names:
-            if prefix + name not in stored and not name.startswith(".tmp-"):
+            if prefix + name not in stored and not name.startswith(_TMP):
                 (self.directory / prefix / name).unlink(missing_ok=True)
 
     def delete(self, key: str) -> None:
@@ -130,3 +132,16 @@ class CachedBackend:
 
     def close(self) -> None:
         self.inner.close()
+
+
+@contextmanager
+def bypassing(backend: Backend) -> Iterator[None]:
+    """Read ``backend``'s store itself, not its local cache, if it has one."""
+    if not isinstance(backend, CachedBackend):
+        yield
+        return
+    before, backend.bypass = backend.bypass, True
+    try:
+        yield
+    finally:
+        backend.bypass = before
