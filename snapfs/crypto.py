@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
 
 import blake3
 import zstandard
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from snapfs.buffers import Buffer, Data
 from snapfs.errors import IntegrityError, WrongPassword
+from snapfs.kdf import KdfParams
 
 NONCE_SIZE = 12
 TAG_SIZE = 16
@@ -31,23 +30,6 @@ HEADER_SIZE = 1 + NONCE_SIZE
 SEAL_OVERHEAD = HEADER_SIZE + TAG_SIZE
 ID_SIZE = 32
 _RAW, _ZSTD = b"\x00", b"\x01"
-
-
-@dataclass(frozen=True, slots=True)
-class KdfParams:
-    """scrypt cost; the default takes about 0.2 s and 64 MiB, as a password KDF should."""
-
-    n: int = 2**16
-    r: int = 8
-    p: int = 1
-    salt: bytes = b""
-
-    def derive(self, password: bytes) -> bytes:
-        return Scrypt(salt=self.salt, length=32, n=self.n, r=self.r, p=self.p).derive(password)
-
-
-def new_salt() -> bytes:
-    return os.urandom(32)
 
 
 class _ThreadLocalCodecs(threading.local):

@@ -28,7 +28,7 @@ import msgspec
 from snapfs import locks
 from snapfs.buffers import Buffer, Data
 from snapfs.chunker import Chunker, ChunkerParams
-from snapfs.crypto import KdfParams, MasterKey, content_id, new_salt
+from snapfs.crypto import MasterKey, content_id
 from snapfs.errors import (
     IntegrityError,
     RepositoryExists,
@@ -44,6 +44,7 @@ from snapfs.index import (
     decode_index_file,
     encode_index_file,
 )
+from snapfs.kdf import KdfParams, KeyFile, new_salt, read_key_files
 from snapfs.locks import Lock
 from snapfs.pack import BlobKind, PackEntry, PackWriter, decode_header, pack_key, read_header
 from snapfs.snapshot import Snapshot, decode_snapshot, encode_snapshot, select
@@ -65,21 +66,6 @@ class Config(msgspec.Struct, frozen=True):
     id: str
     chunker: ChunkerParams
     pack_size: int = PACK_TARGET
-
-
-class KeyFile(msgspec.Struct, frozen=True):
-    kdf: str
-    n: int
-    r: int
-    p: int
-    salt: str
-    wrapped: str
-    created: str
-    host: str
-    user: str
-
-    def params(self) -> KdfParams:
-        return KdfParams(self.n, self.r, self.p, base64.b64decode(self.salt))
 
 
 def _now() -> str:
@@ -575,8 +561,7 @@ def _write_key(backend: Backend, key: MasterKey, password: str, kdf: KdfParams) 
 
 
 def _unlock(backend: Backend, password: str) -> MasterKey:
-    for info in backend.list("keys/"):
-        record = msgspec.json.decode(backend.get(info.key), type=KeyFile)
+    for record in read_key_files(backend):
         try:
             return MasterKey.unwrap(
                 base64.b64decode(record.wrapped), password.encode(), record.params()

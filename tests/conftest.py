@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from snapfs.crypto import KdfParams
+from snapfs.kdf import KdfParams
 from snapfs.repository import Repository
 from snapfs.store.memory import MemoryBackend
 from snapfs.store.url import open_backend

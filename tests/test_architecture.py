@@ -32,6 +32,25 @@ def test_public_api_exports_resolve() -> None:
     assert {"open_repository", "backup", "restore", "check", "Repository"} <= set(snapfs.__all__)
 
 
+def test_importing_snapfs_loads_nothing_until_a_name_is_used() -> None:
+    code = (
+        "import sys, snapfs\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('snapfs.', 'cryptography'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['snapfs.version']"
+
+
+def test_operations_stay_functions_once_their_modules_load() -> None:
+    import importlib
+
+    import snapfs
+
+    for name in ("backup", "check", "restore", "stats"):
+        module = importlib.import_module(f"snapfs.{name}")
+        assert getattr(snapfs, name) is getattr(module, name)
+
+
 def test_boto3_loads_only_for_s3_repositories() -> None:
     code = (
         "import sys, snapfs, snapfs.cli.main\n"

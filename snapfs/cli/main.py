@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
 
@@ -21,10 +22,12 @@ from snapfs.errors import (
     SnapfsError,
     WrongPassword,
 )
-from snapfs.repository import Repository
-from snapfs.store.base import Backend
-from snapfs.store.url import open_backend
+from snapfs.kdf import derive_ahead
 from snapfs.version import __version__
+
+if TYPE_CHECKING:  # loaded when used: the repository starts unlocking before they load
+    from snapfs.repository import Repository
+    from snapfs.store.base import Backend
 
 EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 3
 EXIT_NO_REPO, EXIT_LOCKED, EXIT_WRONG_PASSWORD = 10, 11, 12
@@ -80,11 +83,25 @@ class Context:
 
     def backend(self, *, create: bool = False) -> Backend:
         """The repository's store; ``create`` (init only) creates a missing S3 bucket."""
+        from snapfs.store.url import open_backend
+
         return open_backend(
             self.location(), s3_endpoint=self.s3_endpoint, create=create, cache=not self.no_cache
         )
 
+    def unlock_early(self) -> None:
+        """Start the password KDF on a thread while the verb's modules load: scrypt releases
+        the GIL, so its fifth of a second overlaps them. Not when it would prompt."""
+        try:
+            password = self.known_password()
+        except SnapfsError:
+            return  # an unreadable password file: the verb says so when it opens
+        if self.repo_location and password is not None:
+            derive_ahead(self.backend, password.encode())
+
     def open(self) -> Repository:
+        from snapfs.repository import Repository
+
         backend = self.backend()
         try:
             return Repository.open(backend, self.password())
@@ -117,9 +134,22 @@ _COMMANDS = {
 }
 
 
+_OPENS_NO_REPOSITORY = {"init", "tui", "umount"}
+_HELP = {"-h", "--help"}
+
+
 class _LazyGroup(click.Group):
     """Imports a verb's module only when that verb runs (or help lists it): a nightly
-    ``snapfs backup`` starts without loading what mount, prune or the TUI need."""
+    ``snapfs backup`` starts without loading what mount, prune or the TUI need. The
+    repository starts opening before that import."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        verb = args[0] if args else None
+        if verb in _COMMANDS and verb not in _OPENS_NO_REPOSITORY and not _HELP & set(args):
+            _context(ctx).unlock_early()
+        return super().resolve_command(ctx, args)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
@@ -182,7 +212,18 @@ def cli(
     quiet: bool,
 ) -> None:
     """snapfs: deduplicated, encrypted snapshots of data lakes, mountable read-only."""
-    ctx.obj = Context(repo, password_file, quiet, s3_endpoint, no_cache)
+    _context(ctx)  # made already if the verb opens a repository
+
+
+def _context(ctx: click.Context) -> Context:
+    """The command's Context, made from the global options when first needed."""
+    if ctx.obj is None:
+        p = ctx.params
+        ctx.obj = Context(
+            p["repo"], p["password_file"], p["quiet"], p["s3_endpoint"], p["no_cache"]
+        )
+    obj: Context = ctx.obj
+    return obj
 
 
 def exit_code(error: SnapfsError) -> int:

@@ -4,8 +4,9 @@ import os
 
 import pytest
 
-from snapfs.crypto import SEAL_OVERHEAD, KdfParams, MasterKey, new_salt
+from snapfs.crypto import SEAL_OVERHEAD, MasterKey
 from snapfs.errors import IntegrityError, WrongPassword
+from snapfs.kdf import KdfParams, new_salt
 
 
 def test_seal_round_trips_and_compresses_when_it_pays() -> None:
