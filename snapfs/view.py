@@ -175,10 +175,14 @@ class View:
         return (at, nodes) if at < len(nodes) and nodes[at].name == name else (-1, [])
 
     def chunk_starts(self, node: Node) -> list[int]:
-        """Offset of each chunk of a file, then its size: ``starts[i]`` to ``starts[i+1]``."""
+        """Offset of each chunk of a file, then its size: ``starts[i]`` to ``starts[i+1]``.
+        A backup records as the size the bytes it chunked, so the last chunk needs no lookup
+        (and a file of one chunk none)."""
         starts = [0]
-        for blob_id in node.content:
+        for blob_id in node.content[:-1]:
             starts.append(starts[-1] + self._repo.blob_entry(blob_id).raw_length)
+        if node.content:
+            starts.append(node.size)
         return starts
 
     def read_chunks(self, ids: list[bytes]) -> dict[bytes, Data]:

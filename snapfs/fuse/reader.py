@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import cast
 
 import trio
 
@@ -63,6 +64,26 @@ class ChunkCache:
         if todo:
             self._pool.submit(self._decode_group, todo)
         return futures
+
+    def want(self, ids: list[bytes]) -> None:
+        """Start decoding, together, the chunks neither cached nor pending (read-ahead)."""
+        todo: dict[bytes, Future[Data]] = {}
+        with self._lock:
+            for blob_id in ids:
+                if blob_id not in self._pending and blob_id not in self._done:
+                    todo[blob_id] = self._pending[blob_id] = Future()
+        if todo:
+            self._pool.submit(self._decode_group, todo)
+
+    def cached(self, ids: list[bytes]) -> list[Data] | None:
+        """The chunks when every one is decoded already; else None."""
+        with self._lock:
+            found = [self._done.get(blob_id) for blob_id in ids]
+            if None in found:
+                return None
+            for blob_id in ids:
+                self._done.move_to_end(blob_id)
+        return cast(list[Data], found)
 
     def _decode_group(self, todo: dict[bytes, Future[Data]]) -> None:
         try:
@@ -118,13 +139,16 @@ async def read(cache: ChunkCache, f: OpenFile, offset: int, size: int) -> bytes:
     if offset >= end:
         return b""
     first, last = chunk_at(f.starts, offset), chunk_at(f.starts, end - 1)
-    wanted = cache.get_many(f.content[first : last + 1])
-    if offset == f.next_offset or first == 0:
+    ids = f.content[first : last + 1]
+    chunks = cache.cached(ids)  # then no future and no hand-off: most reads of small files
+    wanted = cache.get_many(ids) if chunks is None else []
+    if (offset == f.next_offset or first == 0) and f.fetched_to < len(f.content):
         _prefetch(cache, f, last + 1)
     f.next_offset = end
+    if chunks is None:
+        chunks = [await wait_for(fut) for fut in wanted]
     parts = []
-    for i, fut in zip(range(first, last + 1), wanted, strict=True):
-        data = await wait_for(fut)
+    for i, data in zip(range(first, last + 1), chunks, strict=True):
         lo = max(offset - f.starts[i], 0)
         hi = min(end - f.starts[i], len(data))
         parts.append(data[lo:hi] if lo or hi < len(data) else data)
@@ -139,7 +163,7 @@ def prefetch_opened(cache: ChunkCache, f: OpenFile) -> None:
 def prefetch_heads(cache: ChunkCache, contents: list[list[bytes]]) -> None:
     """The first chunks of the files a reader walking a directory will open next, decoded
     together."""
-    cache.get_many([blob_id for content in contents for blob_id in content[:_HEAD_CHUNKS]])
+    cache.want([blob_id for content in contents for blob_id in content[:_HEAD_CHUNKS]])
 
 
 def _prefetch(cache: ChunkCache, f: OpenFile, start: int) -> None:
@@ -149,5 +173,5 @@ def _prefetch(cache: ChunkCache, f: OpenFile, start: int) -> None:
     while i < len(f.content) and f.starts[i] < limit:
         i += 1
     for group in range(first, i, _GROUP_CHUNKS):  # groups, so that several threads decode
-        cache.get_many(f.content[group : min(group + _GROUP_CHUNKS, i)])
+        cache.want(f.content[group : min(group + _GROUP_CHUNKS, i)])
     f.fetched_to = max(f.fetched_to, i)

@@ -65,3 +65,20 @@ def test_the_cache_keeps_to_its_size() -> None:
     cache.get(b"a").result(5)  # evicted as the oldest: decoded again
     assert [c for call in decoder.calls for c in call] == [b"a", b"b", b"c", b"a"]
     cache.close()
+
+
+def test_read_ahead_decodes_only_what_is_neither_cached_nor_pending() -> None:
+    decoder = SlowDecoder()
+    cache = ChunkCache(decoder, capacity=1 << 20)
+    pending = cache.get(b"a")
+    cache.want([b"a", b"b", b"b", b"c"])
+    assert cache.cached([b"b"]) is None  # wanted, not decoded yet
+    decoder.release.set()
+    assert pending.result(5) == b"a" * 1000
+    assert cache.get(b"c").result(5) == b"c" * 1000  # joins the read-ahead's decode
+    assert sorted(map(sorted, decoder.calls)) == [[b"a"], [b"b", b"c"]]
+    cache.want([b"a", b"b"])  # all cached: nothing more to decode
+    assert cache.cached([b"b", b"a"]) == [b"b" * 1000, b"a" * 1000]
+    assert cache.cached([b"a", b"z"]) is None
+    assert len(decoder.calls) == 2
+    cache.close()
