@@ -58,6 +58,9 @@ class Index:
     def pack_ids(self) -> list[str]:
         return list(self._packs)
 
+    def has_pack(self, pack_id: str) -> bool:
+        return pack_id in self._pack_no
+
     def add_pack(self, pack_id: str, entries: Iterable[PackEntry]) -> None:
         """Index the blobs of one pack. A blob already indexed elsewhere keeps its first home.
         The loop is written out (no per-blob calls): it runs for every blob at every open."""

@@ -49,7 +49,7 @@ from snapfs.locks import Lock
 from snapfs.pack import BlobKind, PackEntry, PackWriter, decode_header, pack_key, read_header
 from snapfs.snapshot import Snapshot, decode_snapshot, encode_snapshot, select
 from snapfs.store.base import AlreadyExists, Backend, NotFound
-from snapfs.store.cache import bypassing
+from snapfs.store.cache import bypassing, pack_cache
 from snapfs.tree import Node, Tree, decode_tree, encode_tree
 
 FORMAT_VERSION = 1
@@ -160,6 +160,9 @@ class Repository:
             except NotFound:
                 continue
             self.index_keys = keys
+            cache = pack_cache(self.backend)
+            if cache is not None:
+                cache.sweep_kept(index.has_pack)
             return index
         raise IntegrityError("index files keep changing while being read; try again")
 
@@ -298,12 +301,26 @@ class Repository:
             if tree is not None:
                 self._trees.move_to_end(tree_id)
                 return tree
-        tree = decode_tree(self.read_blob(tree_id))
+        tree = decode_tree(self._read_tree_blob(tree_id))
         with self._trees_lock:
             self._trees[tree_id] = tree
             if len(self._trees) > 4096:
                 self._trees.popitem(last=False)
         return tree
+
+    def _read_tree_blob(self, tree_id: bytes) -> Data:
+        """Trees come from packs kept whole in the local cache, when there is one: a
+        re-backup reads every tree of its parent, and on S3 each read was a request."""
+        cache = pack_cache(self.backend)
+        if cache is not None:
+            entry = self.blob_entry(tree_id)
+            key = pack_key(entry.pack_id)
+            try:
+                sealed = cache.get_range_kept(key, entry.offset, entry.length)
+                return self._open_blob(tree_id, sealed, entry.pack_id)
+            except (IntegrityError, NotFound):  # a damaged copy, or pruned: ask the store
+                cache.forget(key)
+        return self.read_blob(tree_id)
 
     def tree_if_cached(self, tree_id: bytes) -> Tree | None:
         """The tree when it is decoded already, without any I/O; else None."""

@@ -1,18 +1,23 @@
-"""A local cache of a remote repository's index and snapshot files, as restic keeps one.
+"""A local cache of a remote repository's index and snapshot files, and of the packs that
+hold its trees, as restic keeps one.
 
-Every command reads all of them, and on S3 each one is a GET that waits a round trip and is
-billed. They are immutable and named by their content (a snapshot by its id), so a copy kept
-under its name is never stale: a listing of the store is always asked of the store itself,
-and sweeps away copies of what it no longer holds. Copies stay sealed, as stored, each behind
-the BLAKE3 of its bytes, so a damaged copy is noticed and fetched again. ``check`` bypasses
-the cache: it must judge what is stored, not what was once copied."""
+Every command reads all index and snapshot files, and a re-backup, a restore or a mount
+reads trees one by one; on S3 each read is a request that waits a round trip and is billed.
+All are immutable and named by their content (a snapshot by its id), so a copy kept under
+its name is never stale: a listing of the store is always asked of the store itself, and
+sweeps away copies of what it no longer holds (kept packs: of what the index no longer
+names). Copies stay sealed, as stored, each behind the BLAKE3 of its bytes, so a damaged copy
+of an index or snapshot file is noticed and fetched again; a kept pack is read by ranges
+unchecked, since every blob is authenticated, and its reader drops it (``forget``) when a
+blob fails. ``check`` bypasses the cache: it must judge what is stored, not what was once
+copied."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -124,6 +129,39 @@ class CachedBackend:
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         return self.inner.get_range(key, offset, length)
 
+    # -- kept packs ----------------------------------------------------------------------
+    def get_range_kept(self, key: str, offset: int, length: int) -> bytes:
+        """A range of a pack kept here whole: fetched whole the first time it is read."""
+        if self.bypass:
+            return self.inner.get_range(key, offset, length)
+        path = self.directory / key
+        try:
+            with open(path, "rb") as f:
+                data = os.pread(f.fileno(), length, _SUM + offset)
+            if len(data) == length:
+                return data
+        except OSError:
+            pass
+        whole = self.inner.get(key)
+        self._keep(path, whole)
+        return whole[offset : offset + length]
+
+    def forget(self, key: str) -> None:
+        """Drop the kept copy of ``key`` (a blob in it failed authentication)."""
+        (self.directory / key).unlink(missing_ok=True)
+
+    def sweep_kept(self, live: Callable[[str], bool]) -> None:
+        """Drop kept packs whose id is not ``live`` (not named by the index)."""
+        root = self.directory / "data"
+        try:
+            folders = os.listdir(root)
+        except OSError:
+            return
+        for folder in folders:
+            for name in os.listdir(root / folder):
+                if not live(name) and not name.startswith(_TMP):
+                    (root / folder / name).unlink(missing_ok=True)
+
     def stat(self, key: str) -> ObjectInfo:
         return self.inner.stat(key)
 
@@ -132,6 +170,13 @@ class CachedBackend:
 
     def close(self) -> None:
         self.inner.close()
+
+
+def pack_cache(backend: Backend) -> CachedBackend | None:
+    """The cache that keeps packs for ``backend``, when it has one and is not bypassed."""
+    if isinstance(backend, CachedBackend) and not backend.bypass:
+        return backend
+    return None
 
 
 @contextmanager

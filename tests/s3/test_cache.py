@@ -126,3 +126,69 @@ def test_check_reads_the_store_not_the_cache(
     assert checked.returncode == 1
     name = key.rpartition("/")[2][:16]
     assert checked.stderr.decode().strip() == f"snapfs: index file {name} is damaged"
+
+
+def _tree(root: Path, name: str) -> Path:
+    for folder in ("warehouse/sales", "warehouse/events", "logs"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        (root / folder / f"{name}.bin").write_bytes(os.urandom(50_000))
+    return root
+
+
+def _kept(cache: Path) -> set[str]:
+    return {f"data/{p.parent.name}/{p.name}" for p in cache.glob("*/data/*/*")
+            if not p.name.startswith(".")}  # fmt: skip
+
+
+def test_a_re_backup_reads_its_parents_trees_from_the_cache(
+    cli: Cli, proxy: FaultProxy, cache: Path, tmp_path: Path
+) -> None:
+    cli.run("init", check=True)
+    source = _tree(tmp_path / "src", "a")
+    cli.run("backup", str(source), check=True)
+    cli.run("backup", str(source), check=True)  # fetches the parent's tree pack, whole
+    assert len(_kept(cache)) == 1
+    # The cache folder, made by the first backup, changed an ancestor of the source: the
+    # second backup wrote that directory's new tree, which the third fetches and keeps.
+    cli.run("backup", str(source), check=True)
+    before = _gets(proxy, "data")
+    cli.run("backup", str(source), check=True)
+    listed = cli.run("ls", "latest", check=True).stdout
+    assert _gets(proxy, "data") == before
+    uncached = cli.run("--no-cache", "ls", "latest", check=True).stdout
+    assert _gets(proxy, "data") > before
+    assert uncached == listed
+
+
+def test_a_damaged_kept_pack_is_dropped_and_the_store_answers(
+    cli: Cli, proxy: FaultProxy, cache: Path, tmp_path: Path
+) -> None:
+    cli.run("init", check=True)
+    cli.run("backup", str(_tree(tmp_path / "src", "a")), check=True)
+    listed = cli.run("ls", "latest", check=True).stdout
+    (key,) = _kept(cache)
+    (copy,) = cache.glob(f"*/{key}")
+    good = copy.read_bytes()
+    copy.write_bytes(bytes(b ^ 0xFF for b in good))
+    before = _gets(proxy, "data")
+    assert cli.run("ls", "latest", check=True).stdout == listed
+    assert _gets(proxy, "data") > before
+    assert not copy.exists() or copy.read_bytes() == good
+
+
+def test_kept_packs_leave_the_cache_once_pruned(
+    cli: Cli, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli.run("init", check=True)
+    for name in ("a", "b", "c"):
+        source = _tree(tmp_path / "src", name)
+        cli.run("backup", str(source), check=True)
+        cli.run("ls", "latest", check=True)
+        (source / "logs" / f"{name}.bin").unlink()
+    assert len(_kept(cache)) == 3
+    cli.run("forget", "--keep-last", "1", "--prune", check=True)
+    cli.run("ls", "latest", check=True)  # loads the index, which sweeps the cache
+    # Every directory changed in every backup: each snapshot's trees are in a pack of their
+    # own, and the packs of the two forgotten ones are gone from the store and the cache.
+    assert len(_kept(cache)) == 1
+    assert _kept(cache) <= _store_keys(cli, "data/", monkeypatch)
