@@ -85,7 +85,7 @@ def derive_ahead(open_backend: Callable[[], Backend], password: bytes) -> None:
     def run() -> None:
         try:
             params = [record.params() for record in read_key_files(open_backend())]
-        except Exception:
+        except Exception:  # no repository, a store that fails: the unlock says so
             return
         futures: list[tuple[KdfParams, Future[bytes]]] = []
         with _lock:  # all promised before any is derived: the unlock waits, never repeats
@@ -94,7 +94,7 @@ def derive_ahead(open_backend: Callable[[], Backend], password: bytes) -> None:
         for p, future in futures:
             try:
                 future.set_result(p._scrypt(password))
-            except Exception as e:
+            except Exception as e:  # raised again in the unlock that waits for it
                 future.set_exception(e)
 
     threading.Thread(target=run, name="snapfs-kdf", daemon=True).start()
