@@ -526,6 +526,9 @@ class Writer:
             except AlreadyExists:
                 pass
             fault_point("pack-stored")
+            cache = pack_cache(self.repo.backend)
+            if cache is not None and pack.entries[0].kind == BlobKind.TREE:
+                cache.keep(pack_key(pack_id), data)  # the next backup reads these trees
             with self._lock:
                 self.repo.index.add_pack(pack_id, pack.entries)
                 self._pending.difference_update(e.blob_id for e in pack.entries)

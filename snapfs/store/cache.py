@@ -131,7 +131,8 @@ class CachedBackend:
 
     # -- kept packs ----------------------------------------------------------------------
     def get_range_kept(self, key: str, offset: int, length: int) -> bytes:
-        """A range of a pack kept here whole: fetched whole the first time it is read."""
+        """A range of a pack kept here whole: kept when stored (``keep``), else fetched whole
+        the first time it is read."""
         if self.bypass:
             return self.inner.get_range(key, offset, length)
         path = self.directory / key
@@ -145,6 +146,10 @@ class CachedBackend:
         whole = self.inner.get(key)
         self._keep(path, whole)
         return whole[offset : offset + length]
+
+    def keep(self, key: str, data: Buffer) -> None:
+        """Keep a pack just stored (one of trees), to be read by ``get_range_kept``."""
+        self._keep(self.directory / key, data)
 
     def forget(self, key: str) -> None:
         """Drop the kept copy of ``key`` (a blob in it failed authentication)."""

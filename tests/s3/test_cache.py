@@ -146,11 +146,7 @@ def test_a_re_backup_reads_its_parents_trees_from_the_cache(
     cli.run("init", check=True)
     source = _tree(tmp_path / "src", "a")
     cli.run("backup", str(source), check=True)
-    cli.run("backup", str(source), check=True)  # fetches the parent's tree pack, whole
-    assert len(_kept(cache)) == 1
-    # The cache folder, made by the first backup, changed an ancestor of the source: the
-    # second backup wrote that directory's new tree, which the third fetches and keeps.
-    cli.run("backup", str(source), check=True)
+    assert len(_kept(cache)) == 1  # kept as it was stored
     before = _gets(proxy, "data")
     cli.run("backup", str(source), check=True)
     listed = cli.run("ls", "latest", check=True).stdout
@@ -183,7 +179,6 @@ def test_kept_packs_leave_the_cache_once_pruned(
     for name in ("a", "b", "c"):
         source = _tree(tmp_path / "src", name)
         cli.run("backup", str(source), check=True)
-        cli.run("ls", "latest", check=True)
         (source / "logs" / f"{name}.bin").unlink()
     assert len(_kept(cache)) == 3
     cli.run("forget", "--keep-last", "1", "--prune", check=True)
