@@ -97,6 +97,7 @@ class Context:
         except SnapfsError:
             return  # an unreadable password file: the verb says so when it opens
         if self.repo_location and password is not None:
+            self._password = password  # read once: the unlock takes it from here
             derive_ahead(self.backend, password.encode())
 
     def open(self) -> Repository:
