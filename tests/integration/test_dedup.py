@@ -9,6 +9,7 @@ import pytest
 from snapfs.backup import backup
 from snapfs.repository import Repository
 from snapfs.stats import stats
+from snapfs.walk import walk
 from tests.conftest import BACKENDS
 
 pytestmark = pytest.mark.parametrize("backend_kind", BACKENDS)
@@ -53,3 +54,18 @@ def test_prepending_three_bytes_to_3mib_adds_under_ten_percent(
     added = stats(repo).stored_bytes - before
     assert snap.summary.bytes_added < 0.10 * len(data)
     assert added < 0.10 * len(data)
+
+
+def test_an_xattr_change_alone_is_seen_by_the_next_backup(
+    repo: Repository, lake_tree: Path
+) -> None:
+    """Setting an xattr changes nothing but the ctime: the file must not be taken as unchanged."""
+    backup(repo, [str(lake_tree)])
+    os.setxattr(lake_tree / "small.txt", "user.origin", b"lakehouse")
+    os.setxattr(lake_tree / "dir/nested/deeper/leaf.csv", "user.owner", b"finance")
+    snap = backup(repo, [str(lake_tree)])
+    nodes = dict(walk(repo, bytes.fromhex(snap.tree)))
+    rel = os.fsencode(lake_tree).lstrip(b"/")
+    assert nodes[rel + b"/small.txt"].xattrs == [(b"user.origin", b"lakehouse")]
+    assert nodes[rel + b"/dir/nested/deeper/leaf.csv"].xattrs == [(b"user.owner", b"finance")]
+    assert nodes[rel + b"/dir"].xattrs == [(b"user.team", b"data-eng")]
