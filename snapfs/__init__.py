@@ -2,8 +2,8 @@
 
 The public API, for scripts and the TUI: open or create a repository, then run operations on
 it. Importing snapfs loads no UI toolkit (rich, click, textual, pyfuse3, trio), and nothing at
-all until a name is used: the command line starts unlocking the repository (a fifth of a
-second of scrypt, on a thread) before the modules a verb needs have loaded.
+all until a name is used: the command line starts unlocking the repository (its password
+KDF, on a thread) before the modules a verb needs have loaded.
 """
 
 from __future__ import annotations

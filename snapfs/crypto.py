@@ -2,7 +2,8 @@
 
 A repository has one random master key: 32 bytes for AES-256-GCM and 32 bytes for the keyed
 BLAKE3 that names blobs (so the store cannot confirm guessed content). A password unwraps the
-master key through scrypt, whose parameters are stored in the clear beside the wrapped key.
+master key through Argon2id (scrypt in older key files), whose parameters are stored in the
+clear beside the wrapped key.
 
 Sealed bytes are ``flag (1) || nonce (12) || AES-256-GCM(body)`` with the flag as associated
 data (so it is authenticated): flag 1 means the body is zstd-compressed, 0 that it is stored

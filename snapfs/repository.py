@@ -44,7 +44,7 @@ from snapfs.index import (
     decode_index_file,
     encode_index_file,
 )
-from snapfs.kdf import KdfParams, KeyFile, new_salt, read_key_files
+from snapfs.kdf import Argon2Params, KdfParams, KeyFile, cost_fields, new_salt, read_key_files
 from snapfs.locks import Lock
 from snapfs.pack import BlobKind, PackEntry, PackWriter, decode_header, pack_key, read_header
 from snapfs.snapshot import Snapshot, decode_snapshot, encode_snapshot, select
@@ -104,7 +104,7 @@ class Repository:
         params = ChunkerParams() if chunker is None else chunker
         params = dataclasses.replace(params, seed=int.from_bytes(os.urandom(4), "big"))
         config = Config(FORMAT_VERSION, os.urandom(16).hex(), params, pack_size)
-        _write_key(backend, key, password, kdf or KdfParams())
+        _write_key(backend, key, password, kdf or Argon2Params())
         try:
             backend.put("config", key.seal(msgspec.msgpack.encode(config)))
         except AlreadyExists:
@@ -564,12 +564,9 @@ class Writer:
 
 
 def _write_key(backend: Backend, key: MasterKey, password: str, kdf: KdfParams) -> None:
-    params = KdfParams(kdf.n, kdf.r, kdf.p, kdf.salt or new_salt())
+    params = dataclasses.replace(kdf, salt=kdf.salt or new_salt())
     record = KeyFile(
-        kdf="scrypt",
-        n=params.n,
-        r=params.r,
-        p=params.p,
+        **cost_fields(params),
         salt=base64.b64encode(params.salt).decode(),
         wrapped=base64.b64encode(key.wrap(password.encode(), params)).decode(),
         created=_now(),

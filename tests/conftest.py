@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from snapfs.kdf import KdfParams
+from snapfs.kdf import Argon2Params
 from snapfs.repository import Repository
 from snapfs.store.memory import MemoryBackend
 from snapfs.store.url import open_backend
 from tests.s3.seaweed import BUCKET, SeaweedFS, weed_binary
 
 PASSWORD = "correct horse battery staple"
-CHEAP_KDF = KdfParams(n=2**10, r=8, p=1)
+CHEAP_KDF = Argon2Params(memory_kib=64)
 SNAPFS = [sys.executable, "-m", "snapfs"]
 BACKENDS = ["local", "s3"]
 

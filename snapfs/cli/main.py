@@ -90,8 +90,8 @@ class Context:
         )
 
     def unlock_early(self) -> None:
-        """Start the password KDF on a thread while the verb's modules load: scrypt releases
-        the GIL, so its fifth of a second overlaps them. Not when it would prompt."""
+        """Start the password KDF on a thread while the verb's modules load: it releases the
+        GIL, so it overlaps them. Not when it would prompt."""
         try:
             password = self.known_password()
         except SnapfsError:

@@ -6,7 +6,7 @@ import pytest
 
 from snapfs.crypto import SEAL_OVERHEAD, MasterKey
 from snapfs.errors import IntegrityError, WrongPassword
-from snapfs.kdf import KdfParams, new_salt
+from snapfs.kdf import Argon2Params, new_salt
 
 
 def test_seal_round_trips_and_compresses_when_it_pays() -> None:
@@ -36,7 +36,7 @@ def test_blob_ids_are_keyed() -> None:
 
 def test_wrong_password_is_reported() -> None:
     key = MasterKey.generate()
-    params = KdfParams(n=2**10, salt=new_salt())
+    params = Argon2Params(memory_kib=64, salt=new_salt())
     wrapped = key.wrap(b"right", params)
     assert MasterKey.unwrap(wrapped, b"right", params).material == key.material
     with pytest.raises(WrongPassword):

@@ -1,8 +1,10 @@
-"""The password KDF: the same keys as before it moved to hashlib, and derivations started
-ahead of an unlock are used by it, not repeated."""
+"""The password KDFs: Argon2id gives the reference implementation's keys, scrypt key files
+written before it became the default still open, an unknown KDF is refused by name, and
+derivations started ahead of an unlock are used by it, not repeated."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -10,28 +12,83 @@ import pytest
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from snapfs import kdf
-from snapfs.errors import RepositoryNotFound, WrongPassword
-from snapfs.kdf import KdfParams, derive_ahead, new_salt
+from snapfs.errors import RepositoryNotFound, UnsupportedFormat, WrongPassword
+from snapfs.kdf import Argon2Params, ScryptParams, derive_ahead, new_salt
 from snapfs.repository import Repository
 from snapfs.store.local import LocalBackend
 from tests.conftest import CHEAP_KDF, PASSWORD
 
 
-def test_keys_match_those_of_repositories_made_with_cryptography_scrypt() -> None:
-    params = KdfParams(n=2**12, r=8, p=2, salt=new_salt())
+@pytest.mark.parametrize(
+    ("params", "password", "expected"),
+    [
+        (
+            Argon2Params(b"snapfs-test-salt-0123456789abcdef"),
+            b"correct horse",
+            "992518426c80137ebc05e47fbaffd49e696486538dd63d846ab72ca4053ed03d",
+        ),
+        (
+            Argon2Params(b"0123456789abcdef", memory_kib=64, iterations=2, lanes=2),
+            b"pw",
+            "414f52d8bda4893149f5c76411027dad7d7c9f7e86f25770ac7b55faa2ea553b",
+        ),
+    ],
+)
+def test_argon2id_keys_are_those_of_the_reference_implementation(
+    params: Argon2Params, password: bytes, expected: str
+) -> None:
+    """The expected keys come from argon2-cffi (the PHC reference C code), not from the
+    library snapfs calls."""
+    assert params.derive(password).hex() == expected
+
+
+def test_scrypt_keys_match_those_of_repositories_made_with_cryptography_scrypt() -> None:
+    params = ScryptParams(n=2**12, r=8, p=2, salt=new_salt())
     before = Scrypt(salt=params.salt, length=32, n=2**12, r=8, p=2).derive(b"pw")
     assert params.derive(b"pw") == before
 
 
+def _key_file(repo: Path) -> tuple[Path, dict[str, object]]:
+    (path,) = (repo / "keys").iterdir()
+    return path, json.loads(path.read_bytes())
+
+
+def test_a_new_repository_wraps_its_key_with_argon2id(tmp_path: Path) -> None:
+    Repository.init(LocalBackend(tmp_path), PASSWORD).close()
+    _path, record = _key_file(tmp_path)
+    costs = {k: record[k] for k in ("kdf", "memory", "iterations", "lanes")}
+    assert costs == {"kdf": "argon2id", "memory": 47104, "iterations": 1, "lanes": 1}
+    assert not {"n", "r", "p"} & record.keys()
+    Repository.open(LocalBackend(tmp_path), PASSWORD).close()
+
+
+def test_a_repository_whose_key_file_uses_scrypt_still_opens(tmp_path: Path) -> None:
+    Repository.init(LocalBackend(tmp_path), PASSWORD, kdf=ScryptParams(n=2**10)).close()
+    _path, record = _key_file(tmp_path)
+    assert (record["kdf"], record["n"], record["r"], record["p"]) == ("scrypt", 1024, 8, 1)
+    assert not {"memory", "iterations", "lanes"} & record.keys()
+    Repository.open(LocalBackend(tmp_path), PASSWORD).close()
+    with pytest.raises(WrongPassword, match=r"^wrong password or no key found for it$"):
+        Repository.open(LocalBackend(tmp_path), "wrong")
+
+
+def test_an_unknown_key_derivation_is_named(tmp_path: Path) -> None:
+    Repository.init(LocalBackend(tmp_path), PASSWORD, kdf=CHEAP_KDF).close()
+    path, record = _key_file(tmp_path)
+    path.write_text(json.dumps({**record, "kdf": "balloon"}))
+    with pytest.raises(UnsupportedFormat, match=r"^key derivation 'balloon' is not supported$"):
+        Repository.open(LocalBackend(tmp_path), PASSWORD)
+
+
 def _counting(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     calls: list[bytes] = []
-    real = KdfParams._scrypt
+    real = Argon2Params.compute
 
-    def counted(self: KdfParams, password: bytes) -> bytes:
+    def counted(self: Argon2Params, password: bytes) -> bytes:
         calls.append(password)
         return real(self, password)
 
-    monkeypatch.setattr(KdfParams, "_scrypt", counted)
+    monkeypatch.setattr(Argon2Params, "compute", counted)
     return calls
 
 
