@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import socket
 import stat
 import threading
 import time
@@ -448,7 +447,7 @@ def backup(
     for p in abspaths:
         if not os.path.lexists(p):
             raise PathNotFound(f"{p}: no such file or directory")
-    host = host or socket.gethostname()
+    host = host or os.uname().nodename
     if parent == "auto":
         parent = find_parent(repo.snapshots(), host, abspaths)
     assert not isinstance(parent, str)

@@ -10,7 +10,6 @@ STALE_AFTER seconds, or when its process is gone on this same host.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -51,7 +50,7 @@ class HeldLock:
     def stale(self, now: float) -> bool:
         if now - self.record.refreshed > STALE_AFTER:
             return True
-        return self.record.host == socket.gethostname() and not _alive(self.record.pid)
+        return self.record.host == os.uname().nodename and not _alive(self.record.pid)
 
 
 def _alive(pid: int) -> bool:
@@ -89,7 +88,7 @@ class Lock:
     def _write(self) -> str:
         now = time.time()
         record = LockRecord(
-            self.id, socket.gethostname(), os.getpid(), self.kind, self._started, now
+            self.id, os.uname().nodename, os.getpid(), self.kind, self._started, now
         )
         lock_key = f"locks/{os.urandom(16).hex()}"
         self._backend.put(lock_key, self._key.seal(msgspec.msgpack.encode(record)))

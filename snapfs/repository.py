@@ -12,7 +12,6 @@ import base64
 import dataclasses
 import getpass
 import os
-import socket
 import struct
 import threading
 from collections import OrderedDict, defaultdict
@@ -570,7 +569,7 @@ def _write_key(backend: Backend, key: MasterKey, password: str, kdf: KdfParams) 
         salt=base64.b64encode(params.salt).decode(),
         wrapped=base64.b64encode(key.wrap(password.encode(), params)).decode(),
         created=_now(),
-        host=socket.gethostname(),
+        host=os.uname().nodename,
         user=getpass.getuser(),
     )
     data = msgspec.json.encode(record)

@@ -14,7 +14,6 @@ copied."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -44,6 +43,8 @@ def default_cache_dir() -> Path:
 
 def cache_dir_for(root: Path, location: str, endpoint: str | None) -> Path:
     """One folder per repository address (the same bucket on two servers is two caches)."""
+    import hashlib  # ~15 ms to load cold (OpenSSL's libcrypto); only S3 repositories get here
+
     name = hashlib.sha256(f"{endpoint or ''}\n{location}".encode()).hexdigest()[:24]
     return root / name
 
