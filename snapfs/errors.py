@@ -31,6 +31,14 @@ class PathNotFound(SnapfsError):
     pass
 
 
+class KeyNotFound(SnapfsError):
+    """No key file, or several, match the id given."""
+
+
+class KeyInUse(SnapfsError):
+    """The key file the repository was opened with may not be removed."""
+
+
 class IntegrityError(SnapfsError):
     """Stored data failed authentication or did not hash to its id."""
 

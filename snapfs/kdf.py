@@ -1,10 +1,11 @@
 """The password KDFs (Argon2id, and scrypt for older key files) and the key files that
 hold their parameters.
 
-Light to import on purpose (hashlib, msgspec, the store's interface): unlocking a repository
-spends tens of milliseconds in its KDF, which releases the GIL, so the command line starts it
-on a thread (``derive_ahead``) while the modules a verb needs load, and the unlock then takes
-the result from ``derive`` instead of deriving again.
+Light to import on purpose (msgspec and the store's interface; the KDFs' libraries load only
+on the thread that derives): unlocking a repository spends tens of milliseconds in its KDF,
+which releases the GIL, so the command line starts it on a thread (``derive_ahead``) while
+the modules a verb needs load, and the unlock then takes the result from ``derive`` instead
+of deriving again.
 """
 
 from __future__ import annotations
@@ -119,9 +120,11 @@ def cost_fields(params: KdfParams) -> dict[str, Any]:
     return {"kdf": "scrypt", "n": params.n, "r": params.r, "p": params.p}
 
 
-def read_key_files(backend: Backend) -> list[KeyFile]:
+def read_key_files(backend: Backend) -> list[tuple[str, KeyFile]]:
+    """Every key file, with its object key (``keys/<id>``)."""
     return [
-        msgspec.json.decode(backend.get(info.key), type=KeyFile) for info in backend.list("keys/")
+        (info.key, msgspec.json.decode(backend.get(info.key), type=KeyFile))
+        for info in backend.list("keys/")
     ]
 
 
@@ -136,7 +139,7 @@ def derive_ahead(open_backend: Callable[[], Backend], password: bytes) -> None:
 
     def run() -> None:
         try:
-            params = [record.params() for record in read_key_files(open_backend())]
+            params = [record.params() for _, record in read_key_files(open_backend())]
         except Exception:  # no repository, a store that fails: the unlock says so
             return
         futures: list[tuple[KdfParams, Future[bytes]]] = []

@@ -1,10 +1,11 @@
 """Lock records: who is using the repository, refreshed while held, stale when not.
 
 Kinds: ``backup`` (writes data), ``read`` (restore, mount, dump), ``forget``, and the
-exclusive kinds ``prune`` and ``check``, of which one may run at a time. Backups never wait
-for prune: prune is two-phase and instead waits, between its phases, for the backups that
-were running when it marked (see prune.py). A lock is stale when it was not refreshed for
-STALE_AFTER seconds, or when its process is gone on this same host.
+exclusive kinds ``prune``, ``check`` and ``key`` (removing a key), of which one may run at a
+time. Backups never wait for prune: prune is two-phase and instead waits, between its
+phases, for the backups that were running when it marked (see prune.py). A lock is stale
+when it was not refreshed for STALE_AFTER seconds, or when its process is gone on this same
+host.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from snapfs.store.base import Backend, NotFound
 
 REFRESH_EVERY = 120.0
 STALE_AFTER = 1800.0
-EXCLUSIVE = frozenset({"prune", "check"})
+EXCLUSIVE = frozenset({"prune", "check", "key"})
 
 
 class LockRecord(msgspec.Struct, frozen=True):

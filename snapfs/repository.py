@@ -30,6 +30,8 @@ from snapfs.chunker import Chunker, ChunkerParams
 from snapfs.crypto import MasterKey, content_id
 from snapfs.errors import (
     IntegrityError,
+    KeyInUse,
+    KeyNotFound,
     RepositoryExists,
     RepositoryNotFound,
     UnsupportedFormat,
@@ -46,6 +48,7 @@ from snapfs.index import (
 from snapfs.kdf import Argon2Params, KdfParams, KeyFile, cost_fields, new_salt, read_key_files
 from snapfs.locks import Lock
 from snapfs.pack import BlobKind, PackEntry, PackWriter, decode_header, pack_key, read_header
+from snapfs.prefix import match_prefix
 from snapfs.snapshot import Snapshot, decode_snapshot, encode_snapshot, select
 from snapfs.store.base import AlreadyExists, Backend, NotFound
 from snapfs.store.cache import bypassing, pack_cache
@@ -74,10 +77,11 @@ def _now() -> str:
 class Repository:
     """An open repository. Reading methods are thread-safe; writing goes through ``writer()``."""
 
-    def __init__(self, backend: Backend, key: MasterKey, config: Config) -> None:
+    def __init__(self, backend: Backend, key: MasterKey, config: Config, key_id: str = "") -> None:
         self.backend = backend
         self.key = key
         self.config = config
+        self.key_id = key_id  # the key file this repository was opened with
         self._index: Index | None = None
         self.index_keys: list[str] = []
         self._index_lock = threading.Lock()
@@ -103,12 +107,12 @@ class Repository:
         params = ChunkerParams() if chunker is None else chunker
         params = dataclasses.replace(params, seed=int.from_bytes(os.urandom(4), "big"))
         config = Config(FORMAT_VERSION, os.urandom(16).hex(), params, pack_size)
-        _write_key(backend, key, password, kdf or Argon2Params())
+        key_id = _write_key(backend, key, password, kdf or Argon2Params())
         try:
             backend.put("config", key.seal(msgspec.msgpack.encode(config)))
         except AlreadyExists:
             raise RepositoryExists("a repository already exists there") from None
-        return cls(backend, key, config)
+        return cls(backend, key, config, key_id)
 
     @classmethod
     def open(cls, backend: Backend, password: str) -> Repository:
@@ -117,11 +121,11 @@ class Repository:
             sealed_config = backend.get("config")
         except NotFound:
             raise RepositoryNotFound("no repository found there") from None
-        key = _unlock(backend, password)
+        key, key_id = _unlock(backend, password)
         config = msgspec.msgpack.decode(key.open(sealed_config), type=Config)
         if config.version != FORMAT_VERSION:
             raise UnsupportedFormat(f"repository format {config.version} is not supported")
-        return cls(backend, key, config)
+        return cls(backend, key, config, key_id)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -364,6 +368,36 @@ class Repository:
     def remove_stale_locks(self, *, everything: bool = False) -> list[locks.HeldLock]:
         return locks.remove_stale(self.backend, self.key, everything=everything)
 
+    # -- keys: one key file per password, all wrapping the same master key ---------------
+    def keys(self) -> list[tuple[str, KeyFile]]:
+        """Every key file by id, oldest first."""
+        found = [(name.removeprefix("keys/"), k) for name, k in read_key_files(self.backend)]
+        return sorted(found, key=lambda item: (item[1].created, item[0]))
+
+    def find_key(self, prefix: str) -> str:
+        """The id of the one key file whose id starts with ``prefix``."""
+        return match_prefix([i for i, _ in self.keys()], prefix, "key", KeyNotFound)
+
+    def add_key(self, password: str, kdf: KdfParams | None = None) -> str:
+        """Let ``password`` open the repository too; the new key file's id."""
+        return _write_key(self.backend, self.key, password, kdf or Argon2Params())
+
+    def remove_key(self, key_id: str) -> None:
+        """Delete a key file other than the one this repository was opened with: the
+        password in hand then always still opens it. Callers hold the ``key`` lock, so
+        that two removals cannot race each other down to no key at all."""
+        if key_id == self.key_id:
+            raise KeyInUse("refusing to remove the key in use: open with another password")
+        self.backend.delete(f"keys/{key_id}")
+
+    def change_password(self, password: str, kdf: KdfParams | None = None) -> str:
+        """Replace the key in use with one for ``password``; the new key's id. The new key
+        is stored before the old one goes, so a crash between leaves both passwords working."""
+        added = self.add_key(password, kdf)
+        old, self.key_id = self.key_id, added
+        self.backend.delete(f"keys/{old}")
+        return added
+
     def read_pack_header(self, pack_id: str) -> list[PackEntry]:
         """A pack's own list of blobs, read from its end without fetching the rest."""
         key = pack_key(pack_id)
@@ -562,7 +596,7 @@ class Writer:
         self._write_stored_index()
 
 
-def _write_key(backend: Backend, key: MasterKey, password: str, kdf: KdfParams) -> None:
+def _write_key(backend: Backend, key: MasterKey, password: str, kdf: KdfParams) -> str:
     params = dataclasses.replace(kdf, salt=kdf.salt or new_salt())
     record = KeyFile(
         **cost_fields(params),
@@ -573,15 +607,19 @@ def _write_key(backend: Backend, key: MasterKey, password: str, kdf: KdfParams) 
         user=getpass.getuser(),
     )
     data = msgspec.json.encode(record)
-    backend.put(f"keys/{content_id(data)}", data)
+    name = content_id(data)
+    backend.put(f"keys/{name}", data)
+    return name
 
 
-def _unlock(backend: Backend, password: str) -> MasterKey:
-    for record in read_key_files(backend):
+def _unlock(backend: Backend, password: str) -> tuple[MasterKey, str]:
+    """The master key, and the id of the key file that ``password`` unwrapped."""
+    for name, record in read_key_files(backend):
         try:
-            return MasterKey.unwrap(
+            key = MasterKey.unwrap(
                 base64.b64decode(record.wrapped), password.encode(), record.params()
             )
         except WrongPassword:
             continue
+        return key, name.removeprefix("keys/")
     raise WrongPassword("wrong password or no key found for it")

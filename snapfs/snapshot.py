@@ -8,6 +8,7 @@ import msgspec
 
 from snapfs.buffers import Data
 from snapfs.errors import SnapshotNotFound
+from snapfs.prefix import match_prefix
 
 
 class Summary(msgspec.Struct, frozen=True):
@@ -61,14 +62,8 @@ def select(snaps: list[Snapshot], selector: str) -> Snapshot:
         if not snaps:
             raise SnapshotNotFound("no snapshots in the repository")
         return sort_by_time(snaps)[-1]
-    matches = [s for s in snaps if s.id.startswith(selector)]
-    if not matches:
-        raise SnapshotNotFound(f"no snapshot matches {selector!r}")
-    if len(matches) > 1:
-        raise SnapshotNotFound(
-            f"{selector!r} matches {len(matches)} snapshots; give more of the id"
-        )
-    return matches[0]
+    by_id = {s.id: s for s in snaps}
+    return by_id[match_prefix(by_id, selector, "snapshot", SnapshotNotFound)]
 
 
 def find_parent(snaps: list[Snapshot], host: str, paths: list[str]) -> Snapshot | None:

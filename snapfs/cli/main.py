@@ -38,6 +38,15 @@ _CODES: list[tuple[type[SnapfsError], int]] = [
 ]
 
 
+def read_password_file(path: str) -> str:
+    """The first line of ``path``, without its line ending."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().rstrip("\r\n")
+    except OSError as e:
+        raise SnapfsError(f"cannot read password file {path}: {e.strerror}") from e
+
+
 @dataclass
 class Context:
     repo_location: str | None
@@ -62,13 +71,7 @@ class Context:
         """The password from --password-file or SNAPFS_PASSWORD, without asking (the TUI
         asks on its own screen when there is none)."""
         if self.password_file:
-            try:
-                with open(self.password_file, encoding="utf-8") as f:
-                    return f.readline().rstrip("\r\n")
-            except OSError as e:
-                raise SnapfsError(
-                    f"cannot read password file {self.password_file}: {e.strerror}"
-                ) from e
+            return read_password_file(self.password_file)
         return os.environ.get("SNAPFS_PASSWORD")
 
     def _read_password(self, confirm: bool) -> str:
@@ -122,6 +125,7 @@ _COMMANDS = {
     "dump": ("dump", "command"),
     "forget": ("forget", "command"),
     "init": ("init", "command"),
+    "key": ("key", "command"),
     "ls": ("ls", "command"),
     "mount": ("mount", "command"),
     "prune": ("prune", "command"),
