@@ -7,8 +7,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from pyfastcdc.cy import FastCDC
-
 
 @dataclass(frozen=True, slots=True)
 class ChunkerParams:
@@ -25,6 +23,9 @@ class Chunker:
     """Not thread-safe: one per thread (pyfastcdc keeps state per instance)."""
 
     def __init__(self, params: ChunkerParams) -> None:
+        # Loaded by the first chunker: restore, mount and ls never chunk (~7 ms, cold).
+        from pyfastcdc.cy import FastCDC
+
         self._cdc = FastCDC(
             params.avg_size,
             min_size=params.min_size,
