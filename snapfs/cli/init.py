@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from snapfs.cli.main import Context, pass_ctx
+from snapfs.cli.main import Context, new_password, pass_ctx
 from snapfs.repository import Repository
 
 
@@ -19,7 +19,7 @@ def command(ctx: Context) -> None:
       snapfs -r s3://backups/lake --s3-endpoint http://127.0.0.1:8333 init
     """
     location = ctx.location()
-    password = ctx.password(confirm=True)
+    password = new_password(ctx.password(confirm=True))
     repo = Repository.init(ctx.backend(create=True), password)
     click.echo(f"created snapfs repository {repo.config.id[:10]} at {location}")
     click.echo("Keep the password safe: without it the data cannot be recovered.")

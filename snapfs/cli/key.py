@@ -7,7 +7,7 @@ import sys
 import click
 from rich.table import Table
 
-from snapfs.cli.main import Context, pass_ctx, read_password_file
+from snapfs.cli.main import Context, new_password, pass_ctx, read_password_file
 from snapfs.cli.render import emit_json, stdout
 
 
@@ -37,10 +37,11 @@ _new_password_file = click.option(
 
 def _new_password(path: str | None) -> str:
     if path:
-        return read_password_file(path)
+        return new_password(read_password_file(path))
     if not sys.stdin.isatty():
         raise click.UsageError("no new password: use --new-password-file FILE")
-    return str(click.prompt("new password", hide_input=True, confirmation_prompt=True))
+    prompt = click.prompt("new password", hide_input=True, confirmation_prompt=True)
+    return new_password(str(prompt))
 
 
 @command.command("list")

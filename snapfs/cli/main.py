@@ -38,6 +38,13 @@ _CODES: list[tuple[type[SnapfsError], int]] = [
 ]
 
 
+def new_password(password: str) -> str:
+    """A password about to protect a repository: not an empty one (nor would restic)."""
+    if not password:
+        raise SnapfsError("an empty password is not a password: choose another")
+    return password
+
+
 def read_password_file(path: str) -> str:
     """The first line of ``path``, without its line ending."""
     try:

@@ -81,6 +81,22 @@ def test_the_key_in_use_is_never_removed(cli: Cli, tmp_path: Path) -> None:
 
 
 @both_backends
+def test_an_empty_password_is_refused(cli: Cli, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    result = cli.run("key", "add", "--new-password-file", str(empty))
+    assert (result.returncode, result.stderr.decode()) == (
+        1, "snapfs: an empty password is not a password: choose another\n"
+    )  # fmt: skip
+    cli.repo = tmp_path / "new-repo"
+    result = cli.run("init", env={"SNAPFS_PASSWORD": ""})
+    assert (result.returncode, result.stderr.decode()) == (
+        1, "snapfs: an empty password is not a password: choose another\n"
+    )  # fmt: skip
+    assert not cli.repo.exists()
+
+
+@both_backends
 def test_a_new_password_is_never_taken_from_a_pipe(cli: Cli) -> None:
     result = cli.run("key", "add", input=b"piped\npiped\n")
     assert result.returncode == 2
