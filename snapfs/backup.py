@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import cast
 
+import msgspec
+
 from snapfs.chunker import Chunker
 from snapfs.errors import PathNotFound
 from snapfs.events import (
@@ -28,7 +30,7 @@ from snapfs.events import (
     Planned,
     ignore,
 )
-from snapfs.metadata import node_from_stat
+from snapfs.metadata import group_name, node_from_stat, user_name
 from snapfs.pack import BlobKind
 from snapfs.repository import Repository, Writer
 from snapfs.snapshot import Snapshot, Summary, find_parent
@@ -199,10 +201,15 @@ class Backup:
         return out
 
     def _reuse(self, path: bytes, name: bytes, st: os.stat_result, old: Node) -> Node:
-        """An unchanged file: the parent snapshot's blobs, without reading a byte."""
+        """An unchanged file: the parent snapshot's node, without reading a byte or listing
+        its xattrs. Changing a file's mode, owner, link count or xattrs moves its ctime,
+        which ``_unchanged`` compared; only what the inode does not hold is looked at."""
         self.emit(BytesDone(st.st_size))
         self._count_file(path, st.st_size, 0)
-        return node_from_stat(name, path, st, content=old.content)
+        user, group = user_name(st.st_uid), group_name(st.st_gid)
+        if (old.device, old.user, old.group) == (st.st_dev, user, group):
+            return old
+        return msgspec.structs.replace(old, device=st.st_dev, user=user, group=group)
 
     def fail(self, error: BaseException) -> None:
         """An unexpected error on a worker: the first one is raised when the walk ends."""

@@ -69,3 +69,20 @@ def test_an_xattr_change_alone_is_seen_by_the_next_backup(
     assert nodes[rel + b"/small.txt"].xattrs == [(b"user.origin", b"lakehouse")]
     assert nodes[rel + b"/dir/nested/deeper/leaf.csv"].xattrs == [(b"user.owner", b"finance")]
     assert nodes[rel + b"/dir"].xattrs == [(b"user.team", b"data-eng")]
+
+
+def test_a_change_of_mode_owner_or_links_alone_is_seen_by_the_next_backup(
+    repo: Repository, lake_tree: Path
+) -> None:
+    """An unchanged file keeps its parent's node whole: each of these moves only the ctime."""
+    backup(repo, [str(lake_tree)])
+    os.chmod(lake_tree / "small.txt", 0o600)
+    os.chown(lake_tree / "dir/nested/deeper/leaf.csv", 1234, 5678)
+    os.link(lake_tree / "empty", lake_tree / "empty-link")
+    snap = backup(repo, [str(lake_tree)])
+    nodes = dict(walk(repo, bytes.fromhex(snap.tree)))
+    rel = os.fsencode(lake_tree).lstrip(b"/")
+    assert nodes[rel + b"/small.txt"].mode == 0o600
+    leaf = nodes[rel + b"/dir/nested/deeper/leaf.csv"]
+    assert (leaf.uid, leaf.gid) == (1234, 5678)
+    assert nodes[rel + b"/empty"].links == 2
