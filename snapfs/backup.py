@@ -174,7 +174,7 @@ class Backup:
         """Reuse an unchanged file now, give a large file a task of its own, and batch the
         rest: handing work between threads costs more than reading a small file."""
         if stat.S_ISREG(st.st_mode) and old is not None and _unchanged(old, st):
-            job.add(self._reuse(path, name, st, old))
+            job.add(self._reuse(path, st, old))
         elif stat.S_ISREG(st.st_mode) and st.st_size >= _OWN_TASK:
             self._submit(job, [(path, name, st)])
         else:
@@ -200,7 +200,7 @@ class Backup:
                 self._warn(entry.path, e)
         return out
 
-    def _reuse(self, path: bytes, name: bytes, st: os.stat_result, old: Node) -> Node:
+    def _reuse(self, path: bytes, st: os.stat_result, old: Node) -> Node:
         """An unchanged file: the parent snapshot's node, without reading a byte or listing
         its xattrs. Changing a file's mode, owner, link count or xattrs moves its ctime,
         which ``_unchanged`` compared; only what the inode does not hold is looked at."""
