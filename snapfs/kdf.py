@@ -42,9 +42,8 @@ class _Derivation:
 
 @dataclass(frozen=True, slots=True)
 class Argon2Params(_Derivation):
-    """Argon2id (RFC 9106). The default is OWASP's first choice for password storage, 46 MiB
-    and one pass (it rates it as costly to attack as scrypt with N=2^17, r=8); it takes
-    about 55 ms here."""
+    """Argon2id (RFC 9106). The default, 46 MiB and one pass, is the first setting of OWASP's
+    password-storage cheat sheet; it takes about 55 ms here."""
 
     memory_kib: int = 47104
     iterations: int = 1
