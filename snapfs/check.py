@@ -1,9 +1,10 @@
 """Check: the repository's structure, and with ``read_data`` every blob's bytes.
 
-Structure: every snapshot's trees load; every blob they name is in the index; every pack the
-index names is stored with a size that covers its blobs. Data: each pack hashes to its name,
-its header agrees with the index, and every blob authenticates and hashes to its id. Damage
-is reported as the packs, snapshots and file paths it affects."""
+Structure: every key file parses and hashes to its name; every snapshot's trees load; every
+blob they name is in the index; every pack the index names is stored with a size that covers
+its blobs. Data: each pack hashes to its name, its header agrees with the index, and every
+blob authenticates and hashes to its id. Damage is reported as the packs, snapshots and file
+paths it affects."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ def check(
         snaps = repo.snapshots()
         repo.reload_index()
         stored = repo.list_packs()
+        report.errors += repo.key_problems()
         _run_checks(repo, snaps, stored, report, read_data, subset, on_event)
     return report
 

@@ -119,12 +119,16 @@ def cost_fields(params: KdfParams) -> dict[str, Any]:
     return {"kdf": "scrypt", "n": params.n, "r": params.r, "p": params.p}
 
 
-def read_key_files(backend: Backend) -> list[tuple[str, KeyFile]]:
-    """Every key file, with its object key (``keys/<id>``)."""
-    return [
-        (info.key, msgspec.json.decode(backend.get(info.key), type=KeyFile))
-        for info in backend.list("keys/")
-    ]
+def read_key_files(backend: Backend) -> list[tuple[str, KeyFile | None]]:
+    """Every key file with its object key (``keys/<id>``); None for one that does not parse,
+    so that a damaged key file does not lock out the passwords of the others."""
+    found: list[tuple[str, KeyFile | None]] = []
+    for info in backend.list("keys/"):
+        try:
+            found.append((info.key, msgspec.json.decode(backend.get(info.key), type=KeyFile)))
+        except msgspec.MsgspecError:
+            found.append((info.key, None))
+    return found
 
 
 _lock = threading.Lock()
@@ -138,7 +142,8 @@ def derive_ahead(open_backend: Callable[[], Backend], password: bytes) -> None:
 
     def run() -> None:
         try:
-            params = [record.params() for _, record in read_key_files(open_backend())]
+            records = read_key_files(open_backend())
+            params = [record.params() for _, record in records if record is not None]
         except Exception:  # no repository, a store that fails: the unlock says so
             return
         futures: list[tuple[KdfParams, Future[bytes]]] = []

@@ -112,3 +112,18 @@ def test_passwd_moves_a_scrypt_repository_to_argon2id(cli: Cli, tmp_path: Path) 
     (key_file,) = (cli.repo / "keys").iterdir()
     assert json.loads(key_file.read_bytes())["kdf"] == "argon2id"
     assert [k["kdf"] for k in _keys(cli, NEW)] == ["argon2id"]
+
+
+def test_a_damaged_key_file_locks_no_one_out_and_check_names_it(cli: Cli, tmp_path: Path) -> None:
+    cli.run("key", "add", "--new-password-file", _new_password_file(tmp_path), check=True)
+    mine, other = _keys(cli)
+    damaged = Path(cli.repo) / "keys" / str(other["id"])
+    damaged.write_bytes(damaged.read_bytes()[:40])
+    assert [k["id"] for k in _keys(cli)] == [mine["id"]]
+    assert cli.run("snapshots", env={"SNAPFS_PASSWORD": NEW}).returncode == 12
+    result = cli.run("check", "--json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["errors"] == [
+        f"key file {other['short_id']}: unreadable",
+        f"key file {other['short_id']}: does not hash to its name",
+    ]
