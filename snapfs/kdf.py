@@ -119,16 +119,34 @@ def cost_fields(params: KdfParams) -> dict[str, Any]:
     return {"kdf": "scrypt", "n": params.n, "r": params.r, "p": params.p}
 
 
-def read_key_files(backend: Backend) -> list[tuple[str, KeyFile | None]]:
-    """Every key file with its object key (``keys/<id>``); None for one that does not parse,
-    so that a damaged key file does not lock out the passwords of the others."""
-    found: list[tuple[str, KeyFile | None]] = []
-    for info in backend.list("keys/"):
-        try:
-            found.append((info.key, msgspec.json.decode(backend.get(info.key), type=KeyFile)))
-        except msgspec.MsgspecError:
-            found.append((info.key, None))
-    return found
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """One ``keys/<id>`` object as read: ``record`` is None when it does not parse, ``params``
+    when it does not parse or names a KDF this version does not know; ``problem`` says which."""
+
+    id: str
+    data: bytes
+    record: KeyFile | None
+    params: KdfParams | None
+    problem: str
+
+
+def read_key_files(backend: Backend) -> list[StoredKey]:
+    """Every key file, damaged ones too: one that is damaged, or names an unknown KDF, must
+    not lock out the passwords of the others."""
+    return [_stored_key(backend, info.key) for info in backend.list("keys/")]
+
+
+def _stored_key(backend: Backend, key: str) -> StoredKey:
+    name, data = key.removeprefix("keys/"), backend.get(key)
+    try:
+        record = msgspec.json.decode(data, type=KeyFile)
+    except msgspec.MsgspecError:
+        return StoredKey(name, data, None, None, "unreadable")
+    try:
+        return StoredKey(name, data, record, record.params(), "")
+    except UnsupportedFormat as e:
+        return StoredKey(name, data, record, None, str(e))
 
 
 _lock = threading.Lock()
@@ -142,8 +160,7 @@ def derive_ahead(open_backend: Callable[[], Backend], password: bytes) -> None:
 
     def run() -> None:
         try:
-            records = read_key_files(open_backend())
-            params = [record.params() for _, record in records if record is not None]
+            params = [k.params for k in read_key_files(open_backend()) if k.params]
         except Exception:  # no repository, a store that fails: the unlock says so
             return
         futures: list[tuple[KdfParams, Future[bytes]]] = []

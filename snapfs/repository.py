@@ -371,23 +371,17 @@ class Repository:
     # -- keys: one key file per password, all wrapping the same master key ---------------
     def keys(self) -> list[tuple[str, KeyFile]]:
         """Every key file that parses, by id, oldest first."""
-        found = [(name.removeprefix("keys/"), k) for name, k in read_key_files(self.backend) if k]
+        found = [(k.id, k.record) for k in read_key_files(self.backend) if k.record]
         return sorted(found, key=lambda item: (item[1].created, item[0]))
 
     def key_problems(self) -> list[str]:
-        """What is wrong with each key file: its bytes against its name, its JSON, its KDF."""
+        """What is wrong with each key file: its JSON, its KDF, its bytes against its name."""
         problems = []
-        for info in self.backend.list("keys/"):
-            name = info.key.removeprefix("keys/")
-            data = self.backend.get(info.key)
-            try:
-                msgspec.json.decode(data, type=KeyFile).params()
-            except msgspec.MsgspecError:
-                problems.append(f"key file {name[:8]}: unreadable")
-            except UnsupportedFormat as e:
-                problems.append(f"key file {name[:8]}: {e}")
-            if content_id(data) != name:
-                problems.append(f"key file {name[:8]}: does not hash to its name")
+        for k in read_key_files(self.backend):
+            if k.problem:
+                problems.append(f"key file {k.id[:8]}: {k.problem}")
+            if content_id(k.data) != k.id:
+                problems.append(f"key file {k.id[:8]}: does not hash to its name")
         return problems
 
     def find_key(self, prefix: str) -> str:
@@ -632,20 +626,16 @@ def _unlock(backend: Backend, password: str) -> tuple[MasterKey, str]:
     """The master key, and the id of the key file that ``password`` unwrapped. Key files
     that are damaged, or use a KDF this version does not know, are passed over: another may
     still open the repository."""
-    unsupported: UnsupportedFormat | None = None
-    for name, record in read_key_files(backend):
-        if record is None:
+    stored = read_key_files(backend)
+    for k in stored:
+        if k.record is None or k.params is None:
             continue
         try:
-            params = record.params()
-        except UnsupportedFormat as e:
-            unsupported = e
-            continue
-        try:
-            key = MasterKey.unwrap(base64.b64decode(record.wrapped), password.encode(), params)
+            key = MasterKey.unwrap(base64.b64decode(k.record.wrapped), password.encode(), k.params)
         except WrongPassword:
             continue
-        return key, name.removeprefix("keys/")
-    if unsupported is not None:
-        raise unsupported
+        return key, k.id
+    for k in stored:
+        if k.record is not None and k.params is None:
+            raise UnsupportedFormat(k.problem)
     raise WrongPassword("wrong password or no key found for it")
