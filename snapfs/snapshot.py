@@ -33,6 +33,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     summary: Summary = Summary()
     program_version: str = ""
     source: str = "local"
+    original: str | None = None  # a copy's: the id of the snapshot it was copied from
     id: str = ""
 
     @property

@@ -61,12 +61,26 @@ class Context:
     quiet: bool
     s3_endpoint: str | None = None
     no_cache: bool = False
+    password_env: str = "SNAPFS_PASSWORD"
+    what: str = "repository"  # how prompts and errors name it
     _password: str | None = None
 
     def location(self) -> str:
         if not self.repo_location:
             raise click.UsageError("no repository given: use -r REPO or set SNAPFS_REPOSITORY")
         return self.repo_location
+
+    def source(self, location: str | None, password_file: str | None) -> Context:
+        """The repository ``copy`` reads from: its own location and password, the same
+        S3 endpoint and cache setting."""
+        if not location:
+            raise click.UsageError(
+                "no source repository given: use --from-repo REPO or set SNAPFS_FROM_REPOSITORY"
+            )
+        return Context(
+            location, password_file, self.quiet, self.s3_endpoint, self.no_cache,
+            password_env="SNAPFS_FROM_PASSWORD", what="source repository",
+        )  # fmt: skip
 
     def password(self, *, confirm: bool = False) -> str:
         """The password, asked for once however often it is needed."""
@@ -79,16 +93,17 @@ class Context:
         asks on its own screen when there is none)."""
         if self.password_file:
             return read_password_file(self.password_file)
-        return os.environ.get("SNAPFS_PASSWORD")
+        return os.environ.get(self.password_env)
 
     def _read_password(self, confirm: bool) -> str:
         known = self.known_password()
         if known is not None:
             return known
         if not sys.stdin.isatty():
-            raise SnapfsError("no password: set SNAPFS_PASSWORD or SNAPFS_PASSWORD_FILE")
+            env = self.password_env
+            raise SnapfsError(f"no password for the {self.what}: set {env} or {env}_FILE")
         return str(
-            click.prompt("repository password", hide_input=True, confirmation_prompt=confirm)
+            click.prompt(f"{self.what} password", hide_input=True, confirmation_prompt=confirm)
         )
 
     def backend(self, *, create: bool = False) -> Backend:
@@ -119,7 +134,11 @@ class Context:
         except BucketNotFound:
             raise  # its message already names the bucket and the endpoint
         except RepositoryNotFound:
-            raise RepositoryNotFound(f"no repository at {self.location()}") from None
+            raise RepositoryNotFound(f"no {self.what} at {self.location()}") from None
+        except WrongPassword as e:
+            if self.what == "repository":
+                raise
+            raise WrongPassword(f"{self.what}: {e}") from None
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -128,6 +147,7 @@ pass_ctx = click.make_pass_decorator(Context)
 _COMMANDS = {
     "backup": ("backup", "command"),
     "check": ("check", "command"),
+    "copy": ("copy", "command"),
     "diff": ("diff", "command"),
     "dump": ("dump", "command"),
     "forget": ("forget", "command"),

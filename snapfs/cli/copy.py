@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import click
+
+from snapfs.cli.main import Context, pass_ctx
+from snapfs.cli.render import emit_json, progress, size
+from snapfs.copy import copy_snapshots
+from snapfs.progress import Tally
+from snapfs.snapshot import Snapshot, select
+
+
+@click.command("copy")
+@click.argument("snapshots", nargs=-1)
+@click.option(
+    "--from-repo",
+    envvar="SNAPFS_FROM_REPOSITORY",
+    metavar="REPO",
+    help="The repository to copy from. Env: SNAPFS_FROM_REPOSITORY.",
+)
+@click.option(
+    "--from-password-file",
+    envvar="SNAPFS_FROM_PASSWORD_FILE",
+    metavar="FILE",
+    help="Its password, from FILE. Env: SNAPFS_FROM_PASSWORD_FILE (or SNAPFS_FROM_PASSWORD).",
+)
+@click.option("--host", "hosts", multiple=True, metavar="HOST", help="Only snapshots of HOST.")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Only snapshots tagged TAG.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per snapshot.")
+@pass_ctx
+def command(
+    ctx: Context,
+    snapshots: tuple[str, ...],
+    from_repo: str | None,
+    from_password_file: str | None,
+    hosts: tuple[str, ...],
+    tags: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Copy SNAPSHOTS (ids, unique prefixes or 'latest'; all when none are named) from
+    the --from-repo repository into REPO.
+
+    Snapshots REPO holds a copy of already are skipped, so the same command can run every
+    night; it then reads only the files that changed since the last copy. The copies are
+    encrypted with REPO's key and deduplicated against what REPO stores.
+
+    \b
+    Examples:
+      export SNAPFS_FROM_REPOSITORY=/backups/lake SNAPFS_FROM_PASSWORD_FILE=~/.snapfs-pass
+      snapfs -r s3://offsite/lake copy
+      snapfs -r /mnt/usb/lake copy latest --from-repo /backups/lake
+    """
+    source_ctx = ctx.source(from_repo, from_password_file)
+    tally = Tally()
+    with source_ctx.open() as source, ctx.open() as dest:
+        snaps = _chosen(source.snapshots(), snapshots, hosts, tags)
+        with progress(tally, "copy", enabled=not ctx.quiet, json_lines=as_json):
+            result = copy_snapshots(source, dest, snaps, on_event=tally)
+    for c in result.copied:
+        if as_json:
+            emit_json({"message_type": "snapshot", "original": c.original.id,
+                       "copy": c.copy.id if c.copy else None, "existed": c.existed})  # fmt: skip
+        elif not ctx.quiet:
+            what = f"{c.original.short_id} ({c.original.time[:19]}, {', '.join(c.original.paths)})"
+            verb = "was copied already, as" if c.existed else "copied as"
+            click.echo(f"snapshot {what} {verb} {c.copy.short_id if c.copy else '?'}")
+    new = sum(not c.existed for c in result.copied)
+    if as_json:
+        emit_json({"message_type": "summary", "copied": new,
+                   "skipped": len(result.copied) - new, "bytes_read": result.bytes_read,
+                   "blobs_added": result.blobs_added,
+                   "stored_bytes_added": result.stored_bytes})  # fmt: skip
+    elif not ctx.quiet:
+        click.echo(
+            f"{new} snapshots copied, {len(result.copied) - new} there already; "
+            f"{size(result.stored_bytes)} added to {ctx.location()}"
+        )
+
+
+def _chosen(
+    snaps: list[Snapshot], named: tuple[str, ...], hosts: tuple[str, ...], tags: tuple[str, ...]
+) -> list[Snapshot]:
+    picked = [select(snaps, n) for n in named] if named else snaps
+    return [
+        s for s in picked
+        if (not hosts or s.host in hosts) and (not tags or set(tags) <= set(s.tags))
+    ]  # fmt: skip

@@ -1,0 +1,104 @@
+"""``snapfs copy``: snapshots move between repositories with different keys, byte-identical
+and with their metadata; a copy is never made twice, and a later copy reads only what
+changed since the last one."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from snapfs.repository import Repository
+from snapfs.store.url import open_backend
+from tests.conftest import BACKENDS, CHEAP_KDF, Cli
+from tests.helpers import assert_same_tree
+
+SOURCE_PASSWORD = "the source repository's own password"
+
+
+@pytest.fixture
+def source(tmp_path: Path, cli: Cli) -> Cli:
+    """A local repository with a key of its own, beside the (destination) ``cli`` one."""
+    location = tmp_path / "source-repo"
+    Repository.init(open_backend(str(location)), SOURCE_PASSWORD, kdf=CHEAP_KDF).close()
+    return Cli(location, {**cli.env, "SNAPFS_PASSWORD": SOURCE_PASSWORD})
+
+
+def _copy(cli: Cli, source: Cli, *args: str) -> list[dict[str, object]]:
+    out = cli.run("copy", "--from-repo", str(source.repo), "--json", *args, check=True,
+                  env={"SNAPFS_FROM_PASSWORD": SOURCE_PASSWORD})  # fmt: skip
+    return [json.loads(line) for line in out.stdout.decode().splitlines()]
+
+
+def _snapshots(cli: Cli) -> list[dict[str, object]]:
+    result: list[dict[str, object]] = json.loads(cli.run("snapshots", "--json", check=True).stdout)
+    return result
+
+
+@pytest.mark.parametrize("backend_kind", BACKENDS)
+def test_a_copy_restores_byte_identical(
+    cli: Cli, source: Cli, lake_tree: Path, tmp_path: Path
+) -> None:
+    source.run("backup", str(lake_tree), "--tag", "nightly", "--host", "lake-01", check=True)
+    *_, summary = _copy(cli, source)
+    assert (summary["copied"], summary["skipped"]) == (1, 0)
+    (original,), (copy,) = _snapshots(source), _snapshots(cli)
+    assert copy["original"] == original["id"] != copy["id"]
+    for field in ("time", "host", "user", "tags", "paths", "summary"):
+        assert copy[field] == original[field], field
+    cli.run("restore", "latest", "--target", str(tmp_path / "out"), check=True)
+    assert_same_tree(lake_tree, tmp_path / "out" / str(lake_tree).lstrip("/"))
+    assert cli.run("check", "--read-data", check=True).returncode == 0
+
+
+def test_copying_again_reads_only_what_changed(cli: Cli, source: Cli, lake_tree: Path) -> None:
+    source.run("backup", str(lake_tree), check=True)
+    first = _copy(cli, source)[-1]
+    stored = json.loads(source.run("stats", "--json", check=True).stdout)
+    assert first["bytes_read"] == stored["raw_data_bytes"]  # each distinct chunk, once
+    again = _copy(cli, source)
+    assert again[0]["existed"] is True
+    assert (again[-1]["copied"], again[-1]["skipped"], again[-1]["bytes_read"]) == (0, 1, 0)
+    with open(lake_tree / "small.txt", "a") as f:
+        f.write("one more line\n")
+    source.run("backup", str(lake_tree), check=True)
+    later = _copy(cli, source)[-1]
+    assert (later["copied"], later["skipped"]) == (1, 1)
+    assert later["bytes_read"] == len("hello lake\none more line\n")
+    assert [s["original"] for s in _snapshots(cli)] == [s["id"] for s in _snapshots(source)]
+
+
+def test_a_copy_of_a_copy_names_the_first_original(
+    cli: Cli, source: Cli, tmp_path: Path, lake_tree: Path
+) -> None:
+    source.run("backup", str(lake_tree), check=True)
+    _copy(cli, source)
+    third = Cli(tmp_path / "third", {**cli.env, "SNAPFS_PASSWORD": "third"})
+    Repository.init(open_backend(str(third.repo)), "third", kdf=CHEAP_KDF).close()
+    from_second = {"SNAPFS_FROM_PASSWORD": cli.env["SNAPFS_PASSWORD"]}
+    third.run("copy", "--from-repo", str(cli.repo), check=True, env=from_second)
+    (original,) = _snapshots(source)
+    (copy,) = _snapshots(third)
+    assert copy["original"] == original["id"]
+
+
+def test_a_bad_source_gets_one_line_and_its_exit_code(cli: Cli, source: Cli) -> None:
+    wrong = cli.run("copy", "--from-repo", str(source.repo),
+                    env={"SNAPFS_FROM_PASSWORD": "not it"})  # fmt: skip
+    assert (wrong.returncode, wrong.stderr.decode()) == (
+        12,
+        "snapfs: source repository: wrong password or no key found for it\n",
+    )
+    missing = Path(str(source.repo) + "-missing")
+    absent = cli.run("copy", "--from-repo", str(missing), env={"SNAPFS_FROM_PASSWORD": "x"})
+    assert (absent.returncode, absent.stderr.decode()) == (
+        10,
+        f"snapfs: no source repository at {missing}\n",
+    )
+    unnamed = cli.run("copy", env={k: "" for k in os.environ if k.startswith("SNAPFS_FROM")})
+    assert unnamed.returncode == 2
+    assert unnamed.stderr.decode().endswith(
+        "Error: no source repository given: use --from-repo REPO or set SNAPFS_FROM_REPOSITORY\n"
+    )
