@@ -87,8 +87,7 @@ def _copy_of_parent(
 
 class _Translation:
     """Source ids to destination ids, for data blobs and trees, shared by every snapshot of
-    a run. ``tree`` translates (and stores) a source tree, reading only the blobs it does
-    not know yet, a directory's at once with coalesced pack reads."""
+    a run."""
 
     def __init__(self, source: Repository, writer: Writer, on_event: EventHandler) -> None:
         self.source, self.writer, self.emit = source, writer, on_event
@@ -121,26 +120,42 @@ class _Translation:
                     self.blobs.update(zip(node.content, other.content, strict=True))
 
     def tree(self, tree_id: bytes) -> bytes:
+        """The destination id of a source tree, stored with everything below it. The blobs
+        no pair named are read first, all at once: small files of many directories share
+        packs, and one plan reads each pack's share in few ranges."""
+        missing = self._unknown_blobs(tree_id)
+        if missing:
+            self.source.read_blob_ranges(missing, self._store)
+        return self._translate(tree_id)
+
+    def _unknown_blobs(self, tree_id: bytes) -> list[bytes]:
+        missing: dict[bytes, None] = {}
+        stack, seen = [tree_id], set()
+        while stack:
+            tid = stack.pop()
+            if tid in self.trees or tid in seen:
+                continue
+            seen.add(tid)
+            for node in self.source.load_tree(tid).nodes:
+                if node.subtree is not None:
+                    stack.append(node.subtree)
+                missing.update((c, None) for c in node.content if c not in self.blobs)
+        return list(missing)
+
+    def _translate(self, tree_id: bytes) -> bytes:
         done = self.trees.get(tree_id)
-        if done is not None:
-            return done
-        nodes = self.source.load_tree(tree_id).nodes
-        self._copy_blobs([c for n in nodes for c in n.content if c not in self.blobs])
-        out = [self._node(n) for n in nodes]
-        new = self.trees[tree_id] = self.writer.save_tree(out)
-        return new
+        if done is None:
+            nodes = [self._node(n) for n in self.source.load_tree(tree_id).nodes]
+            done = self.trees[tree_id] = self.writer.save_tree(nodes)
+        return done
 
     def _node(self, node: Node) -> Node:
         if node.type == DIR and node.subtree is not None:
-            return msgspec.structs.replace(node, subtree=self.tree(node.subtree))
+            return msgspec.structs.replace(node, subtree=self._translate(node.subtree))
         if node.content:
             self.emit(FileDone(node.display_name, node.size, 0))
             return msgspec.structs.replace(node, content=[self.blobs[c] for c in node.content])
         return node
-
-    def _copy_blobs(self, ids: list[bytes]) -> None:
-        if ids:
-            self.source.read_blob_ranges(ids, self._store)
 
     def _store(self, blobs: Iterator[tuple[bytes, Data]]) -> None:
         """On a read thread: name each blob with the destination's key and store it."""

@@ -105,7 +105,10 @@ class Repository:
             raise RepositoryExists("a repository already exists there")
         key = MasterKey.generate()
         params = ChunkerParams() if chunker is None else chunker
-        params = dataclasses.replace(params, seed=int.from_bytes(os.urandom(4), "big"))
+        if params.seed == 0:  # a seed of its own, unless copied from another repository
+            params = dataclasses.replace(
+                params, seed=1 + int.from_bytes(os.urandom(4)) % 0xFFFFFFFF
+            )
         config = Config(FORMAT_VERSION, os.urandom(16).hex(), params, pack_size)
         key_id = _write_key(backend, key, password, kdf or Argon2Params())
         try:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from snapfs.cli.main import Context, pass_ctx
+from snapfs.cli.main import Context, pass_ctx, source_options
 from snapfs.cli.render import emit_json, progress, size
 from snapfs.copy import copy_snapshots
 from snapfs.progress import Tally
@@ -11,18 +11,7 @@ from snapfs.snapshot import Snapshot, select
 
 @click.command("copy")
 @click.argument("snapshots", nargs=-1)
-@click.option(
-    "--from-repo",
-    envvar="SNAPFS_FROM_REPOSITORY",
-    metavar="REPO",
-    help="The repository to copy from. Env: SNAPFS_FROM_REPOSITORY.",
-)
-@click.option(
-    "--from-password-file",
-    envvar="SNAPFS_FROM_PASSWORD_FILE",
-    metavar="FILE",
-    help="Its password, from FILE. Env: SNAPFS_FROM_PASSWORD_FILE (or SNAPFS_FROM_PASSWORD).",
-)
+@source_options
 @click.option("--host", "hosts", multiple=True, metavar="HOST", help="Only snapshots of HOST.")
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Only snapshots tagged TAG.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per snapshot.")

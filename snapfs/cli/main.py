@@ -10,8 +10,9 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -142,6 +143,27 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def source_options(command: F) -> F:
+    """``--from-repo`` and ``--from-password-file``: the other repository of ``copy`` and
+    of ``init --copy-chunker-params``."""
+    command = click.option(
+        "--from-password-file",
+        envvar="SNAPFS_FROM_PASSWORD_FILE",
+        metavar="FILE",
+        help="Its password, from FILE. Env: SNAPFS_FROM_PASSWORD_FILE (or SNAPFS_FROM_PASSWORD).",
+    )(command)
+    return click.option(
+        "--from-repo",
+        envvar="SNAPFS_FROM_REPOSITORY",
+        metavar="REPO",
+        help="The other repository: copy's source, or whose chunking init copies. "
+        "Env: SNAPFS_FROM_REPOSITORY.",
+    )(command)
+
 
 # verb -> (module under snapfs.cli, attribute)
 _COMMANDS = {

@@ -102,3 +102,47 @@ def test_a_bad_source_gets_one_line_and_its_exit_code(cli: Cli, source: Cli) -> 
     assert unnamed.stderr.decode().endswith(
         "Error: no source repository given: use --from-repo REPO or set SNAPFS_FROM_REPOSITORY\n"
     )
+
+
+def test_copied_chunker_params_let_backups_dedup_against_copies(
+    cli: Cli, source: Cli, tmp_path: Path, lake_tree: Path
+) -> None:
+    source.run("backup", str(lake_tree), check=True)
+    for name, flags in (("own-chunking", []), ("same-chunking", ["--copy-chunker-params"])):
+        dest = Cli(tmp_path / name, cli.env)
+        dest.run("init", "--from-repo", str(source.repo), *flags, check=True,
+                 env={"SNAPFS_FROM_PASSWORD": SOURCE_PASSWORD})  # fmt: skip
+        _copy(dest, source)
+        added = json.loads(dest.run("backup", str(lake_tree), "--host", "elsewhere", "--json",
+                                    check=True).stdout.splitlines()[-1])["bytes_added"]  # fmt: skip
+        random_bin = (lake_tree / "random.bin").stat().st_size
+        if flags:
+            assert added == 0, "same cuts, same blobs"
+        else:
+            assert added >= random_bin, "other cuts: the random file is stored again"
+
+
+@pytest.mark.parametrize("fault", ["pack-stored:2", "index-stored:1", "before-snapshot:2"])
+def test_a_killed_copy_leaves_the_destination_checkable_and_resumes(
+    cli: Cli, source: Cli, tmp_path: Path, fault: str
+) -> None:
+    dest = Cli(tmp_path / "small-packs", cli.env)
+    Repository.init(open_backend(str(dest.repo)), cli.env["SNAPFS_PASSWORD"], kdf=CHEAP_KDF,
+                    pack_size=1 << 20).close()  # fmt: skip
+    src = tmp_path / "data"
+    src.mkdir()
+    for day in range(2):
+        for i in range(4):
+            (src / f"day{day}-{i}.bin").write_bytes(os.urandom(700_000))
+        source.run("backup", str(src), check=True)
+    env = {"SNAPFS_FROM_PASSWORD": SOURCE_PASSWORD, "SNAPFS_FAULT": fault}
+    killed = dest.run("copy", "--from-repo", str(source.repo), env=env)
+    assert killed.returncode == -9
+    survivors = len(_snapshots(dest))
+    assert survivors == (1 if fault == "before-snapshot:2" else 0)
+    assert dest.run("check", "--read-data").returncode == 0
+    *_, summary = _copy(dest, source)
+    assert (summary["copied"], summary["skipped"]) == (2 - survivors, survivors)
+    dest.run("restore", "latest", "--target", str(tmp_path / "out"), check=True)
+    assert_same_tree(src, tmp_path / "out" / str(src).lstrip("/"))
+    assert dest.run("check", "--read-data").returncode == 0
