@@ -46,7 +46,12 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def encode_snapshot(snap: Snapshot) -> bytes:
-    return msgspec.msgpack.encode(msgspec.structs.replace(snap, id=""))
+    """Without ``original`` unless it is a copy: snapshots made before the field existed
+    encode, and so are named, as they were."""
+    fields = msgspec.structs.asdict(msgspec.structs.replace(snap, id=""))
+    if fields["original"] is None:
+        del fields["original"]
+    return msgspec.msgpack.encode(fields)
 
 
 def decode_snapshot(data: Data, snapshot_id: str) -> Snapshot:

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from snapfs.crypto import MasterKey
 from snapfs.errors import SnapshotNotFound
 from snapfs.pack import BlobKind, PackWriter, read_header
-from snapfs.snapshot import Snapshot, select
+from snapfs.snapshot import Snapshot, decode_snapshot, encode_snapshot, select
 from snapfs.tree import Node, decode_tree, encode_tree
 
 
@@ -50,3 +51,13 @@ def test_selectors() -> None:
         select(snaps, "ab")
     with pytest.raises(SnapshotNotFound, match="no snapshot matches 'zz'"):
         select(snaps, "zz")
+
+
+def test_only_a_copy_encodes_its_original() -> None:
+    """Snapshots made before ``original`` existed must keep their bytes, hence their ids."""
+    snap = Snapshot(time="2024-05-01T02:00:00+00:00", host="h", user="u", paths=["/a"], tree="ab")
+    plain = msgspec.msgpack.decode(encode_snapshot(snap))
+    assert "original" not in plain and "id" in plain
+    assert list(plain) == [f for f in Snapshot.__struct_fields__ if f != "original"]
+    copy = msgspec.structs.replace(snap, original="ff" * 32)
+    assert decode_snapshot(encode_snapshot(copy), "c1") == msgspec.structs.replace(copy, id="c1")
