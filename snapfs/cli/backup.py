@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import click
 
-from snapfs.backup import backup
+from snapfs.backup import Scan, backup
 from snapfs.cli.main import EXIT_OK, EXIT_PARTIAL, Context, pass_ctx
-from snapfs.cli.render import emit_json, progress, say, size
+from snapfs.cli.render import emit_json, progress, progress_shown, say, size
 from snapfs.events import Event, FileWarning
 from snapfs.progress import Tally
 
@@ -42,7 +42,6 @@ def command(
       snapfs backup /data/lake --tag nightly
       snapfs backup /data/lake --exclude '*.tmp' --exclude '/data/lake/scratch'
     """
-    repo = ctx.open()
     tally = Tally()
 
     def on_event(event: Event) -> None:
@@ -53,6 +52,13 @@ def command(
             else:
                 say(f"warning: {event.path}: {event.error}")
 
+    scan = Scan(list(paths), list(excludes), tally)  # while the repository unlocks
+    try:
+        repo = ctx.open()
+    except BaseException:
+        scan.stop()
+        raise
+    shown = progress_shown(enabled=not ctx.quiet, json_lines=as_json)
     with repo, progress(tally, "backup", enabled=not ctx.quiet, json_lines=as_json):
         snap = backup(
             repo,
@@ -61,6 +67,8 @@ def command(
             host=host,
             excludes=list(excludes),
             on_event=on_event,
+            estimate=shown,
+            scan=scan,
         )
     s = snap.summary
     if as_json:

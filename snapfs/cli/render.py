@@ -17,7 +17,7 @@ from snapfs.progress import Tally
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["emit_json", "progress", "say", "size", "stderr", "stdout"]
+__all__ = ["emit_json", "progress", "progress_shown", "say", "size", "stderr", "stdout"]
 
 
 @cache
@@ -46,6 +46,11 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def progress_shown(*, enabled: bool, json_lines: bool) -> bool:
+    """Whether ``progress`` will show anything (so totals are worth counting ahead)."""
+    return json_lines or (enabled and sys.stderr.isatty())
+
+
 @contextmanager
 def progress(
     tally: Tally, label: str, *, enabled: bool, json_lines: bool = False
@@ -55,7 +60,7 @@ def progress(
         with _json_status(tally, label):
             yield
         return
-    if not enabled or not sys.stderr.isatty():
+    if not progress_shown(enabled=enabled, json_lines=False):
         yield
         return
     from rich.progress import (
