@@ -47,11 +47,11 @@ def command(
     for c in result.copied:
         if as_json:
             emit_json({"message_type": "snapshot", "original": c.original.id,
-                       "copy": c.copy.id if c.copy else None, "existed": c.existed})  # fmt: skip
+                       "copy": c.copy.id, "existed": c.existed})  # fmt: skip
         elif not ctx.quiet:
             what = f"{c.original.short_id} ({c.original.time[:19]}, {', '.join(c.original.paths)})"
             verb = "was copied already, as" if c.existed else "copied as"
-            click.echo(f"snapshot {what} {verb} {c.copy.short_id if c.copy else '?'}")
+            click.echo(f"snapshot {what} {verb} {c.copy.short_id}")
     new = sum(not c.existed for c in result.copied)
     if as_json:
         emit_json({"message_type": "summary", "copied": new,
@@ -68,7 +68,7 @@ def command(
 def _chosen(
     snaps: list[Snapshot], named: tuple[str, ...], hosts: tuple[str, ...], tags: tuple[str, ...]
 ) -> list[Snapshot]:
-    picked = [select(snaps, n) for n in named] if named else snaps
+    picked = list({s.id: s for s in (select(snaps, n) for n in named)}.values()) if named else snaps
     return [
         s for s in picked
         if (not hosts or s.host in hosts) and (not tags or set(tags) <= set(s.tags))

@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
 
@@ -287,28 +288,43 @@ def exit_code(error: SnapfsError) -> int:
     return EXIT_ERROR
 
 
-def main() -> None:
+def main() -> NoReturn:
     try:
         rc = cli.main(prog_name="snapfs", standalone_mode=False)
     except click.ClickException as e:
         e.show()
-        sys.exit(e.exit_code)
+        _exit(e.exit_code)
     except click.Abort:
         click.echo("snapfs: aborted", err=True)
-        sys.exit(130)
+        _exit(130)
     except KeyboardInterrupt:
         click.echo("snapfs: interrupted", err=True)
-        sys.exit(130)
+        _exit(130)
     except SnapfsError as e:
         click.echo(f"snapfs: {e}", err=True)
-        sys.exit(exit_code(e))
+        _exit(exit_code(e))
     except OSError as e:
         where = f" {os.fsdecode(e.filename)}:" if e.filename else ""
         click.echo(f"snapfs:{where} {e.strerror or e}", err=True)
-        sys.exit(EXIT_ERROR)
+        _exit(EXIT_ERROR)
     except Exception as e:  # the last line of defence: one line, never a traceback
         if os.environ.get("SNAPFS_DEBUG"):
             raise
         click.echo(f"snapfs: internal error: {type(e).__name__}: {e}", err=True)
-        sys.exit(EXIT_ERROR)
-    sys.exit(rc if isinstance(rc, int) else EXIT_OK)
+        _exit(EXIT_ERROR)
+    _exit(rc if isinstance(rc, int) else EXIT_OK)
+
+
+def _exit(code: int) -> NoReturn:
+    """Leave without the interpreter's teardown, which finalizes every loaded module: 20-30 ms
+    of a 0.35 s unchanged re-backup. Only once nothing is left to finish: output flushed and
+    no other non-daemon thread alive (else the usual exit, which waits for them)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nobody reads what is left
+            pass
+    me = threading.current_thread()
+    if any(t is not me and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        sys.exit(code)
+    os._exit(code)

@@ -146,3 +146,19 @@ def test_a_killed_copy_leaves_the_destination_checkable_and_resumes(
     dest.run("restore", "latest", "--target", str(tmp_path / "out"), check=True)
     assert_same_tree(src, tmp_path / "out" / str(src).lstrip("/"))
     assert dest.run("check", "--read-data").returncode == 0
+
+
+def test_named_and_tagged_snapshots_are_the_ones_copied(
+    cli: Cli, source: Cli, lake_tree: Path
+) -> None:
+    for tag in ("daily", "monthly", "daily"):
+        source.run("backup", str(lake_tree), "--tag", tag, check=True)
+    first, monthly, latest = _snapshots(source)
+    *copied, summary = _copy(cli, source, "latest", str(latest["id"])[:8])
+    assert [c["original"] for c in copied] == [latest["id"]]
+    assert summary["copied"] == 1
+    *copied, summary = _copy(cli, source, "--tag", "daily")
+    assert [(c["original"], c["existed"]) for c in copied] == [
+        (first["id"], False), (latest["id"], True)
+    ]  # fmt: skip
+    assert monthly["id"] not in {s["original"] for s in _snapshots(cli)}
