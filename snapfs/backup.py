@@ -463,7 +463,7 @@ def backup(
     ``parent="auto"`` picks the newest snapshot of the same host and paths. With
     ``estimate``, a Scan counts the work ahead (``scan``, if one was started before the
     repository opened); it costs a second walk, so only progress displays ask for it.
-    Without, ``scan`` stops where the backup's walk begins: it only warmed the cache."""
+    Without, ``scan`` stops as the backup begins: it only warmed the cache meanwhile."""
     started = time.monotonic()
     when = datetime.now(UTC).astimezone().isoformat()
     abspaths = sorted({os.path.abspath(p) for p in paths})
