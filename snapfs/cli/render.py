@@ -32,11 +32,14 @@ def say(line: str) -> None:
     stderr().print(line, markup=False, highlight=False)
 
 
+_PIPED_WIDTH = 1000  # piped output goes to programs and pagers: a table row stays one line
+
+
 @cache
 def stdout() -> Console:
     from rich.console import Console
 
-    return Console()
+    return Console() if sys.stdout.isatty() else Console(width=_PIPED_WIDTH)
 
 
 def emit_json(obj: Any) -> None:
