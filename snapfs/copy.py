@@ -11,7 +11,7 @@ their blobs without reading them, so a nightly copy reads only what changed sinc
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import msgspec
@@ -47,25 +47,27 @@ def original_id(snap: Snapshot) -> str:
 def copy_snapshots(
     source: Repository,
     dest: Repository,
-    snaps: list[Snapshot],
+    choose: Callable[[list[Snapshot]], list[Snapshot]] = list,
     *,
     on_event: EventHandler = ignore,
 ) -> CopyResult:
-    """Copy ``snaps`` from ``source`` into ``dest``, oldest first; those ``dest`` holds a
-    copy of already are left alone. Each copy is saved as soon as it is complete."""
+    """Copy the snapshots ``choose`` picks from the source's (all, by default) into
+    ``dest``, oldest first; those ``dest`` holds a copy of already are left alone. Each copy
+    is saved as soon as it is complete."""
     with source.lock("read"), dest.lock("backup"), dest.writer() as writer:
+        everything = source.snapshots()  # read once: the choice and the earlier copies
+        snaps = choose(everything)
         present = {original_id(s): s for s in dest.snapshots()}
         todo = [s for s in sort_by_time(snaps) if original_id(s) not in present]
         on_event(Planned(sum(s.summary.files for s in todo), sum(s.summary.bytes for s in todo)))
-        everything = source.snapshots()
-        ids = _Translation(source, writer, on_event)
+        ids = _Translation(source, dest, writer, on_event)
         done: list[Copied] = []
         for snap in sort_by_time(snaps):
             copy = present.get(original_id(snap))
             if copy is not None:
                 done.append(Copied(snap, copy, existed=True))
                 continue
-            ids.learn(source, dest, _copy_of_parent(snap, everything, present))
+            ids.learn(_copy_of_parent(snap, everything, present))
             copy = msgspec.structs.replace(
                 snap, tree=ids.tree(bytes.fromhex(snap.tree)).hex(), parent=None,
                 original=original_id(snap), id="",
@@ -89,16 +91,16 @@ class _Translation:
     """Source ids to destination ids, for data blobs and trees, shared by every snapshot of
     a run."""
 
-    def __init__(self, source: Repository, writer: Writer, on_event: EventHandler) -> None:
-        self.source, self.writer, self.emit = source, writer, on_event
+    def __init__(
+        self, source: Repository, dest: Repository, writer: Writer, on_event: EventHandler
+    ) -> None:
+        self.source, self.dest, self.writer, self.emit = source, dest, writer, on_event
         self.blobs: dict[bytes, bytes] = {}
         self.trees: dict[bytes, bytes] = {}
         self.bytes_read = 0
         self._lock = threading.Lock()
 
-    def learn(
-        self, source: Repository, dest: Repository, pair: tuple[Snapshot, Snapshot] | None
-    ) -> None:
+    def learn(self, pair: tuple[Snapshot, Snapshot] | None) -> None:
         """Match the trees of an original and its copy, node by node: same names, same
         shape, so each blob of one pairs with the blob at the same place in the other."""
         if pair is None:
@@ -109,8 +111,8 @@ class _Translation:
             if old in self.trees:
                 continue
             self.trees[old] = new
-            theirs = {n.name: n for n in dest.load_tree(new).nodes}
-            for node in source.load_tree(old).nodes:
+            theirs = {n.name: n for n in self.dest.load_tree(new).nodes}
+            for node in self.source.load_tree(old).nodes:
                 other = theirs.get(node.name)
                 if other is None or other.type != node.type:
                     continue

@@ -40,10 +40,13 @@ def command(
     """
     source_ctx = ctx.source(from_repo, from_password_file)
     tally = Tally()
-    with source_ctx.open() as source, ctx.open() as dest:
-        snaps = _chosen(source.snapshots(), snapshots, hosts, tags)
-        with progress(tally, "copy", enabled=not ctx.quiet, json_lines=as_json):
-            result = copy_snapshots(source, dest, snaps, on_event=tally)
+
+    def choose(snaps: list[Snapshot]) -> list[Snapshot]:
+        return _chosen(snaps, snapshots, hosts, tags)
+
+    shown = progress(tally, "copy", enabled=not ctx.quiet, json_lines=as_json)
+    with source_ctx.open() as source, ctx.open() as dest, shown:
+        result = copy_snapshots(source, dest, choose, on_event=tally)
     for c in result.copied:
         if as_json:
             emit_json({"message_type": "snapshot", "original": c.original.id,
