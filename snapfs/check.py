@@ -16,11 +16,11 @@ from snapfs.crypto import content_id
 from snapfs.errors import IntegrityError, SnapfsError
 from snapfs.events import EventHandler, FileWarning, ignore
 from snapfs.index import IndexEntry
-from snapfs.pack import PackEntry
+from snapfs.pack import BlobKind, PackEntry, entry_problem
 from snapfs.repository import Repository
 from snapfs.snapshot import Snapshot
 from snapfs.tree import DIR
-from snapfs.walk import walk
+from snapfs.walk import shown_path, walk
 
 
 @dataclass
@@ -71,8 +71,11 @@ def _run_checks(
 
 def _check_index(repo: Repository, stored: dict[str, int], report: CheckReport) -> set[str]:
     extents: dict[str, int] = defaultdict(int)
-    for _blob_id, entry in repo.index.entries():
+    for blob_id, entry in repo.index.entries():
         extents[entry.pack_id] = max(extents[entry.pack_id], entry.offset + entry.length)
+        why = entry_problem(entry.kind, entry.length, entry.raw_length)
+        if why:
+            report.errors.append(f"blob {blob_id.hex()[:16]}: the index records {why}")
     for pack_id, end in sorted(extents.items()):
         size = stored.get(pack_id)
         if size is None:
@@ -157,16 +160,22 @@ def _blobs_in_pack(repo: Repository, pack_id: str) -> dict[bytes, IndexEntry]:
 def _check_snapshots(
     repo: Repository, snaps: list[Snapshot], report: CheckReport, bad_blobs: set[bytes]
 ) -> None:
+    """Each tree is checked once, at the first path that reaches it, however many paths and
+    snapshots share it: a crafted snapshot of shared subtrees has 2^48 paths but few trees."""
+    seen: set[bytes] = set()
     for snap in snaps:
         report.snapshots += 1
+
+        def damaged(path: bytes, message: str, snap: Snapshot = snap) -> None:
+            report.errors.append(f"snapshot {snap.short_id}: {shown_path(path)}: {message}")
+
         try:
-            for path, node in walk(repo, bytes.fromhex(snap.tree)):
+            for path, node in walk(repo, bytes.fromhex(snap.tree), on_problem=damaged, seen=seen):
                 report.trees += node.type == DIR
                 why = _content_problem(repo, node.content, bad_blobs)
                 if why:
-                    shown = "/" + path.decode("utf-8", "surrogateescape")
-                    report.errors.append(f"snapshot {snap.short_id}: {shown}: {why}")
-                    report.affected_files.append(f"{snap.short_id}:{shown}")
+                    damaged(path, why)
+                    report.affected_files.append(f"{snap.short_id}:{shown_path(path)}")
         except SnapfsError as e:
             report.errors.append(f"snapshot {snap.short_id}: {e}")
 
@@ -177,4 +186,10 @@ def _content_problem(repo: Repository, content: list[bytes], bad_blobs: set[byte
             return "data missing"
         if blob_id in bad_blobs:
             return "data damaged"
+        try:
+            kind = repo.blob_entry(blob_id).kind
+        except IntegrityError as e:
+            return str(e)
+        if kind != BlobKind.DATA:
+            return "content that is not a data blob"
     return ""

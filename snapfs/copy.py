@@ -17,11 +17,13 @@ from dataclasses import dataclass
 import msgspec
 
 from snapfs.buffers import Data
+from snapfs.errors import IntegrityError
 from snapfs.events import BytesDone, EventHandler, FileDone, Planned, ignore
 from snapfs.pack import BlobKind
 from snapfs.repository import Repository, Writer
 from snapfs.snapshot import Snapshot, find_parent, sort_by_time
 from snapfs.tree import DIR, Node
+from snapfs.walk import MAX_DEPTH, join, shown_path
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,9 @@ def copy_snapshots(
 ) -> CopyResult:
     """Copy the snapshots ``choose`` picks from the source's (all, by default) into
     ``dest``, oldest first; those ``dest`` holds a copy of already are left alone. Each copy
-    is saved as soon as it is complete."""
+    is saved as soon as it is complete. A snapshot holding an entry that tree validation
+    refuses (a name such as '..', a duplicate, an unknown type, nesting past MAX_DEPTH) is
+    not carried on: IntegrityError names it and the path, after the copies before it."""
     with source.lock("read"), dest.lock("backup"), dest.writer() as writer:
         everything = source.snapshots()  # read once: the choice and the earlier copies
         snaps = choose(everything)
@@ -68,10 +72,13 @@ def copy_snapshots(
                 done.append(Copied(snap, copy, existed=True))
                 continue
             ids.learn(_copy_of_parent(snap, everything, present))
+            try:
+                tree = ids.tree(bytes.fromhex(snap.tree))
+            except IntegrityError as e:
+                raise IntegrityError(f"snapshot {snap.short_id} is not copied: {e}") from None
             copy = msgspec.structs.replace(
-                snap, tree=ids.tree(bytes.fromhex(snap.tree)).hex(), parent=None,
-                original=original_id(snap), id="",
-            )  # fmt: skip
+                snap, tree=tree.hex(), parent=None, original=original_id(snap), id=""
+            )
             copy = present[original_id(snap)] = writer.save_snapshot(copy)
             done.append(Copied(snap, copy, existed=False))
         return CopyResult(done, ids.bytes_read, writer.blobs_added, writer.stored_bytes)
@@ -131,29 +138,48 @@ class _Translation:
         return self._translate(tree_id)
 
     def _unknown_blobs(self, tree_id: bytes) -> list[bytes]:
+        """The data blobs below ``tree_id`` not translated yet; IntegrityError naming the
+        first path whose tree validation refused something: a copy carries no such tree."""
         missing: dict[bytes, None] = {}
-        stack, seen = [tree_id], set()
+        stack: list[tuple[bytes, bytes, int]] = [(tree_id, b"", 0)]
+        seen = set()
         while stack:
-            tid = stack.pop()
+            tid, path, depth = stack.pop()
             if tid in self.trees or tid in seen:
                 continue
             seen.add(tid)
-            for node in self.source.load_tree(tid).nodes:
+            if depth > MAX_DEPTH:
+                raise IntegrityError(f"{shown_path(path)}: nested deeper than {MAX_DEPTH} levels")
+            tree = self.source.load_tree(tid)
+            if tree.problems:
+                bad = tree.problems[0]
+                raise IntegrityError(f"{shown_path(join(path, bad.name))}: {bad.message}")
+            for node in tree.nodes:
                 if node.subtree is not None:
-                    stack.append(node.subtree)
+                    stack.append((node.subtree, join(path, node.name), depth + 1))
                 missing.update((c, None) for c in node.content if c not in self.blobs)
         return list(missing)
 
     def _translate(self, tree_id: bytes) -> bytes:
-        done = self.trees.get(tree_id)
-        if done is None:
-            nodes = [self._node(n) for n in self.source.load_tree(tree_id).nodes]
-            done = self.trees[tree_id] = self.writer.save_tree(nodes)
-        return done
+        """Bottom-up, without recursion (a snapshot may nest deeper than Python's stack)."""
+        stack = [tree_id]
+        while stack:
+            tid = stack[-1]
+            if tid in self.trees:
+                stack.pop()
+                continue
+            nodes = self.source.load_tree(tid).nodes
+            below = [n.subtree for n in nodes if n.subtree and n.subtree not in self.trees]
+            if below:
+                stack.extend(below)
+                continue
+            self.trees[tid] = self.writer.save_tree([self._node(n) for n in nodes])
+            stack.pop()
+        return self.trees[tree_id]
 
     def _node(self, node: Node) -> Node:
         if node.type == DIR and node.subtree is not None:
-            return msgspec.structs.replace(node, subtree=self._translate(node.subtree))
+            return msgspec.structs.replace(node, subtree=self.trees[node.subtree])
         if node.content:
             self.emit(FileDone(node.display_name, node.size, 0))
             return msgspec.structs.replace(node, content=[self.blobs[c] for c in node.content])

@@ -31,6 +31,9 @@ HEADER_SIZE = 1 + NONCE_SIZE
 SEAL_OVERHEAD = HEADER_SIZE + TAG_SIZE
 ID_SIZE = 32
 _RAW, _ZSTD = b"\x00", b"\x01"
+# What any sealed object may decompress to unless its reader knows better (a blob's recorded
+# raw length): a planted zstd frame of a few KiB must not claim gigabytes of memory.
+MAX_SEALED_PLAIN = 1 << 30
 
 
 class _ThreadLocalCodecs(threading.local):
@@ -78,8 +81,10 @@ class MasterKey:
         self._aead.encrypt_into(nonce, body, flag, memoryview(out)[HEADER_SIZE:])
         return out
 
-    def open(self, sealed: Buffer) -> Data:
-        """Authenticate, decrypt and decompress; IntegrityError when the bytes were altered."""
+    def open(self, sealed: Buffer, limit: int = MAX_SEALED_PLAIN) -> Data:
+        """Authenticate, decrypt and decompress; IntegrityError when the bytes were altered
+        or the plaintext would exceed ``limit`` bytes (checked before anything is allocated:
+        the frame's stated size first, then zstd's own bound for frames that state none)."""
         view = memoryview(sealed)
         if len(view) < SEAL_OVERHEAD:
             raise IntegrityError("sealed data too short")
@@ -89,9 +94,11 @@ class MasterKey:
         except InvalidTag:
             raise IntegrityError("authentication failed") from None
         if flag == _ZSTD:
-            return _codecs.decompressor.decompress(body)
+            return _decompress(body, limit)
         if flag != _RAW:
             raise IntegrityError("unknown compression flag")
+        if len(body) > limit:
+            raise IntegrityError(f"sealed data larger than its limit of {limit} bytes")
         return body
 
     def wrap(self, password: bytes, params: KdfParams) -> bytes:
@@ -108,6 +115,25 @@ class MasterKey:
         except InvalidTag:
             raise WrongPassword("wrong password or no key found for it") from None
         return cls(plain)
+
+
+def _decompress(body: bytes, limit: int) -> bytes:
+    try:
+        stated = zstandard.frame_content_size(body)
+    except zstandard.ZstdError:
+        raise IntegrityError("damaged compressed data") from None
+    if stated > limit:  # -1: not stated; then max_output_size bounds the output
+        raise IntegrityError(f"compressed data expands past its limit of {limit} bytes")
+    try:
+        # 0 would mean "no bound" to zstd: an empty blob never needs a frame anyway
+        plain = _codecs.decompressor.decompress(body, max_output_size=max(limit, 1))
+    except zstandard.ZstdError:
+        raise IntegrityError(
+            f"damaged compressed data, or it expands past its limit of {limit} bytes"
+        ) from None
+    if len(plain) > limit:
+        raise IntegrityError(f"compressed data expands past its limit of {limit} bytes")
+    return plain
 
 
 def content_id(data: Buffer) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from snapfs.errors import IntegrityError
 from snapfs.tree import DIR, Node
-from snapfs.walk import TreeSource, walk
+from snapfs.walk import MAX_DEPTH, ProblemHandler, TreeSource, raise_problem, walk
 
 
 @dataclass(frozen=True)
@@ -17,54 +18,100 @@ class Change:
     size_after: int
 
 
+_Pair = tuple[bytes, Node | None, Node | None]
+
+
 def diff_trees(
-    repo: TreeSource, a: bytes | None, b: bytes | None, prefix: bytes = b""
+    repo: TreeSource,
+    a: bytes | None,
+    b: bytes | None,
+    prefix: bytes = b"",
+    *,
+    on_problem: ProblemHandler | None = None,
 ) -> Iterator[Change]:
-    if a == b:
+    """Changes from tree ``a`` to ``b``, in path order, streamed. Entries either tree's
+    validation refused, and directories that do not load, go to ``on_problem`` (None: the
+    first raises IntegrityError) and are left out. One iterator per level of the current
+    path: no recursion, and levels stop at MAX_DEPTH."""
+    report = on_problem or raise_problem
+    levels = [_pairs(repo, a, b, prefix, report)]
+    while levels:
+        step = next(levels[-1], None)
+        if step is None:
+            levels.pop()
+            continue
+        path, old, new = step
+        if old is None or new is None or old.type != new.type or new.type != DIR:
+            yield from _leaf(repo, path, old, new, report)
+            continue
+        if _meta(old) != _meta(new):
+            yield Change("U", _shown(path) + "/", 0, 0)
+        if old.subtree == new.subtree:
+            continue
+        if len(levels) >= MAX_DEPTH:
+            report(path, f"directories nested deeper than {MAX_DEPTH} levels")
+            continue
+        levels.append(_pairs(repo, old.subtree, new.subtree, path, report))
+
+
+def _pairs(
+    repo: TreeSource, a: bytes | None, b: bytes | None, prefix: bytes, report: ProblemHandler
+) -> Iterator[_Pair]:
+    """(path, node in a, node in b) for every name in either directory, sorted."""
+    try:
+        old, new = _nodes(repo, a, prefix, report), _nodes(repo, b, prefix, report)
+    except IntegrityError as e:
+        report(prefix, str(e))
         return
-    old = {n.name: n for n in repo.load_tree(a).nodes} if a else {}
-    new = {n.name: n for n in repo.load_tree(b).nodes} if b else {}
     for name in sorted(old.keys() | new.keys()):
-        path = prefix + b"/" + name
-        yield from _diff_node(repo, path, old.get(name), new.get(name))
+        yield prefix + b"/" + name, old.get(name), new.get(name)
 
 
-def _diff_node(
-    repo: TreeSource, path: bytes, old: Node | None, new: Node | None
+def _nodes(
+    repo: TreeSource, tree_id: bytes | None, prefix: bytes, report: ProblemHandler
+) -> dict[bytes, Node]:
+    if not tree_id:
+        return {}
+    tree = repo.load_tree(tree_id)
+    for problem in tree.problems:
+        report(prefix + b"/" + problem.name if problem.name else prefix, problem.message)
+    return {n.name: n for n in tree.nodes}
+
+
+def _leaf(
+    repo: TreeSource, path: bytes, old: Node | None, new: Node | None, report: ProblemHandler
 ) -> Iterator[Change]:
-    shown = path.decode("utf-8", "surrogateescape")
     if old is None or new is None:
         node = old or new
         assert node is not None
-        yield from _whole(repo, path, node, "+" if old is None else "-")
-        return
-    if old.type != new.type:
-        yield from _whole(repo, path, old, "-")
-        yield from _whole(repo, path, new, "+")
-        return
-    if new.type == DIR:
-        if _meta(old) != _meta(new):
-            yield Change("U", shown + "/", 0, 0)
-        yield from diff_trees(repo, old.subtree, new.subtree, path)
+        yield from _whole(repo, path, node, "+" if old is None else "-", report)
+    elif old.type != new.type:
+        yield from _whole(repo, path, old, "-", report)
+        yield from _whole(repo, path, new, "+", report)
     elif old.content != new.content or old.target != new.target:
-        yield Change("M", shown, old.size, new.size)
+        yield Change("M", _shown(path), old.size, new.size)
     elif _meta(old) != _meta(new):
-        yield Change("U", shown, old.size, new.size)
+        yield Change("U", _shown(path), old.size, new.size)
 
 
-def _whole(repo: TreeSource, path: bytes, node: Node, kind: str) -> Iterator[Change]:
-    shown = path.decode("utf-8", "surrogateescape")
+def _whole(
+    repo: TreeSource, path: bytes, node: Node, kind: str, report: ProblemHandler
+) -> Iterator[Change]:
+    shown = _shown(path)
     before, after = (node.size, 0) if kind == "-" else (0, node.size)
     yield Change(kind, shown + ("/" if node.type == DIR else ""), before, after)
     if node.type == DIR and node.subtree:
-        for rel, child in walk(repo, node.subtree):
-            sub = shown + "/" + rel.decode("utf-8", "surrogateescape")
+        for rel, child in walk(repo, node.subtree, path, on_problem=report):
             size = child.size
             yield Change(
                 kind,
-                sub + ("/" if child.type == DIR else ""),
+                _shown(rel) + ("/" if child.type == DIR else ""),
                 *((size, 0) if kind == "-" else (0, size)),
             )
+
+
+def _shown(path: bytes) -> str:
+    return path.decode("utf-8", "surrogateescape")
 
 
 def _meta(n: Node) -> tuple[object, ...]:

@@ -80,6 +80,44 @@ class ScryptParams(_Derivation):
 
 KdfParams: TypeAlias = "Argon2Params | ScryptParams"
 
+# Key files are clear text anyone with write access to ``keys/`` can plant: a cost outside
+# these bounds would lock every password out (16 GiB of memory) or hang the open (2^32 - 1
+# passes), so such a file is passed over as unsupported. RFC 9106's first recommendation
+# (2 GiB, one pass) is inside; the worst a key file may cost is about 4 GiB-passes.
+ARGON2_MAX_MEMORY_KIB = 2 * 1024 * 1024
+ARGON2_MAX_ITERATIONS = 16
+ARGON2_MAX_LANES = 64
+ARGON2_MAX_WORK_KIB = 4 * 1024 * 1024  # memory times iterations
+SCRYPT_MAX_N = 2**22
+SCRYPT_MAX_R = 32
+SCRYPT_MAX_P = 16
+SCRYPT_MAX_MEMORY = 2 << 30  # 128 * r * n bytes
+SCRYPT_MAX_WORK = 4 << 30  # 128 * r * n * p
+SALT_SIZES = range(8, 1025)
+KEY_FILE_MAX_BYTES = 64 * 1024
+WRAPPED_SIZE = 12 + 64 + 16  # nonce, master key, tag
+
+
+def _bounds_problem(record: KeyFile, salt: bytes) -> str:
+    """Why ``record``'s cost is refused, or "" when it is inside the bounds."""
+    if len(salt) not in SALT_SIZES:
+        return f"a salt of {len(salt)} bytes"
+    if record.kdf == "argon2id":
+        m, t, lanes = record.memory, record.iterations, record.lanes
+        if not 1 <= lanes <= ARGON2_MAX_LANES or not 1 <= t <= ARGON2_MAX_ITERATIONS:
+            return f"argon2id with {t} iterations and {lanes} lanes"
+        if not 8 * lanes <= m <= ARGON2_MAX_MEMORY_KIB or m * t > ARGON2_MAX_WORK_KIB:
+            return f"argon2id with {m} KiB of memory and {t} iterations"
+        return ""
+    n, r, p = record.n, record.r, record.p
+    if n < 2 or n & (n - 1) or n > SCRYPT_MAX_N or not 1 <= r <= SCRYPT_MAX_R:
+        return f"scrypt with n={n}, r={r}"
+    if not 1 <= p <= SCRYPT_MAX_P or 128 * r * n > SCRYPT_MAX_MEMORY:
+        return f"scrypt with n={n}, r={r}, p={p}"
+    if 128 * r * n * p > SCRYPT_MAX_WORK:
+        return f"scrypt with n={n}, r={r}, p={p}"
+    return ""
+
 
 def new_salt() -> bytes:
     return os.urandom(32)
@@ -103,12 +141,32 @@ class KeyFile(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     user: str
 
     def params(self) -> KdfParams:
-        salt = base64.b64decode(self.salt)
+        """The KDF and its cost; UnsupportedFormat for an unknown KDF, or a cost, salt or
+        wrapped key outside the bounds (so the open passes over this file)."""
+        if self.kdf not in ("argon2id", "scrypt"):
+            raise UnsupportedFormat(f"key derivation {self.kdf!r} is not supported")
+        salt = _base64(self.salt)
+        why = _bounds_problem(self, salt)
+        if not why and len(_base64(self.wrapped)) != WRAPPED_SIZE:
+            why = "a wrapped key of the wrong size"
+        if why:
+            raise UnsupportedFormat(f"unsupported key file: {why}")
         if self.kdf == "argon2id":
             return Argon2Params(salt, self.memory, self.iterations, self.lanes)
-        if self.kdf == "scrypt":
-            return ScryptParams(salt, self.n, self.r, self.p)
-        raise UnsupportedFormat(f"key derivation {self.kdf!r} is not supported")
+        return ScryptParams(salt, self.n, self.r, self.p)
+
+    def cost(self) -> int:
+        """About how much work deriving this key takes (KiB-passes), to try cheap ones first."""
+        if self.kdf == "argon2id":
+            return self.memory * self.iterations
+        return self.n * self.r * self.p // 8
+
+
+def _base64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise UnsupportedFormat("unsupported key file: a field that is not base64") from None
 
 
 def cost_fields(params: KdfParams) -> dict[str, Any]:
@@ -132,13 +190,18 @@ class StoredKey:
 
 
 def read_key_files(backend: Backend) -> list[StoredKey]:
-    """Every key file, damaged ones too: one that is damaged, or names an unknown KDF, must
-    not lock out the passwords of the others."""
-    return [_stored_key(backend, info.key) for info in backend.list("keys/")]
+    """Every key file, damaged ones too: one that is damaged, names an unknown KDF or costs
+    more than the bounds must not lock out the passwords of the others. Cheapest first, so
+    a planted costly key file (still inside the bounds) delays no cheaper one."""
+    keys = [_stored_key(backend, info.key, info.size) for info in backend.list("keys/")]
+    return sorted(keys, key=lambda k: (k.record.cost() if k.params and k.record else 0, k.id))
 
 
-def _stored_key(backend: Backend, key: str) -> StoredKey:
-    name, data = key.removeprefix("keys/"), backend.get(key)
+def _stored_key(backend: Backend, key: str, size: int) -> StoredKey:
+    name = key.removeprefix("keys/")
+    if size > KEY_FILE_MAX_BYTES:
+        return StoredKey(name, b"", None, None, f"unsupported key file: {size} bytes")
+    data = backend.get(key)
     try:
         record = msgspec.json.decode(data, type=KeyFile)
     except msgspec.MsgspecError:

@@ -11,10 +11,16 @@ from typing import NamedTuple
 import msgspec
 
 from snapfs.buffers import Buffer
-from snapfs.crypto import MasterKey, content_id
+from snapfs.crypto import SEAL_OVERHEAD, MasterKey, content_id
 from snapfs.errors import IntegrityError
 
 _TRAILER = struct.Struct("<I")
+# What a blob may decode to, whatever an index file or a pack header says (both can be
+# planted by anyone who holds a password): a data blob is one chunk, and the chunker's
+# maximum is held below this (config); a tree is one directory.
+MAX_DATA_RAW = 64 * 1024 * 1024
+MAX_TREE_RAW = 256 * 1024 * 1024
+MAX_HEADER = 64 * 1024 * 1024  # sealed header bytes: ~1.3 million blobs
 
 
 class BlobKind(IntEnum):
@@ -31,6 +37,17 @@ class PackEntry(NamedTuple):
     offset: int
     length: int
     raw_length: int
+
+
+def entry_problem(kind: int, length: int, raw_length: int) -> str:
+    """Why a blob's recorded place cannot be true (so it is not read), or "": its raw length
+    above its kind's bound, or a sealed length that sealing could not have made."""
+    limit = MAX_TREE_RAW if kind == BlobKind.TREE else MAX_DATA_RAW
+    if not 0 <= raw_length <= limit:
+        return f"a raw length of {raw_length} bytes (the limit is {limit})"
+    if not SEAL_OVERHEAD <= length <= raw_length + SEAL_OVERHEAD:
+        return f"a sealed length of {length} bytes for {raw_length} raw"
+    return ""
 
 
 def pack_key(pack_id: str) -> str:
@@ -67,12 +84,27 @@ def read_header(key: MasterKey, pack: Buffer) -> list[PackEntry]:
     if len(pack) < _TRAILER.size:
         raise IntegrityError("pack too short")
     (hlen,) = _TRAILER.unpack_from(pack, len(pack) - _TRAILER.size)
-    start = len(pack) - _TRAILER.size - hlen
-    if start < 0:
+    start = header_start(len(pack), hlen)
+    return decode_header(key, memoryview(pack)[start : len(pack) - _TRAILER.size], start)
+
+
+def header_start(pack_size: int, header_length: int) -> int:
+    """Where a pack's sealed header starts, given the length its last 4 bytes state."""
+    start = pack_size - _TRAILER.size - header_length
+    if start < 0 or header_length > MAX_HEADER:
         raise IntegrityError("pack header length out of range")
-    return decode_header(key, memoryview(pack)[start : len(pack) - _TRAILER.size])
+    return start
 
 
-def decode_header(key: MasterKey, sealed: Buffer) -> list[PackEntry]:
-    """The entries of a pack's sealed header."""
-    return msgspec.msgpack.decode(key.open(sealed), type=list[PackEntry])
+def decode_header(key: MasterKey, sealed: Buffer, blobs_end: int) -> list[PackEntry]:
+    """The entries of a pack's sealed header; IntegrityError when one lies outside the pack's
+    first ``blobs_end`` bytes (where its blobs are) or is out of bounds (``entry_problem``)."""
+    try:
+        entries = msgspec.msgpack.decode(key.open(sealed, MAX_HEADER), type=list[PackEntry])
+    except msgspec.MsgspecError:
+        raise IntegrityError("pack header does not decode") from None
+    for e in entries:
+        why = entry_problem(e.kind, e.length, e.raw_length)
+        if why or e.offset < 0 or e.offset + e.length > blobs_end:
+            raise IntegrityError(f"pack header places blob {e.blob_id.hex()[:16]} out of bounds")
+    return entries

@@ -47,12 +47,32 @@ from snapfs.index import (
 )
 from snapfs.kdf import Argon2Params, KdfParams, KeyFile, cost_fields, new_salt, read_key_files
 from snapfs.locks import Lock
-from snapfs.pack import BlobKind, PackEntry, PackWriter, decode_header, pack_key, read_header
+from snapfs.pack import (
+    MAX_DATA_RAW,
+    MAX_TREE_RAW,
+    BlobKind,
+    PackEntry,
+    PackWriter,
+    decode_header,
+    entry_problem,
+    header_start,
+    pack_key,
+    read_header,
+)
 from snapfs.prefix import match_prefix
 from snapfs.snapshot import Snapshot, decode_snapshot, encode_snapshot, select
 from snapfs.store.base import AlreadyExists, Backend, NotFound
 from snapfs.store.cache import bypassing, pack_cache
-from snapfs.tree import Node, Tree, decode_tree, encode_tree
+from snapfs.tree import (
+    DIR,
+    MAX_TREE_ENTRIES,
+    Node,
+    Tree,
+    TreeProblem,
+    decode_tree,
+    encode_tree,
+    validate,
+)
 
 FORMAT_VERSION = 1
 PACK_TARGET = 16 * 1024 * 1024
@@ -128,6 +148,8 @@ class Repository:
         config = msgspec.msgpack.decode(key.open(sealed_config), type=Config)
         if config.version != FORMAT_VERSION:
             raise UnsupportedFormat(f"repository format {config.version} is not supported")
+        if not 0 < config.chunker.max_size <= MAX_DATA_RAW:
+            raise UnsupportedFormat(f"a chunk size of {config.chunker.max_size} is not supported")
         return cls(backend, key, config, key_id)
 
     def close(self) -> None:
@@ -204,9 +226,14 @@ class Repository:
         return blob_id in self.index
 
     def blob_entry(self, blob_id: bytes) -> IndexEntry:
+        """Where the blob is; IntegrityError when the index does not have it, or records a
+        place no blob can have (so nothing reads, or allocates, what it claims)."""
         entry = self.index.lookup(blob_id)
         if entry is None:
             raise IntegrityError(f"blob {blob_id.hex()[:16]} is not in the index")
+        why = entry_problem(entry.kind, entry.length, entry.raw_length)
+        if why:
+            raise IntegrityError(f"blob {blob_id.hex()[:16]} is damaged: the index records {why}")
         return entry
 
     def read_blob(self, blob_id: bytes) -> Data:
@@ -217,23 +244,26 @@ class Repository:
         except NotFound:  # a prune moved it: the current index knows where
             entry = self._relocated(blob_id, entry)
             sealed = self.backend.get_range(pack_key(entry.pack_id), entry.offset, entry.length)
-        return self._open_blob(blob_id, sealed, entry.pack_id)
+        return self._open_blob(blob_id, sealed, entry.pack_id, entry.raw_length)
 
     def _relocated(self, blob_id: bytes, old: IndexEntry) -> IndexEntry:
-        entry = self.reload_index().lookup(blob_id)
-        if entry is None or entry.pack_id == old.pack_id:
+        if blob_id not in self.reload_index():
+            raise IntegrityError(f"pack {old.pack_id[:16]} is missing") from None
+        entry = self.blob_entry(blob_id)
+        if entry.pack_id == old.pack_id:
             raise IntegrityError(f"pack {old.pack_id[:16]} is missing") from None
         return entry
 
-    def _open_blob(self, blob_id: bytes, sealed: Buffer, pack_id: str) -> Data:
+    def _open_blob(self, blob_id: bytes, sealed: Buffer, pack_id: str, raw_length: int) -> Data:
+        """Decrypted, decompressed to at most ``raw_length`` bytes (the length recorded for
+        it: a zstd bomb fails here, before it allocates), and checked against its id."""
+        damaged = f"blob {blob_id.hex()[:16]} in pack {pack_id[:16]} is damaged"
         try:
-            data = self.key.open(sealed)
+            data = self.key.open(sealed, raw_length)
         except IntegrityError:
-            raise IntegrityError(
-                f"blob {blob_id.hex()[:16]} in pack {pack_id[:16]} is damaged"
-            ) from None
-        if self.key.blob_id(data) != blob_id:
-            raise IntegrityError(f"blob {blob_id.hex()[:16]} in pack {pack_id[:16]} is damaged")
+            raise IntegrityError(damaged) from None
+        if len(data) != raw_length or self.key.blob_id(data) != blob_id:
+            raise IntegrityError(damaged)
         return data
 
     def read_blob_ranges(
@@ -298,32 +328,56 @@ class Repository:
             return
         for blob_id, e in blobs:
             sealed = data[e.offset - start : e.offset - start + e.length]
-            yield blob_id, self._open_blob(blob_id, sealed, pack_id)
+            yield blob_id, self._open_blob(blob_id, sealed, pack_id, e.raw_length)
 
     # -- trees and snapshots -------------------------------------------------------------
     def load_tree(self, tree_id: bytes) -> Tree:
+        """The directory ``tree_id``, validated (``tree.validate``, and each subtree id must
+        name a tree blob): refused entries are left out and listed in ``Tree.problems``, so
+        every reader sees the same clean tree and may warn about the rest. IntegrityError
+        when the blob is missing, damaged, not a tree blob, or does not decode as one."""
         with self._trees_lock:
             tree = self._trees.get(tree_id)
             if tree is not None:
                 self._trees.move_to_end(tree_id)
                 return tree
-        tree = decode_tree(self._read_tree_blob(tree_id))
+        try:
+            tree = self._checked_subtrees(validate(decode_tree(self._read_tree_blob(tree_id))))
+        except IntegrityError as e:
+            if str(e).startswith("blob "):  # names the blob already
+                raise
+            raise IntegrityError(f"tree {tree_id.hex()[:16]} is damaged: {e}") from None
         with self._trees_lock:
             self._trees[tree_id] = tree
             if len(self._trees) > 4096:
                 self._trees.popitem(last=False)
         return tree
 
+    def _checked_subtrees(self, tree: Tree) -> Tree:
+        """``tree`` without the directories whose subtree the index knows as a data blob."""
+        bad = []
+        for node in tree.nodes:
+            if node.type == DIR and node.subtree is not None:
+                entry = self.index.lookup(node.subtree)
+                if entry is not None and entry.kind != BlobKind.TREE:
+                    bad.append(node.name)
+        if not bad:
+            return tree
+        problems = [TreeProblem(name, "a subtree that is not a tree") for name in bad]
+        return Tree([n for n in tree.nodes if n.name not in bad], (*tree.problems, *problems))
+
     def _read_tree_blob(self, tree_id: bytes) -> Data:
         """Trees come from packs kept whole in the local cache, when there is one: a
         re-backup reads every tree of its parent, and on S3 each read was a request."""
+        entry = self.blob_entry(tree_id)
+        if entry.kind != BlobKind.TREE:
+            raise IntegrityError(f"blob {tree_id.hex()[:16]} is not a tree")
         cache = pack_cache(self.backend)
         if cache is not None:
-            entry = self.blob_entry(tree_id)
             key = pack_key(entry.pack_id)
             try:
                 sealed = cache.get_range_kept(key, entry.offset, entry.length)
-                return self._open_blob(tree_id, sealed, entry.pack_id)
+                return self._open_blob(tree_id, sealed, entry.pack_id, entry.raw_length)
             except (IntegrityError, NotFound):  # a damaged copy, or pruned: ask the store
                 cache.forget(key)
         return self.read_blob(tree_id)
@@ -415,11 +469,14 @@ class Repository:
         """A pack's own list of blobs, read from its end without fetching the rest."""
         key = pack_key(pack_id)
         size = self.backend.stat(key).size
-        (hlen,) = struct.unpack("<I", self.backend.get_range(key, size - 4, 4))
-        if hlen + 4 > size:
+        if size < 4:
             raise IntegrityError(f"pack {pack_id[:16]} has a damaged header")
-        header = self.backend.get_range(key, size - 4 - hlen, hlen)
-        return decode_header(self.key, header)
+        (hlen,) = struct.unpack("<I", self.backend.get_range(key, size - 4, 4))
+        try:
+            start = header_start(size, hlen)
+            return decode_header(self.key, self.backend.get_range(key, start, hlen), start)
+        except IntegrityError as e:
+            raise IntegrityError(f"pack {pack_id[:16]} has a damaged header: {e}") from None
 
     def replace_index(self, packs: dict[str, list[PackEntry]], superseded: list[str]) -> None:
         """Write index files naming exactly ``packs``, then delete the ``superseded`` ones.
@@ -483,7 +540,7 @@ class Repository:
     def open_blob_in_pack(self, pack: Buffer, pack_id: str, entry: PackEntry) -> Data:
         """One blob out of a whole pack already read, verified against its id."""
         sealed = memoryview(pack)[entry.offset : entry.offset + entry.length]
-        return self._open_blob(entry.blob_id, sealed, pack_id)
+        return self._open_blob(entry.blob_id, sealed, pack_id, entry.raw_length)
 
 
 class Writer:
@@ -543,7 +600,14 @@ class Writer:
         return blob_id, True
 
     def save_tree(self, nodes: list[Node]) -> bytes:
-        return self.add_blob(BlobKind.TREE, encode_tree(nodes))[0]
+        """Store a directory; UnsupportedFormat when it is larger than any reader accepts."""
+        data = encode_tree(nodes)
+        if len(data) > MAX_TREE_RAW or len(nodes) > MAX_TREE_ENTRIES:
+            raise UnsupportedFormat(
+                f"a directory of {len(nodes)} entries ({len(data)} bytes) is larger than "
+                f"a tree may be ({MAX_TREE_ENTRIES} entries, {MAX_TREE_RAW} bytes)"
+            )
+        return self.add_blob(BlobKind.TREE, data)[0]
 
     def save_snapshot(self, snap: Snapshot) -> Snapshot:
         """Flush everything the snapshot uses, then store it; returns it with its id."""

@@ -7,13 +7,27 @@ hence the same blob id: a re-backup writes nothing for it and a diff skips it.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 from snapfs.buffers import Data
+from snapfs.errors import IntegrityError
 
 FILE, DIR, SYMLINK, FIFO, CHAR, BLOCK, SOCKET = (
     "file", "dir", "symlink", "fifo", "char", "block", "socket",
 )  # fmt: skip
+TYPES = frozenset((FILE, DIR, SYMLINK, FIFO, CHAR, BLOCK, SOCKET))
+MAX_TREE_ENTRIES = 4 * 1024 * 1024  # bounds the decoded tree (~300 bytes a node) at ~1.2 GB
+
+# Checked by the decoder, in C: a number no file system holds fails the whole tree, before
+# restore or the mount hands it to a system call that would raise OverflowError.
+_Mode = Annotated[int, msgspec.Meta(ge=0, le=0o7777)]
+_U32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
+_U64 = Annotated[int, msgspec.Meta(ge=0)]  # msgspec bounds only int64: rdev is checked below
+_I64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+_Size = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+_BlobId = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 
 
 class Node(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
@@ -22,30 +36,46 @@ class Node(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
 
     name: bytes
     type: str
-    mode: int
-    uid: int
-    gid: int
+    mode: _Mode
+    uid: _U32
+    gid: _U32
     user: str
     group: str
-    mtime_ns: int
-    ctime_ns: int
-    size: int = 0
-    inode: int = 0
-    device: int = 0
-    links: int = 1
-    rdev: int = 0
+    mtime_ns: _I64
+    ctime_ns: _I64
+    size: _Size = 0
+    inode: _U64 = 0
+    device: _U64 = 0
+    links: _U32 = 1
+    rdev: _U64 = 0
     target: bytes = b""
     xattrs: list[tuple[bytes, bytes]] = []
-    content: list[bytes] = []
-    subtree: bytes | None = None
+    content: list[_BlobId] = []
+    subtree: _BlobId | None = None
 
     @property
     def display_name(self) -> str:
         return self.name.decode("utf-8", "surrogateescape")
 
 
-class Tree(msgspec.Struct, array_like=True, frozen=True):
+class TreeProblem(msgspec.Struct, frozen=True):
+    """An entry ``validate`` refused (``name``), or the whole directory (``name`` b"")."""
+
+    name: bytes
+    message: str
+
+
+class _Stored(msgspec.Struct, array_like=True, frozen=True):
+    """A tree blob as stored: the canonical encoding is this, never ``Tree``."""
+
     nodes: list[Node]
+
+
+class Tree(msgspec.Struct, frozen=True):
+    """A directory as read: the entries that passed ``validate``, and what it refused."""
+
+    nodes: list[Node]
+    problems: tuple[TreeProblem, ...] = ()
 
     def find(self, name: bytes) -> Node | None:
         lo, hi = 0, len(self.nodes)
@@ -61,12 +91,106 @@ class Tree(msgspec.Struct, array_like=True, frozen=True):
 
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Tree)
+_decoder = msgspec.msgpack.Decoder(_Stored)
 
 
 def encode_tree(nodes: list[Node]) -> bytes:
-    return _encoder.encode(Tree(sorted(nodes, key=lambda n: n.name)))
+    return _encoder.encode(_Stored(sorted(nodes, key=lambda n: n.name)))
 
 
 def decode_tree(data: Data) -> Tree:
-    return _decoder.decode(data)
+    """The tree's entries, as stored: unchecked (``validate`` judges them). IntegrityError
+    when the bytes are no tree, or hold more entries than MAX_TREE_ENTRIES."""
+    if _entry_count(data) > MAX_TREE_ENTRIES:
+        raise IntegrityError(f"tree of more than {MAX_TREE_ENTRIES} entries")
+    try:
+        return Tree(_decoder.decode(data).nodes)
+    except msgspec.MsgspecError as e:
+        raise IntegrityError(f"not a valid tree ({e})") from None
+
+
+def _entry_count(data: Data) -> int:
+    """The count in the msgpack array header of the node list (``[[node, ...]]``), read
+    before decoding: a few KiB of identical tiny nodes must not become millions of objects."""
+    head = bytes(memoryview(data)[:6])
+    if len(head) < 2 or head[0] != 0x91:
+        return 0  # not this shape: the decoder says what is wrong
+    kind = head[1]
+    if 0x90 <= kind <= 0x9F:
+        return kind & 0x0F
+    if kind == 0xDC and len(head) >= 4:
+        return int.from_bytes(head[2:4], "big")
+    if kind == 0xDD and len(head) >= 6:
+        return int.from_bytes(head[2:6], "big")
+    return 0
+
+
+_BAD_NAMES = frozenset((b"", b".", b".."))
+
+
+def validate(tree: Tree) -> Tree:
+    """``tree`` without the entries no file system could hold, with a TreeProblem for each:
+    a name that is empty, ``.``, ``..`` or holds ``/`` or NUL; a name met twice (the first
+    stays); an unknown type; a directory without a subtree, or a subtree on anything else;
+    a symlink target or xattr name holding NUL. Entries out of name order are put in order
+    (``Tree.find`` searches by bisection) and the directory is named as damaged. Pure, and
+    one pass in C over the common case: a backup reads every tree of its parent."""
+    return tree if _plain(tree.nodes) else _slow_validate(tree)
+
+
+def _plain(nodes: list[Node]) -> bool:
+    """Whether every entry passes, each test one call in C over all of them."""
+    names = [n.name for n in nodes]
+    joined = b"\0".join(names)
+    return (
+        joined.count(0) == max(len(names) - 1, 0)  # no NUL inside a name
+        and b"/" not in joined
+        and not _BAD_NAMES & set(names)
+        and len(set(names)) == len(names)
+        and names == sorted(names)  # no two alike (above), so strictly increasing
+        and {n.type for n in nodes} <= TYPES
+        and all(map(_shape_ok, nodes))
+    )
+
+
+def _shape_ok(node: Node) -> bool:
+    if (node.type == DIR) != (node.subtree is not None):
+        return False
+    if node.type == SYMLINK and 0 in node.target:
+        return False
+    if node.rdev >= 2**64:
+        return False
+    return not node.xattrs or all(name and 0 not in name for name, _v in node.xattrs)
+
+
+def _entry_problem(node: Node) -> str:
+    if node.name in _BAD_NAMES or b"/" in node.name or 0 in node.name:
+        return "a name no file system allows"
+    if node.type not in TYPES:
+        return f"an unknown type {node.type!r}"
+    if node.type == DIR and node.subtree is None:
+        return "a directory without a subtree"
+    if node.type != DIR and node.subtree is not None:
+        return f"a {node.type} with a subtree"
+    if not _shape_ok(node):
+        return "a symlink target or xattr name holding NUL, or a device number past 64 bits"
+    return ""
+
+
+def _slow_validate(tree: Tree) -> Tree:
+    problems = list(tree.problems)
+    names = [n.name for n in tree.nodes]
+    nodes = tree.nodes
+    if names != sorted(names):
+        problems.append(TreeProblem(b"", "entries out of name order"))
+        nodes = sorted(nodes, key=lambda n: n.name)
+    kept: list[Node] = []
+    for node in nodes:
+        why = _entry_problem(node)
+        if not why and kept and kept[-1].name == node.name:
+            why = "a name that appears twice"
+        if why:
+            problems.append(TreeProblem(node.name, why))
+        else:
+            kept.append(node)
+    return Tree(kept, tuple(problems))

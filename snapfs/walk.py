@@ -3,30 +3,95 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
-from snapfs.errors import PathNotFound
+from snapfs.errors import IntegrityError, PathNotFound
 from snapfs.tree import DIR, Node, Tree
+
+# Deeper than any real file system: a path of PATH_MAX (4096) bytes holds at most 2048
+# levels. A crafted snapshot may nest further; walks stop there.
+MAX_DEPTH = 2048
+
+ProblemHandler = Callable[[bytes, str], None]
+"""Told (path, message) of each entry a walk refuses: what ``Tree.problems`` lists, a
+subtree that does not load, nesting past MAX_DEPTH. The walk goes on past it."""
 
 
 class TreeSource(Protocol):
     def load_tree(self, tree_id: bytes) -> Tree: ...
 
 
+def raise_problem(path: bytes, message: str) -> None:
+    """The ProblemHandler of a caller that gives none: the first problem is an error."""
+    raise IntegrityError(f"{shown_path(path)}: {message}")
+
+
+def shown_path(path: bytes) -> str:
+    """A walk's path as people read it: absolute, and never a bare "" for the root."""
+    return "/" + path.decode("utf-8", "surrogateescape").lstrip("/")
+
+
+def join(prefix: bytes, name: bytes) -> bytes:
+    return prefix + b"/" + name if prefix else name
+
+
 def walk(
-    repo: TreeSource, tree_id: bytes, prefix: bytes = b"", *, prune: PathFilter | None = None
+    repo: TreeSource,
+    tree_id: bytes,
+    prefix: bytes = b"",
+    *,
+    prune: PathFilter | None = None,
+    on_problem: ProblemHandler | None = None,
+    seen: set[bytes] | None = None,
 ) -> Iterator[tuple[bytes, Node]]:
     """Every node under ``tree_id``, depth first, parents before children, names sorted.
     Paths are relative bytes joined with ``/``. A directory that ``prune`` rejects is
-    neither yielded nor entered."""
-    for node in repo.load_tree(tree_id).nodes:
-        path = prefix + node.name if not prefix else prefix + b"/" + node.name
+    neither yielded nor entered.
+
+    The trees come validated from ``load_tree``: entries it refused are never yielded, and
+    go with every other problem to ``on_problem`` (which, when None, raises IntegrityError
+    for the first). With ``seen``, a walk enters each tree once: a directory whose tree is
+    in ``seen`` is yielded but not entered, and every tree entered is added (for answers
+    that do not depend on the path, such as check's). Memory is one iterator per level of
+    the current path, and levels stop at MAX_DEPTH."""
+    report = on_problem or raise_problem
+    levels: list[Iterator[Node]] = []
+    paths: list[bytes] = []
+
+    def enter(tid: bytes, path: bytes) -> None:
+        if seen is not None:
+            if tid in seen:
+                return
+            seen.add(tid)
+        if len(levels) >= MAX_DEPTH:
+            report(path, f"directories nested deeper than {MAX_DEPTH} levels")
+            return
+        try:
+            tree = repo.load_tree(tid)
+        except IntegrityError as e:
+            report(path, str(e))
+            return
+        for problem in tree.problems:
+            where = join(path, problem.name) if problem.name else path
+            if prune is None or not where or prune.descend(where):
+                report(where, problem.message)
+        levels.append(iter(tree.nodes))
+        paths.append(path)
+
+    enter(tree_id, prefix)
+    while levels:
+        node = next(levels[-1], None)
+        if node is None:
+            levels.pop()
+            paths.pop()
+            continue
+        path = join(paths[-1], node.name)
         if prune is not None and not prune.descend(path):
             continue
         yield path, node
         if node.type == DIR and node.subtree is not None:
-            yield from walk(repo, node.subtree, path, prune=prune)
+            enter(node.subtree, path)
 
 
 def resolve(repo: TreeSource, tree_id: bytes, path: str | bytes) -> Node | None:

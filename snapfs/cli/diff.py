@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import click
 
-from snapfs.cli.main import Context, pass_ctx
-from snapfs.cli.render import emit_json
+from snapfs.cli.main import EXIT_OK, EXIT_PARTIAL, Context, pass_ctx
+from snapfs.cli.render import emit_json, escaped, say
 from snapfs.diff import diff_trees
+from snapfs.walk import shown_path
 
 
 @click.command("diff")
@@ -12,18 +13,29 @@ from snapfs.diff import diff_trees
 @click.argument("second")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per change.")
 @pass_ctx
-def command(ctx: Context, first: str, second: str, as_json: bool) -> None:
+def command(ctx: Context, first: str, second: str, as_json: bool) -> int:
     """Show what changed from snapshot FIRST to SECOND: + added, - removed, M modified,
     U metadata only.
 
     \b
     Example:
       snapfs diff 1a2b3c4d latest
+
+    Paths are printed as `ls -b` prints names; --json carries them exactly. Entries that
+    no file system could hold are left out with a warning (exit code 3).
     """
+    warnings = 0
+
+    def warn(where: bytes, message: str) -> None:
+        nonlocal warnings
+        warnings += 1
+        say(f"warning: {escaped(shown_path(where))}: {message}")
+
     with ctx.open() as repo:
         a, b = repo.find_snapshot(first), repo.find_snapshot(second)
         counts = {"+": 0, "-": 0, "M": 0, "U": 0}
-        for change in diff_trees(repo, bytes.fromhex(a.tree), bytes.fromhex(b.tree)):
+        changes = diff_trees(repo, bytes.fromhex(a.tree), bytes.fromhex(b.tree), on_problem=warn)
+        for change in changes:
             counts[change.kind] += 1
             if as_json:
                 emit_json(
@@ -35,9 +47,10 @@ def command(ctx: Context, first: str, second: str, as_json: bool) -> None:
                     }
                 )
             else:
-                click.echo(f"{change.kind}    {change.path}")
+                click.echo(f"{change.kind}    {escaped(change.path)}")
     if not as_json:
         click.echo(
             f"\nadded: {counts['+']}, removed: {counts['-']}, modified: {counts['M']}, "
             f"metadata only: {counts['U']}"
         )
+    return EXIT_PARTIAL if warnings else EXIT_OK

@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 import stat
+from collections.abc import Iterator
 from datetime import datetime
 
 import click
 
-from snapfs.cli.main import Context, pass_ctx
-from snapfs.cli.render import emit_json
+from snapfs.cli.main import EXIT_OK, EXIT_PARTIAL, Context, pass_ctx
+from snapfs.cli.render import emit_json, escaped, say
 from snapfs.metadata import full_mode
-from snapfs.tree import DIR, SYMLINK
-from snapfs.walk import resolve, walk
+from snapfs.repository import Repository
+from snapfs.tree import DIR, SYMLINK, Node
+from snapfs.walk import ProblemHandler, resolve, shown_path, walk
 
 
 @click.command("ls")
@@ -18,54 +20,73 @@ from snapfs.walk import resolve, walk
 @click.option("-l", "--long", "long_", is_flag=True, help="Mode, owner, size and time too.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per entry.")
 @pass_ctx
-def command(ctx: Context, snapshot: str, path: str, long_: bool, as_json: bool) -> None:
+def command(ctx: Context, snapshot: str, path: str, long_: bool, as_json: bool) -> int:
     """List the files of SNAPSHOT (an id, a unique prefix, or 'latest') below PATH.
+
+    Names are printed as `ls -b` prints them (control characters and bytes that are not
+    UTF-8 escaped, backslashes doubled); --json carries them exactly. Entries a damaged
+    or crafted snapshot holds that no file system could (such as a name '..') are left
+    out with a warning, and the exit code is then 3.
 
     \b
     Example:
       snapfs ls latest /data/lake/warehouse --long
     """
+    warnings = 0
+
+    def warn(where: bytes, message: str) -> None:
+        nonlocal warnings
+        warnings += 1
+        say(f"warning: {escaped(shown_path(where))}: {message}")
+
     with ctx.open() as repo:
         snap = repo.find_snapshot(snapshot)
-        root = bytes.fromhex(snap.tree)
-        node = resolve(repo, root, path)
-        base = "/" + path.strip("/") if path.strip("/") else ""
-        if node is not None and node.type != DIR:
-            entries = [(base, node)]
-        else:
-            start = node.subtree if node is not None and node.subtree else root
-            entries = [
-                (base + "/" + rel.decode("utf-8", "surrogateescape"), n)
-                for rel, n in walk(repo, start)
-            ]
-        for shown, n in entries:
+        for shown, n in _entries(repo, bytes.fromhex(snap.tree), path, warn):
             if as_json:
-                emit_json(
-                    {
-                        "path": shown,
-                        "name": n.display_name,
-                        "type": n.type,
-                        "mode": n.mode,
-                        "uid": n.uid,
-                        "gid": n.gid,
-                        "user": n.user,
-                        "group": n.group,
-                        "size": n.size,
-                        "mtime_ns": n.mtime_ns,
-                        "links": n.links,
-                        "target": n.target.decode("utf-8", "surrogateescape") or None,
-                    }
-                )
+                emit_json(_as_json(shown, n))
             elif long_:
-                when = datetime.fromtimestamp(n.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
-                link = (
-                    " -> " + n.target.decode("utf-8", "surrogateescape")
-                    if n.type == SYMLINK
-                    else ""
-                )
-                click.echo(
-                    f"{stat.filemode(full_mode(n))} {n.user or n.uid:>8} "
-                    f"{n.group or n.gid:>8} {n.size:>12} {when} {shown}{link}"
-                )
+                click.echo(_long_line(shown, n))
             else:
-                click.echo(shown)
+                click.echo(escaped(shown))
+    return EXIT_PARTIAL if warnings else EXIT_OK
+
+
+def _entries(
+    repo: Repository, root: bytes, path: str, warn: ProblemHandler
+) -> Iterator[tuple[bytes, Node]]:
+    """(path as bytes, node) below ``path``, streamed as the walk finds them."""
+    node = resolve(repo, root, path)
+    base = b"/" + path.strip("/").encode("utf-8", "surrogateescape") if path.strip("/") else b""
+    if node is not None and node.type != DIR:
+        yield base, node
+        return
+    start = node.subtree if node is not None and node.subtree else root
+    prefix = base.lstrip(b"/")
+    for rel, n in walk(repo, start, prefix, on_problem=warn):
+        yield b"/" + rel, n
+
+
+def _as_json(shown: bytes, n: Node) -> dict[str, object]:
+    return {
+        "path": shown.decode("utf-8", "surrogateescape"),
+        "name": n.display_name,
+        "type": n.type,
+        "mode": n.mode,
+        "uid": n.uid,
+        "gid": n.gid,
+        "user": n.user,
+        "group": n.group,
+        "size": n.size,
+        "mtime_ns": n.mtime_ns,
+        "links": n.links,
+        "target": n.target.decode("utf-8", "surrogateescape") or None,
+    }
+
+
+def _long_line(shown: bytes, n: Node) -> str:
+    when = datetime.fromtimestamp(n.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+    link = " -> " + escaped(n.target) if n.type == SYMLINK else ""
+    return (
+        f"{stat.filemode(full_mode(n))} {escaped(n.user) or n.uid:>8} "
+        f"{escaped(n.group) or n.gid:>8} {n.size:>12} {when} {escaped(shown)}{link}"
+    )

@@ -4,6 +4,7 @@ rich loads on first use: a quiet or --json run never pays for it."""
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -17,7 +18,9 @@ from snapfs.progress import Tally
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["emit_json", "progress", "progress_shown", "say", "size", "stderr", "stdout"]
+__all__ = [
+    "emit_json", "escaped", "progress", "progress_shown", "say", "size", "stderr", "stdout",
+]  # fmt: skip
 
 
 @cache
@@ -28,8 +31,30 @@ def stderr() -> Console:
 
 
 def say(line: str) -> None:
-    """One plain line on stderr (above a live progress bar, if one is drawn)."""
+    """One plain line on stderr (above a live progress bar, if one is drawn). Characters
+    that are not printable are escaped: a warning may quote a name from a snapshot."""
+    if not line.isprintable():
+        line = "".join(c if c.isprintable() else _escape_char(c) for c in line)
     stderr().print(line, markup=False, highlight=False)
+
+
+_C_ESCAPES = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r"}
+
+
+def escaped(name: str | bytes) -> str:
+    """A name or path as ``ls -b`` prints it: characters that are not printable (control
+    codes, terminal escapes, bytes that are not UTF-8) as C escapes or ``\\ooo`` octal of
+    their bytes, and a backslash doubled, so the text is unambiguous and a name from a
+    snapshot cannot drive the terminal. ``--json`` carries names exactly instead."""
+    text = name.decode("utf-8", "surrogateescape") if isinstance(name, bytes) else name
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join("\\\\" if c == "\\" else c if c.isprintable() else _escape_char(c) for c in text)
+
+
+def _escape_char(c: str) -> str:
+    raw = c.encode("utf-8", "surrogateescape")
+    return "".join(_C_ESCAPES.get(b) or f"\\{b:03o}" for b in raw)
 
 
 _PIPED_WIDTH = 1000  # piped output goes to programs and pagers: a table row stays one line
@@ -45,8 +70,14 @@ def stdout() -> Console:
 def emit_json(obj: Any) -> None:
     import json  # only --json needs it: ~5 ms less to load for every other command, cold
 
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    text = json.dumps(obj, ensure_ascii=False)
+    if not text.isascii():  # a name that is not UTF-8 decodes to lone surrogates: escape them
+        text = _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def progress_shown(*, enabled: bool, json_lines: bool) -> bool:

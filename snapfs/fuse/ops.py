@@ -8,10 +8,12 @@ refused with EROFS: a snapshot never changes, which is also why the kernel may c
 from __future__ import annotations
 
 import errno
+import functools
+import inspect
 import logging
 import os
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 import trio
@@ -219,3 +221,45 @@ class SnapshotOperations(pyfuse3.Operations):
     # -- every change -------------------------------------------------------------------
     setattr = mknod = mkdir = unlink = rmdir = symlink = rename = link = _erofs  # type: ignore[assignment]
     create = write = setxattr = removexattr = _erofs  # type: ignore[assignment]
+
+
+def _serving(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """``handler``, answering EIO (and logging one warning) where it would raise anything
+    but a FUSEError: one crafted or damaged object costs the request that met it, and the
+    mount keeps serving (pyfuse3 ends ``main`` on an exception a handler lets out)."""
+    name = handler.__name__
+
+    def failed(e: Exception) -> pyfuse3.FUSEError:
+        log.warning("%s failed: %s: %s", name, type(e).__name__, e)
+        return pyfuse3.FUSEError(errno.EIO)
+
+    if not inspect.iscoroutinefunction(handler):  # forget: a reply the kernel does not wait for
+
+        @functools.wraps(handler)
+        def serve_sync(*args: Any) -> Any:
+            try:
+                return handler(*args)
+            except Exception as e:
+                failed(e)
+                return None
+
+        return serve_sync
+
+    @functools.wraps(handler)
+    async def serve(*args: Any) -> Any:
+        try:
+            return await handler(*args)
+        except pyfuse3.FUSEError:
+            raise
+        except Exception as e:
+            raise failed(e) from None
+
+    return serve
+
+
+# Every handler the class defines, wrapped once here rather than by a decorator on each.
+for _name in (
+    "getattr", "lookup", "forget", "readlink", "opendir", "readdir", "releasedir", "open",
+    "read", "release", "getxattr", "listxattr", "statfs",
+):  # fmt: skip
+    setattr(SnapshotOperations, _name, _serving(getattr(SnapshotOperations, _name)))
