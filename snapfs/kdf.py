@@ -95,6 +95,7 @@ SCRYPT_MAX_MEMORY = 2 << 30  # 128 * r * n bytes
 SCRYPT_MAX_WORK = 4 << 30  # 128 * r * n * p
 SALT_SIZES = range(8, 1025)
 KEY_FILE_MAX_BYTES = 64 * 1024
+KNOWN_KDFS = ("argon2id", "scrypt")
 WRAPPED_SIZE = 12 + 64 + 16  # nonce, master key, tag
 
 
@@ -143,7 +144,7 @@ class KeyFile(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     def params(self) -> KdfParams:
         """The KDF and its cost; UnsupportedFormat for an unknown KDF, or a cost, salt or
         wrapped key outside the bounds (so the open passes over this file)."""
-        if self.kdf not in ("argon2id", "scrypt"):
+        if self.kdf not in KNOWN_KDFS:
             raise UnsupportedFormat(f"key derivation {self.kdf!r} is not supported")
         salt = _base64(self.salt)
         why = _bounds_problem(self, salt)

@@ -45,7 +45,15 @@ from snapfs.index import (
     decode_index_file,
     encode_index_file,
 )
-from snapfs.kdf import Argon2Params, KdfParams, KeyFile, cost_fields, new_salt, read_key_files
+from snapfs.kdf import (
+    KNOWN_KDFS,
+    Argon2Params,
+    KdfParams,
+    KeyFile,
+    cost_fields,
+    new_salt,
+    read_key_files,
+)
 from snapfs.locks import Lock
 from snapfs.pack import (
     MAX_DATA_RAW,
@@ -271,16 +279,22 @@ class Repository:
         ids: Iterable[bytes],
         consume: Callable[[Iterator[tuple[bytes, Data]]], None],
         threads: int | None = None,
+        *,
+        on_damaged: Callable[[bytes, IntegrityError], None] | None = None,
     ) -> None:
         """Hand every blob of ``ids`` (each once) to ``consume``, which runs on ``threads``
         read threads, once per coalesced range of neighbouring blobs in a pack. Each blob is
         decoded and verified only as ``consume`` iterates to it, so what it does with those
         bytes runs while they are still in the CPU's cache: a restore that wrote blobs
-        decoded earlier on other threads spent twice the kernel time copying them."""
-        ranges = self._plan_ranges(ids)
+        decoded earlier on other threads spent twice the kernel time copying them.
+
+        A blob that is missing, damaged or out of bounds raises IntegrityError, unless
+        ``on_damaged`` is given: then it is told (blob id, error), on a read thread, and
+        ``consume`` never sees that blob; the others still come."""
+        ranges = self._plan_ranges(ids, on_damaged)
         with ThreadPoolExecutor(threads or self.backend.connections, "snapfs-range") as pool:
             # A generator runs where it is iterated: on the worker, inside ``consume``.
-            futures = [pool.submit(consume, self._decode_range(*r)) for r in ranges]
+            futures = [pool.submit(consume, self._decode_range(*r, on_damaged)) for r in ranges]
             try:
                 for fut in futures:
                     fut.result()
@@ -292,16 +306,22 @@ class Repository:
         """The blobs of ``ids``, read now on the calling thread with coalesced range reads,
         for callers that run their own threads (the mount's decoder)."""
         out: dict[bytes, Data] = {}
-        for rng in self._plan_ranges(ids):
-            out.update(self._decode_range(*rng))
+        for rng in self._plan_ranges(ids, None):
+            out.update(self._decode_range(*rng, None))
         return out
 
     def _plan_ranges(
-        self, ids: Iterable[bytes]
+        self, ids: Iterable[bytes], on_damaged: Callable[[bytes, IntegrityError], None] | None
     ) -> list[tuple[str, int, int, list[tuple[bytes, IndexEntry]]]]:
         by_pack: dict[str, list[tuple[bytes, IndexEntry]]] = defaultdict(list)
         for blob_id in dict.fromkeys(ids):
-            entry = self.blob_entry(blob_id)
+            try:
+                entry = self.blob_entry(blob_id)
+            except IntegrityError as error:
+                if on_damaged is None:
+                    raise
+                on_damaged(blob_id, error)
+                continue
             by_pack[entry.pack_id].append((blob_id, entry))
         ranges = []
         for pack_id, blobs in by_pack.items():
@@ -318,17 +338,30 @@ class Repository:
         return ranges
 
     def _decode_range(
-        self, pack_id: str, start: int, length: int, blobs: list[tuple[bytes, IndexEntry]]
+        self,
+        pack_id: str,
+        start: int,
+        length: int,
+        blobs: list[tuple[bytes, IndexEntry]],
+        on_damaged: Callable[[bytes, IntegrityError], None] | None,
     ) -> Iterator[tuple[bytes, Data]]:
         try:
             data = memoryview(self.backend.get_range(pack_key(pack_id), start, length))
         except NotFound:  # a prune moved these blobs: read them one by one from the new index
-            for blob_id, _e in blobs:
-                yield blob_id, self.read_blob(blob_id)
-            return
+            data = None
         for blob_id, e in blobs:
-            sealed = data[e.offset - start : e.offset - start + e.length]
-            yield blob_id, self._open_blob(blob_id, sealed, pack_id, e.raw_length)
+            try:
+                if data is None:
+                    plain = self.read_blob(blob_id)
+                else:
+                    sealed = data[e.offset - start : e.offset - start + e.length]
+                    plain = self._open_blob(blob_id, sealed, pack_id, e.raw_length)
+            except IntegrityError as error:
+                if on_damaged is None:
+                    raise
+                on_damaged(blob_id, error)
+                continue
+            yield blob_id, plain
 
     # -- trees and snapshots -------------------------------------------------------------
     def load_tree(self, tree_id: bytes) -> Tree:
@@ -702,7 +735,7 @@ def _unlock(backend: Backend, password: str) -> tuple[MasterKey, str]:
         except WrongPassword:
             continue
         return key, k.id
-    for k in stored:
-        if k.record is not None and k.params is None:
+    for k in stored:  # a KDF of a newer version; out-of-bounds costs are only passed over
+        if k.record is not None and k.params is None and k.record.kdf not in KNOWN_KDFS:
             raise UnsupportedFormat(k.problem)
     raise WrongPassword("wrong password or no key found for it")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from snapfs.cli.main import EXIT_ERROR, EXIT_OK, Context, pass_ctx
+from snapfs.cli.main import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, Context, pass_ctx
 from snapfs.cli.render import emit_json, progress, say, size
 from snapfs.events import Event, FileWarning
 from snapfs.progress import Tally
@@ -82,4 +82,6 @@ def command(
             f"{summary.dirs} directories from {snap.short_id} to {target}"
             + (f"; {summary.skipped} already there" if summary.skipped else "")
         )
-    return EXIT_ERROR if summary.verify_errors else EXIT_OK
+    if summary.verify_errors:
+        return EXIT_ERROR
+    return EXIT_PARTIAL if summary.warnings else EXIT_OK
