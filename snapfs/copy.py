@@ -153,7 +153,8 @@ class _Translation:
             tree = self.source.load_tree(tid)
             if tree.problems:
                 bad = tree.problems[0]
-                raise IntegrityError(f"{shown_path(join(path, bad.name))}: {bad.message}")
+                where = path if bad.name is None else join(path, bad.name)
+                raise IntegrityError(f"{shown_path(where)}: {bad.message}")
             for node in tree.nodes:
                 if node.subtree is not None:
                     stack.append((node.subtree, join(path, node.name), depth + 1))

@@ -74,7 +74,8 @@ def _nodes(
         return {}
     tree = repo.load_tree(tree_id)
     for problem in tree.problems:
-        report(prefix + b"/" + problem.name if problem.name else prefix, problem.message)
+        where = prefix if problem.name is None else prefix + b"/" + problem.name
+        report(where, problem.message)
     return {n.name: n for n in tree.nodes}
 
 

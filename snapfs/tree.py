@@ -59,9 +59,9 @@ class Node(msgspec.Struct, array_like=True, frozen=True, omit_defaults=True):
 
 
 class TreeProblem(msgspec.Struct, frozen=True):
-    """An entry ``validate`` refused (``name``), or the whole directory (``name`` b"")."""
+    """An entry ``validate`` refused (``name``), or the whole directory (``name`` None)."""
 
-    name: bytes
+    name: bytes | None
     message: str
 
 
@@ -182,7 +182,7 @@ def _slow_validate(tree: Tree) -> Tree:
     names = [n.name for n in tree.nodes]
     nodes = tree.nodes
     if names != sorted(names):
-        problems.append(TreeProblem(b"", "entries out of name order"))
+        problems.append(TreeProblem(None, "entries out of name order"))
         nodes = sorted(nodes, key=lambda n: n.name)
     kept: list[Node] = []
     for node in nodes:

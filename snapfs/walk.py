@@ -73,7 +73,7 @@ def walk(
             report(path, str(e))
             return
         for problem in tree.problems:
-            where = join(path, problem.name) if problem.name else path
+            where = path if problem.name is None else join(path, problem.name)
             if prune is None or not where or prune.descend(where):
                 report(where, problem.message)
         levels.append(iter(tree.nodes))

@@ -10,6 +10,7 @@ import msgspec
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from snapfs.buffers import Buffer
 from snapfs.pack import BlobKind, PackWriter, pack_key
 from snapfs.repository import Repository, Writer
 from snapfs.snapshot import Snapshot
@@ -67,7 +68,7 @@ def seal_as_is(repo: Repository, body: bytes, flag: bytes = ZSTD_FLAG) -> bytes:
     return flag + nonce + AESGCM(repo.key.material[:32]).encrypt(nonce, body, flag)
 
 
-def store_pack(repo: Repository, blobs: list[tuple[bytes, BlobKind, bytes, int]]) -> str:
+def store_pack(repo: Repository, blobs: list[tuple[bytes, BlobKind, Buffer, int]]) -> str:
     """A pack and an index file naming it, of (id, kind, sealed bytes, recorded raw length)."""
     pack = PackWriter()
     for blob_id, kind, sealed, raw_length in blobs:

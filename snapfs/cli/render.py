@@ -35,7 +35,7 @@ def say(line: str) -> None:
     that are not printable are escaped: a warning may quote a name from a snapshot."""
     if not line.isprintable():
         line = "".join(c if c.isprintable() else _escape_char(c) for c in line)
-    stderr().print(line, markup=False, highlight=False)
+    stderr().print(line, markup=False, highlight=False, soft_wrap=True)  # one line, any width
 
 
 _C_ESCAPES = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r"}

@@ -15,7 +15,7 @@ from snapfs.buffers import Data
 from snapfs.crypto import SEAL_OVERHEAD, MasterKey
 from snapfs.diff import Change, diff_trees
 from snapfs.errors import IntegrityError, UnsupportedFormat
-from snapfs.pack import MAX_DATA_RAW, BlobKind, PackWriter, pack_key
+from snapfs.pack import MAX_DATA_RAW, BlobKind, PackEntry, PackWriter, pack_key
 from snapfs.repository import Repository
 from snapfs.tree import TreeProblem
 from snapfs.walk import MAX_DEPTH, walk
@@ -115,7 +115,8 @@ def test_an_index_entry_no_blob_can_have_is_refused_before_reading(
 ) -> None:
     """Else a read of the length it states would allocate that much (os.pread)."""
     blob_id = b"\x01" * 32
-    memory_repo.index.add_pack("ab" * 32, [(blob_id, BlobKind.DATA, 0, length, raw_length)])
+    entry = PackEntry(blob_id, BlobKind.DATA, 0, length, raw_length)
+    memory_repo.index.add_pack("ab" * 32, [entry])
     with pytest.raises(IntegrityError, match=f"is damaged: the index records {why}"):
         memory_repo.read_blob(blob_id)
 

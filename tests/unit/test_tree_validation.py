@@ -68,7 +68,7 @@ def test_entries_out_of_order_are_sorted_and_the_directory_named() -> None:
     tree = validate(Tree([node(b"b"), node(b"a")]))
     assert [n.name for n in tree.nodes] == [b"a", b"b"]
     assert tree.find(b"a") is not None
-    assert tree.problems == (TreeProblem(b"", "entries out of name order"),)
+    assert tree.problems == (TreeProblem(None, "entries out of name order"),)
 
 
 def test_bytes_that_are_no_tree_are_an_integrity_error() -> None:
@@ -81,7 +81,7 @@ def test_bytes_that_are_no_tree_are_an_integrity_error() -> None:
     [("uid", 2**32), ("mode", 0o17777), ("size", -1), ("mtime_ns", 2**63), ("links", -1)],
 )
 def test_a_number_no_file_system_holds_fails_the_tree(field: str, value: int) -> None:
-    data = msgspec.msgpack.encode([[node(b"x", **{field: value})]])
+    data = msgspec.msgpack.encode([[node(b"x", "file", **{field: value})]])
     with pytest.raises(IntegrityError, match=r"^not a valid tree \(Expected `int`"):
         decode_tree(data)
 
