@@ -63,12 +63,17 @@ def test_a_zstd_bomb_is_damage_and_never_expands(memory_repo: Repository, frame:
 def test_a_frame_stating_a_size_past_the_recorded_one_is_refused_before_allocating(
     memory_repo: Repository,
 ) -> None:
-    stated = zstandard.ZstdCompressor(level=1).compress(bytes(RECORDED + 1))
-    assert zstandard.frame_content_size(stated) == RECORDED + 1
+    """zstd allocates what a frame states, whatever bound it is given: the size is read first."""
+    out = zstandard.ZstdCompressor(level=1).compressobj(size=BOMB)
+    piece = bytes(1 << 24)
+    stated = b"".join([*(out.compress(piece) for _ in range(BOMB // len(piece))), out.flush()])
+    assert zstandard.frame_content_size(stated) == BOMB
+    before = _peak_rss_mib()
     with pytest.raises(IntegrityError, match=r"is damaged$"):
         memory_repo.read_blob(_bomb(memory_repo, stated))
     with pytest.raises(IntegrityError, match=r"^compressed data expands past its limit of 10 "):
         MasterKey.open(memory_repo.key, seal_as_is(memory_repo, stated), 10)
+    assert _peak_rss_mib() - before < 256
 
 
 def test_a_blob_shorter_than_recorded_is_damage(memory_repo: Repository) -> None:
