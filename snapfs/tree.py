@@ -7,6 +7,9 @@ hence the same blob id: a re-backup writes nothing for it and a diff skips it.
 
 from __future__ import annotations
 
+import itertools
+import operator
+from operator import attrgetter
 from typing import Annotated
 
 import msgspec
@@ -139,18 +142,33 @@ def validate(tree: Tree) -> Tree:
 
 
 def _plain(nodes: list[Node]) -> bool:
-    """Whether every entry passes, each test one call in C over all of them."""
-    names = [n.name for n in nodes]
+    """Whether every entry passes, each test one call in C over all of them (a Python loop
+    over the nodes cost as much as decoding them)."""
+    names = list(map(_NAME, nodes))
     joined = b"\0".join(names)
+    types = list(map(_TYPE, nodes))
+    unique = set(names)
     return (
         joined.count(0) == max(len(names) - 1, 0)  # no NUL inside a name
         and b"/" not in joined
-        and not _BAD_NAMES & set(names)
-        and len(set(names)) == len(names)
+        and not _BAD_NAMES & unique
+        and len(unique) == len(names)
         and names == sorted(names)  # no two alike (above), so strictly increasing
-        and {n.type for n in nodes} <= TYPES
-        and all(map(_shape_ok, nodes))
+        and set(types) <= TYPES
+        and list(map(DIR.__eq__, types)) == list(map(operator.is_not, map(_SUBTREE, nodes), _NONES))
+        and 0 not in b"".join(map(_TARGET, nodes))
+        and max(map(_RDEV, nodes), default=0) < 2**64
+        and all(map(_xattrs_ok, filter(None, map(_XATTRS, nodes))))
     )
+
+
+_NAME, _TYPE, _SUBTREE = attrgetter("name"), attrgetter("type"), attrgetter("subtree")
+_TARGET, _RDEV, _XATTRS = attrgetter("target"), attrgetter("rdev"), attrgetter("xattrs")
+_NONES = itertools.repeat(None)
+
+
+def _xattrs_ok(xattrs: list[tuple[bytes, bytes]]) -> bool:
+    return all(name and 0 not in name for name, _v in xattrs)
 
 
 def _shape_ok(node: Node) -> bool:
@@ -160,7 +178,7 @@ def _shape_ok(node: Node) -> bool:
         return False
     if node.rdev >= 2**64:
         return False
-    return not node.xattrs or all(name and 0 not in name for name, _v in node.xattrs)
+    return _xattrs_ok(node.xattrs)
 
 
 def _entry_problem(node: Node) -> str:
