@@ -7,7 +7,7 @@ from datetime import datetime
 import msgspec
 
 from snapfs.buffers import Data
-from snapfs.errors import SnapshotNotFound
+from snapfs.errors import IntegrityError, SnapshotNotFound
 from snapfs.prefix import match_prefix
 
 
@@ -55,7 +55,15 @@ def encode_snapshot(snap: Snapshot) -> bytes:
 
 
 def decode_snapshot(data: Data, snapshot_id: str) -> Snapshot:
-    return msgspec.structs.replace(msgspec.msgpack.decode(data, type=Snapshot), id=snapshot_id)
+    """IntegrityError naming the snapshot when it does not decode, or its time or root tree
+    id could not be used (sorting by time and reading the tree would fail far from here)."""
+    try:
+        snap = msgspec.msgpack.decode(data, type=Snapshot)
+        snap.datetime.utcoffset()
+        bytes.fromhex(snap.tree)
+    except (msgspec.MsgspecError, ValueError, OverflowError) as e:
+        raise IntegrityError(f"snapshot {snapshot_id[:8]} is damaged: {e}") from None
+    return msgspec.structs.replace(snap, id=snapshot_id)
 
 
 def sort_by_time(snaps: list[Snapshot]) -> list[Snapshot]:

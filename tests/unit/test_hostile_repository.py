@@ -4,6 +4,7 @@ nest or fan out without end. All on a repository in memory."""
 
 from __future__ import annotations
 
+import re
 import resource
 from collections.abc import Iterator
 
@@ -217,3 +218,22 @@ def test_a_tree_larger_than_any_reader_accepts_is_never_written(
     monkeypatch.setattr("snapfs.repository.MAX_TREE_ENTRIES", 2)
     with memory_repo.writer() as w, pytest.raises(UnsupportedFormat, match=r"^a directory of 3 "):
         w.save_tree([node(b"a"), node(b"b"), node(b"c")])
+
+
+@pytest.mark.parametrize(
+    ("record", "why"),
+    [
+        (b"\x93\x01\x02\x03", "Expected `object`, got `array`"),
+        (msgspec.msgpack.encode({"time": "yesterday", "host": "h", "user": "u", "paths": [],
+                                 "tree": "00" * 32}), "Invalid isoformat string: 'yesterday'"),
+        (msgspec.msgpack.encode({"time": "2026-11-30T10:00:00+00:00", "host": "h", "user": "u",
+                                 "paths": [], "tree": "not hex"}), "non-hexadecimal number "
+         "found in fromhex() arg at position 0"),
+    ],
+)  # fmt: skip
+def test_a_snapshot_that_cannot_be_used_is_damage_naming_it(
+    memory_repo: Repository, record: bytes, why: str
+) -> None:
+    memory_repo.backend.put("snapshots/" + "cd" * 32, memory_repo.key.seal(record))
+    with pytest.raises(IntegrityError, match=rf"^snapshot cdcdcdcd is damaged: {re.escape(why)}"):
+        memory_repo.snapshots()
