@@ -13,13 +13,16 @@ import pytest
 import zstandard
 
 from snapfs.buffers import Data
+from snapfs.copy import copy_snapshots
 from snapfs.crypto import SEAL_OVERHEAD, MasterKey
 from snapfs.diff import Change, diff_trees
 from snapfs.errors import IntegrityError, UnsupportedFormat
 from snapfs.pack import MAX_DATA_RAW, BlobKind, PackEntry, PackWriter, pack_key
 from snapfs.repository import Repository
+from snapfs.store.memory import MemoryBackend
 from snapfs.tree import TreeProblem
 from snapfs.walk import MAX_DEPTH, walk
+from tests.conftest import CHEAP_KDF
 from tests.crafted import (
     directory,
     file,
@@ -28,6 +31,7 @@ from tests.crafted import (
     raw_tree,
     seal_as_is,
     shared_levels,
+    snapshot,
     store_pack,
     zeros_frame,
 )
@@ -237,3 +241,13 @@ def test_a_snapshot_that_cannot_be_used_is_damage_naming_it(
     memory_repo.backend.put("snapshots/" + "cd" * 32, memory_repo.key.seal(record))
     with pytest.raises(IntegrityError, match=rf"^snapshot cdcdcdcd is damaged: {re.escape(why)}"):
         memory_repo.snapshots()
+
+
+def test_copy_carries_deep_trees_without_recursion(memory_repo: Repository) -> None:
+    with memory_repo.writer() as w:
+        snapshot(w, nested(w, MAX_DEPTH - 1, [file(w, b"bottom", b"deep down\n")]))
+    dest = Repository.init(MemoryBackend(), "dest", kdf=CHEAP_KDF)
+    result = copy_snapshots(memory_repo, dest)
+    root = bytes.fromhex(result.copied[0].copy.tree)
+    paths = [p for p, _n in walk(dest, root)]
+    assert paths[-1] == b"/".join([b"d"] * (MAX_DEPTH - 1)) + b"/bottom"
