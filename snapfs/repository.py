@@ -374,12 +374,12 @@ class Repository:
             if tree is not None:
                 self._trees.move_to_end(tree_id)
                 return tree
+        data = self._read_tree_blob(tree_id)  # its errors name the blob
         try:
-            tree = self._checked_subtrees(validate(decode_tree(self._read_tree_blob(tree_id))))
+            tree = validate(decode_tree(data))
         except IntegrityError as e:
-            if str(e).startswith("blob "):  # names the blob already
-                raise
             raise IntegrityError(f"tree {tree_id.hex()[:16]} is damaged: {e}") from None
+        tree = self._checked_subtrees(tree)
         with self._trees_lock:
             self._trees[tree_id] = tree
             if len(self._trees) > 4096:
