@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from snapfs.cli.main import EXIT_ERROR, EXIT_OK, Context, pass_ctx
+from snapfs.cli.main import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, Context, pass_ctx
 from snapfs.cli.render import emit_json, progress, say, size
 from snapfs.events import Event, FileWarning
 from snapfs.progress import Tally
@@ -35,7 +35,9 @@ def command(
     """Restore SNAPSHOT (an id, a unique prefix, or 'latest') into TARGET.
 
     Files already restored (same size and mtime) are skipped, so an interrupted restore
-    can simply be run again.
+    can simply be run again. Nothing is written outside TARGET: symlinks below it (from the
+    snapshot or already there) are replaced, never followed. Exit 3 when some entries were
+    not restored (each is named in a warning); 1 when --verify finds a difference.
 
     \b
     Examples:
@@ -82,4 +84,6 @@ def command(
             f"{summary.dirs} directories from {snap.short_id} to {target}"
             + (f"; {summary.skipped} already there" if summary.skipped else "")
         )
-    return EXIT_ERROR if summary.verify_errors else EXIT_OK
+    if summary.verify_errors:
+        return EXIT_ERROR
+    return EXIT_PARTIAL if summary.warnings else EXIT_OK
