@@ -10,10 +10,11 @@ second entry of the same name are skipped with a warning. docs/ARCHITECTURE.md s
 rules.
 
 Speed and memory: the walk plans a window of files (bounded in files, blobs and open
-directories), lets the repository fetch the window's blobs pack by pack (each pack read once
-a window, coalesced ranges, decoded and verified on threads), and ``pwrite``s each blob to
-every place it goes; then the window's hardlinks, and the metadata of the directories that
-were completed in it (post-order: children before parents). All-zero chunks are not written,
+directories); while it plans the next, another thread completes the window: the repository
+fetches its blobs pack by pack (each pack read once a window, coalesced ranges, decoded and
+verified on threads), each blob is ``pwrite``n to every place it goes, then come the
+window's hardlinks and the metadata of the directories completed in it (post-order:
+children before parents). All-zero chunks are not written,
 so holes stay holes (files are sized with ftruncate first). A file whose size and mtime
 already match the snapshot is skipped, so an interrupted restore resumes where it stopped
 (mtime is set only after a file's contents are complete)."""
@@ -26,6 +27,7 @@ import stat
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -124,9 +126,6 @@ class _Window:
     dirs: list[_Dir] = field(default_factory=list)  # completed, in post-order
     blobs: int = 0
 
-    def empty(self) -> bool:
-        return not (self.files or self.links or self.dirs)
-
 
 def refusal(name: bytes) -> str | None:
     """Why ``name`` cannot be a directory entry, or None when it can."""
@@ -165,6 +164,8 @@ class Restore:
         self._planned = planned  # totals to announce if the first window is not all
         self._announced = False
         self._primaries: dict[tuple[int, int], _Primary] = {}  # only files with links > 1
+        self._pool = ThreadPoolExecutor(1, "snapfs-window")
+        self._pending: Future[None] | None = None
         self._lock = threading.Lock()
         self._create_lock = threading.Lock()
 
@@ -208,6 +209,7 @@ class Restore:
                     stack.append((d, self._entries(d, node.subtree)))
             self._flush(final=True)
         finally:
+            self._pool.shutdown()  # after a failure, the window in flight ends first
             for d in [*(d for d, _ in stack), *self.window.dirs, root]:
                 _close(d)
 
@@ -242,11 +244,9 @@ class Restore:
         return d.fd
 
     def _leave(self, d: _Dir) -> None:
-        """Every entry of ``d`` is placed: its metadata follows once they are complete."""
+        """Every entry of ``d`` is placed: its metadata follows once they are complete, at
+        the end of this window (files of an earlier one may still be being created in it)."""
         if d.fd is None:
-            return
-        if self.window.empty():
-            self._finish_dir(d)
             return
         self.window.dirs.append(d)
         if len(self.window.dirs) >= self.limits.dirs:
@@ -299,8 +299,9 @@ class Restore:
         except FileNotFoundError:
             st = None
         if st is not None and _resumable(st, node):
-            self.summary.skipped += 1  # restored by an earlier, interrupted run
-            self.summary.files += 1
+            with self._lock:  # restored by an earlier, interrupted run
+                self.summary.skipped += 1
+                self.summary.files += 1
             if key is not None and primary is not None:
                 primary.ident = (st.st_dev, st.st_ino)
                 self._primaries[key] = primary
@@ -328,9 +329,24 @@ class Restore:
 
     # -- a window: contents, hardlinks, verification, directories ------------------------
     def _flush(self, *, final: bool = False) -> None:
+        """Hand the window to the thread that completes windows, in order, one at a time,
+        while the walk plans the next: at most two windows exist at once."""
         w, self.window = self.window, _Window()
+        self._announce(w, final)
+        self._wait()
+        self._pending = self._pool.submit(self._complete, w)
+        if final:
+            self._wait()
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def _complete(self, w: _Window) -> None:
+        """Contents, then hardlinks, verification, and the metadata of the directories
+        completed in the window (post-order, so children before parents)."""
         try:
-            self._announce(w, final)
             if w.files:
                 self._write_contents(w.files)
             for parent, node, primary in w.links:
@@ -405,17 +421,18 @@ class Restore:
     def _open(self, f: _File) -> int:
         """A descriptor for writing ``f``; the first caller creates it at its full size.
         Later callers reopen it by name and check that it is still the file made here."""
-        with self._create_lock:
-            if not f.created:
-                fd = _create_file(f.parent, f.node.name)
-                try:
-                    os.ftruncate(fd, f.node.size)
-                    st = os.fstat(fd)
-                except OSError:
-                    os.close(fd)
-                    raise
-                f.ident, f.created = (st.st_dev, st.st_ino), True
-                return fd
+        if not f.created:  # set once, under the lock, after ``ident``
+            with self._create_lock:
+                if not f.created:
+                    fd = _create_file(f.parent, f.node.name)
+                    try:
+                        os.ftruncate(fd, f.node.size)
+                        st = os.fstat(fd)
+                    except OSError:
+                        os.close(fd)
+                        raise
+                    f.ident, f.created = (st.st_dev, st.st_ino), True
+                    return fd
         fd = os.open(f.node.name, _OLD_FILE, dir_fd=_fd_of(f.parent))
         st = os.fstat(fd)
         if (st.st_dev, st.st_ino) != f.ident:
@@ -468,7 +485,8 @@ class Restore:
         finally:
             if src_fd is not None:
                 os.close(src_fd)
-        self.summary.files += 1
+        with self._lock:
+            self.summary.files += 1
 
     def _open_rel(self, rel: bytes) -> int:
         """A new descriptor of the directory ``rel`` below the target, one level at a time."""
@@ -505,7 +523,8 @@ class Restore:
             _close(d)
         for p in problems:
             self._warn(self._where(d.rel), p)
-        self.summary.dirs += 1
+        with self._lock:
+            self.summary.dirs += 1
 
 
 def _fd_of(d: _Dir) -> int:
