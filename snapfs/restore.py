@@ -672,7 +672,8 @@ def restore(
     tar -C and restic do); nothing below it is reached through a path."""
     where = os.fsencode(os.path.abspath(target))
     filt = PathFilter(includes, excludes)
-    totals = None if filt else Planned(snapshot.summary.files, snapshot.summary.bytes)
+    counts = snapshot.summary
+    totals = Planned(counts.files, counts.bytes) if counts.files and not filt else None
     run = Restore(repo, where, filt, on_event, limits or Limits(), planned=totals, verify=verify)
     with repo.lock("read"):
         run.run(bytes.fromhex(snapshot.tree))

@@ -15,6 +15,7 @@ import pytest
 
 from snapfs.backup import backup
 from snapfs.buffers import Data
+from snapfs.events import FileWarning
 from snapfs.pack import BlobKind
 from snapfs.repository import Repository, Writer
 from snapfs.restore import Limits, RestoreSource, restore
@@ -342,3 +343,31 @@ def test_windows_are_bounded_and_the_tree_comes_back_whole(
     assert max(recording.reads) <= 7
     assert len(recording.reads) >= 60 // 7
     assert_same_tree(src, out / str(src).lstrip("/"))
+
+
+def test_too_deep_and_unknown_entries_are_skipped_with_warnings(
+    repo: Repository, tmp_path: Path
+) -> None:
+    events: list[object] = []
+
+    def build(w: Writer) -> list[Node]:
+        deep = [_file(w, b"bottom", b"deep\n")]
+        for level in range(5, 0, -1):
+            deep = [_dir(w, b"l%d" % level, deep)]
+        return [*deep, _node(b"odd", "whiteout"), _file(w, b"fine", b"fine\n")]
+
+    with repo.writer() as w:
+        root = w.save_tree(build(w))
+        snap = w.save_snapshot(Snapshot(time="2024-05-01T02:00:00+00:00", host="h", user="u",
+                                        paths=["/crafted"], tree=root.hex()))  # fmt: skip
+    out = tmp_path / "out"
+
+    summary = restore(repo, snap, str(out), limits=Limits(depth=3), on_event=events.append)
+
+    assert summary.warnings == 2
+    assert [e for e in events if isinstance(e, FileWarning)] == [
+        FileWarning("/l1/l2/l3/l4", "deeper than 3 levels: skipped"),
+        FileWarning("/odd", "unknown type 'whiteout': skipped"),
+    ]
+    assert (out / "l1" / "l2" / "l3").is_dir() and not (out / "l1" / "l2" / "l3" / "l4").exists()
+    assert (out / "fine").read_bytes() == b"fine\n"
