@@ -166,6 +166,7 @@ class Restore:
         self._primaries: dict[tuple[int, int], _Primary] = {}  # only files with links > 1
         self._pool = ThreadPoolExecutor(1, "snapfs-window")
         self._pending: Future[None] | None = None
+        self._stop = threading.Event()
         self._lock = threading.Lock()
         self._create_lock = threading.Lock()
 
@@ -208,8 +209,11 @@ class Restore:
                         self._dir_fd(d)
                     stack.append((d, self._entries(d, node.subtree)))
             self._flush(final=True)
+        except BaseException:
+            self._stop.set()  # the window in flight stops at its next blob
+            raise
         finally:
-            self._pool.shutdown()  # after a failure, the window in flight ends first
+            self._pool.shutdown()
             for d in [*(d for d, _ in stack), *self.window.dirs, root]:
                 _close(d)
 
@@ -389,6 +393,8 @@ class Restore:
         fds: dict[_File, int] = {}
         try:
             for blob_id, data in blobs:
+                if self._stop.is_set():
+                    raise _Stopped
                 places = targets[blob_id]
                 try:
                     self._write_blob(data, places, fds)
@@ -525,6 +531,10 @@ class Restore:
             self._warn(self._where(d.rel), p)
         with self._lock:
             self.summary.dirs += 1
+
+
+class _Stopped(Exception):
+    """The walk failed or was interrupted: the window in flight ends early."""
 
 
 def _fd_of(d: _Dir) -> int:
