@@ -66,14 +66,14 @@ class RestoreSource(Protocol):
 @dataclass(frozen=True)
 class Limits:
     """What one window may plan before its blobs are read, and how deep a tree may go.
-    Windows this size read a lake's packs once each (their blobs are mostly neighbours), and
-    cost tens of MB; the directories a window holds open, plus one a level, stay below the
-    usual limit of 1024 descriptors."""
+    Windows this size read a lake's packs once each (their blobs are mostly neighbours) and
+    cost tens of MB. Descriptors held: one a level of the walk, plus the completed
+    directories of two windows, 768 at most, below the usual limit of 1024."""
 
     files: int = 20_000  # files and hardlinks
     blobs: int = 100_000
     dirs: int = 256  # completed directories waiting for their metadata
-    depth: int = 512  # a path of 512 levels is longer than PATH_MAX allows anyway
+    depth: int = 256  # deeper than real trees go
 
 
 @dataclass
