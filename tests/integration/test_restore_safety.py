@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import pwd
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from snapfs.backup import backup
-from snapfs.buffers import Data
 from snapfs.events import FileWarning
 from snapfs.pack import BlobKind
 from snapfs.repository import Repository, Writer
@@ -308,15 +308,10 @@ class _Recording:
         self.reads: list[int] = []
         self.lock, self.load_tree, self.blob_entry = repo.lock, repo.load_tree, repo.blob_entry
 
-    def read_blob_ranges(
-        self,
-        ids: Iterable[bytes],
-        consume: Callable[[Iterator[tuple[bytes, Data]]], None],
-        threads: int | None = None,
-    ) -> None:
+    def read_blob_ranges(self, ids: Iterable[bytes], *rest: Any, **named: Any) -> None:
         wanted = list(ids)
         self.reads.append(len(wanted))
-        self.repo.read_blob_ranges(wanted, consume, threads)
+        self.repo.read_blob_ranges(wanted, *rest, **named)
 
 
 def test_windows_are_bounded_and_the_tree_comes_back_whole(
