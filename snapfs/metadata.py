@@ -8,6 +8,7 @@ import grp
 import os
 import pwd
 import stat
+from typing import Any
 
 from snapfs.tree import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 
@@ -87,27 +88,52 @@ def node_from_stat(name: bytes, path: bytes, st: os.stat_result, **fields: objec
     return Node(**values)  # type: ignore[arg-type]
 
 
-def apply_metadata(path: bytes, node: Node, warn: list[str]) -> None:
-    """Owner, then mode (chown clears set-id bits), xattrs, then times. Owner changes need
-    root: without it they are skipped silently, as restic does."""
+def apply_metadata(entry: int | bytes, node: Node, warn: list[str]) -> None:
+    """Owner, then mode (chown clears set-id bits), xattrs, then times, on ``entry``: an
+    open descriptor of the entry itself, or a ``/proc/self/fd/N`` link to one (which leads
+    to exactly that inode, never along a path). Owner changes need root: without it they
+    are skipped silently, as restic does. Symlinks go to ``apply_link_metadata``."""
+    _set_owner(warn, node, entry)
     try:
-        os.lchown(path, node.uid, node.gid)
-    except PermissionError:
-        pass
-    except OSError as e:
-        warn.append(f"chown: {e.strerror}")
-    if node.type != SYMLINK:
-        try:
-            os.chmod(path, node.mode)
-        except OSError as e:
-            warn.append(f"chmod: {e.strerror}")
+        os.chmod(entry, node.mode & 0o7777)
+    except (OSError, ValueError) as e:
+        warn.append(f"chmod: {_reason(e)}")
     for name, value in node.xattrs:
         try:
-            os.setxattr(path, name, value, follow_symlinks=False)
+            os.setxattr(entry, name, value)
         except OSError as e:
             if e.errno not in (errno.ENOTSUP, errno.EPERM):
                 warn.append(f"xattr {name.decode(errors='replace')}: {e.strerror}")
+        except ValueError as e:
+            warn.append(f"xattr {name.decode(errors='replace')}: {e}")
+    _set_times(warn, node, entry)
+
+
+def apply_link_metadata(dir_fd: int, name: bytes, node: Node, warn: list[str]) -> None:
+    """Owner and times of the symlink ``name`` in the directory ``dir_fd``, never of what
+    it names. Its mode means nothing on Linux; extended attributes on a symlink have no
+    no-follow form by descriptor, and a backup records none, so they are not set."""
+    _set_owner(warn, node, name, dir_fd=dir_fd, follow_symlinks=False)
+    if node.xattrs:
+        warn.append("xattrs of a symlink are not restored")
+    _set_times(warn, node, name, dir_fd=dir_fd, follow_symlinks=False)
+
+
+def _set_owner(warn: list[str], node: Node, entry: int | bytes, **where: Any) -> None:
     try:
-        os.utime(path, ns=(node.mtime_ns, node.mtime_ns), follow_symlinks=False)
-    except OSError as e:
-        warn.append(f"utime: {e.strerror}")
+        os.chown(entry, node.uid, node.gid, **where)
+    except PermissionError:
+        pass
+    except (OSError, ValueError, OverflowError) as e:
+        warn.append(f"chown: {_reason(e)}")
+
+
+def _set_times(warn: list[str], node: Node, entry: int | bytes, **where: Any) -> None:
+    try:
+        os.utime(entry, ns=(node.mtime_ns, node.mtime_ns), **where)
+    except (OSError, ValueError, OverflowError) as e:
+        warn.append(f"utime: {_reason(e)}")
+
+
+def _reason(e: Exception) -> str:
+    return (e.strerror if isinstance(e, OSError) else None) or str(e)

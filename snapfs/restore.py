@@ -1,32 +1,52 @@
-"""Restore: recreate a snapshot's tree under a target directory.
+"""Restore: recreate a snapshot's tree under a target directory, and never outside it.
 
-Plan by blob, let the repository fetch them pack by pack (each pack read once, coalesced
-ranges, decoded and verified on threads), and ``pwrite`` each blob to every place it goes.
-All-zero chunks are not written, so holes stay holes (files are sized with ftruncate first).
-Metadata follows contents; directories come last, deepest first. A file whose size and mtime
+Containment by construction: the target is opened once, and every entry below it is reached
+through directory descriptors (``openat`` with ``O_NOFOLLOW``, the ``dir_fd`` forms of mkdir,
+symlink, unlink...), so no symlink, from the snapshot or planted in the target, is followed,
+and no path string is resolved. Metadata is set on descriptors or with the no-follow forms.
+Whatever stands in the way of an entry is removed, inside its directory, without following
+anything. Names that could lead elsewhere (empty, ``.``, ``..``, with ``/`` or NUL) and a
+second entry of the same name are skipped with a warning. docs/ARCHITECTURE.md states the
+rules.
+
+Speed and memory: the walk plans a window of files (bounded in files, blobs and open
+directories); while it plans the next, another thread completes the window: the repository
+fetches its blobs pack by pack (each pack read once a window, coalesced ranges, decoded and
+verified on threads), each blob is ``pwrite``n to every place it goes, then come the
+window's hardlinks and the metadata of the directories completed in it (post-order:
+children before parents). All-zero chunks are not written,
+so holes stay holes (files are sized with ftruncate first). A file whose size and mtime
 already match the snapshot is skipped, so an interrupted restore resumes where it stopped
 (mtime is set only after a file's contents are complete)."""
 
 from __future__ import annotations
 
+import errno
 import os
-import shutil
 import stat
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from snapfs.buffers import Data
 from snapfs.crypto import MasterKey
+from snapfs.errors import SnapfsError
 from snapfs.events import BytesDone, EventHandler, FileDone, FileWarning, Planned, ignore
 from snapfs.index import IndexEntry
-from snapfs.metadata import apply_metadata, full_mode
+from snapfs.metadata import apply_link_metadata, apply_metadata, full_mode
 from snapfs.snapshot import Snapshot
 from snapfs.tree import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, Tree
-from snapfs.walk import PathFilter, walk
+from snapfs.walk import PathFilter
+
+_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_OLD_FILE = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_SPECIALS = {SYMLINK, FIFO, CHAR, BLOCK}
 
 
 class RestoreSource(Protocol):
@@ -43,6 +63,19 @@ class RestoreSource(Protocol):
     ) -> None: ...
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one window may plan before its blobs are read, and how deep a tree may go.
+    Windows this size read a lake's packs once each (their blobs are mostly neighbours) and
+    cost tens of MB. Descriptors held: one a level of the walk, plus the completed
+    directories of two windows, 768 at most, below the usual limit of 1024."""
+
+    files: int = 20_000  # files and hardlinks
+    blobs: int = 100_000
+    dirs: int = 256  # completed directories waiting for their metadata
+    depth: int = 256  # deeper than real trees go
+
+
 @dataclass
 class RestoreSummary:
     files: int = 0
@@ -53,108 +86,303 @@ class RestoreSummary:
     verify_errors: list[str] = field(default_factory=list)
 
 
-@dataclass
+class _Dir:
+    """A directory of the snapshot on its way to the target: ``fd`` once it is created."""
+
+    __slots__ = ("failed", "fd", "name", "node", "parent", "rel")
+
+    def __init__(self, parent: _Dir | None, node: Node | None, rel: bytes) -> None:
+        self.parent = parent
+        self.node = node
+        self.name = node.name if node is not None else b""
+        self.rel = rel  # relative path in the snapshot: names checked, so "/" splits it
+        self.fd: int | None = None
+        self.failed = False
+
+
+@dataclass(eq=False)
+class _Primary:
+    """The first name of a hardlinked file; its inode once this restore made or kept it."""
+
+    rel: bytes
+    ident: tuple[int, int] | None = None
+
+
+@dataclass(eq=False)
 class _File:
-    path: bytes
+    parent: _Dir
     node: Node
+    display: bytes
+    primary: _Primary | None
     remaining: int = 0
     created: bool = False  # made (and sized) by the first writer that needs it
-    stale: bool = False  # an earlier, interrupted restore left a partial copy
+    ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of what this restore created
+
+
+@dataclass
+class _Window:
+    files: list[_File] = field(default_factory=list)
+    links: list[tuple[_Dir, Node, _Primary]] = field(default_factory=list)
+    dirs: list[_Dir] = field(default_factory=list)  # completed, in post-order
+    blobs: int = 0
+
+
+def refusal(name: bytes) -> str | None:
+    """Why ``name`` cannot be a directory entry, or None when it can."""
+    if not name:
+        return "an empty name"
+    if name in (b".", b".."):
+        return f"the name {name.decode()!r}"
+    if b"/" in name:
+        return "a name with '/'"
+    if b"\0" in name:
+        return "a name with NUL"
+    return None
 
 
 class Restore:
     def __init__(
-        self, repo: RestoreSource, target: bytes, filt: PathFilter, on_event: EventHandler
+        self,
+        repo: RestoreSource,
+        target: bytes,
+        filt: PathFilter,
+        on_event: EventHandler,
+        limits: Limits,
+        *,
+        planned: Planned | None = None,
+        verify: bool = False,
     ) -> None:
         self.repo = repo
         self.target = target
         self.filt = filt
         self.emit = on_event
+        self.limits = limits
+        self.verify = verify
         self.summary = RestoreSummary()
-        self.files: list[_File] = []
-        self.dirs: list[tuple[bytes, Node]] = []
-        self.links: list[tuple[bytes, bytes]] = []
-        self._primaries: dict[tuple[int, int], bytes] = {}
+        self.window = _Window()
+        self.root = _Dir(None, None, b"")
+        self._planned = planned  # totals to announce if the first window is not all
+        self._announced = False
+        self._primaries: dict[tuple[int, int], _Primary] = {}  # only files with links > 1
+        self._pool = ThreadPoolExecutor(1, "snapfs-window")
+        self._pending: Future[None] | None = None
+        self._stop = threading.Event()
         self._lock = threading.Lock()
         self._create_lock = threading.Lock()
 
     def _warn(self, path: bytes, message: str) -> None:
         with self._lock:
             self.summary.warnings += 1
-        self.emit(FileWarning(path.decode("utf-8", "surrogateescape"), message))
+        self.emit(FileWarning(_shown(path), message))
 
-    # -- pass 1: the tree ----------------------------------------------------------------
-    def create_tree(self, root: bytes) -> None:
+    def _where(self, rel: bytes) -> bytes:
+        return self.target + b"/" + rel
+
+    # -- the walk ------------------------------------------------------------------------
+    def run(self, root_tree: bytes) -> None:
+        """Walk the snapshot depth first, holding a descriptor a level; plan windows."""
         os.makedirs(self.target, exist_ok=True)
-        for rel, node in walk(self.repo, root, prune=self.filt or None):
-            path = self.target + b"/" + rel
-            wanted = self.filt.selected(rel)
-            if node.type == DIR:
-                self.dirs.append((path, node))
-                if wanted:
-                    os.makedirs(path, exist_ok=True)
-            elif wanted:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                self._create(path, node)
+        root = self.root
+        root.fd = os.open(self.target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        stack: list[tuple[_Dir, Iterator[Node]]] = [(root, self._entries(root, root_tree))]
+        try:
+            while stack:
+                parent, entries = stack[-1]
+                node = next(entries, None)
+                if node is None:
+                    stack.pop()
+                    if parent is not root:
+                        self._leave(parent)
+                    continue
+                rel = parent.rel + b"/" + node.name if parent.rel else node.name
+                if self.filt and not self.filt.descend(rel):
+                    continue
+                wanted = not self.filt or self.filt.selected(rel)
+                if node.type != DIR:
+                    if wanted:
+                        self._place(parent, node, rel)
+                elif len(stack) > self.limits.depth:
+                    self._warn(b"/" + rel, f"deeper than {self.limits.depth} levels: skipped")
+                else:
+                    d = _Dir(parent, node, rel)
+                    if wanted:
+                        self._dir_fd(d)
+                    stack.append((d, self._entries(d, node.subtree)))
+            self._flush(final=True)
+        except BaseException:
+            self._stop.set()  # the window in flight stops at its next blob
+            raise
+        finally:
+            self._pool.shutdown()
+            for d in [*(d for d, _ in stack), *self.window.dirs, root]:
+                _close(d)
 
-    def _create(self, path: bytes, node: Node) -> None:
+    def _entries(self, d: _Dir, tree_id: bytes | None) -> Iterator[Node]:
+        """The directory's nodes that can be restored; the others are warned about."""
+        if tree_id is None:
+            return
+        seen: set[bytes] = set()
+        for node in self.repo.load_tree(tree_id).nodes:
+            shown = b"/" + d.rel + b"/" + node.name if d.rel else b"/" + node.name
+            why = refusal(node.name)
+            if why is None and node.name in seen:
+                why = "a second entry of that name"
+            if why is not None:
+                self._warn(shown, f"{why}: skipped")
+                continue
+            seen.add(node.name)
+            yield node
+
+    def _dir_fd(self, d: _Dir) -> int | None:
+        """The directory's descriptor, creating it (and its parents) on first need."""
+        if d.fd is None and not d.failed and d.parent is not None and d.node is not None:
+            parent_fd = self._dir_fd(d.parent)
+            if parent_fd is None:  # warned about already
+                d.failed = True
+                return None
+            try:
+                d.fd = _make_dir(parent_fd, d.name)
+            except OSError as e:
+                d.failed = True
+                self._warn(self._where(d.rel), e.strerror or str(e))
+        return d.fd
+
+    def _leave(self, d: _Dir) -> None:
+        """Every entry of ``d`` is placed: its metadata follows once they are complete, at
+        the end of this window (files of an earlier one may still be being created in it)."""
+        if d.fd is None:
+            return
+        self.window.dirs.append(d)
+        if len(self.window.dirs) >= self.limits.dirs:
+            self._flush()
+
+    def _place(self, parent: _Dir, node: Node, rel: bytes) -> None:
+        dir_fd = self._dir_fd(parent)
+        if dir_fd is None:
+            return
         if node.type == FILE:
-            self._plan_file(path, node)
-            return
-        _remove(path)
-        try:
-            if node.type == SYMLINK:
-                os.symlink(node.target, path)
-            elif node.type == FIFO:
-                os.mkfifo(path, node.mode)
-            elif node.type in (CHAR, BLOCK):
-                os.mknod(path, full_mode(node), node.rdev)
-            elif node.type == SOCKET:
-                return
-        except OSError as e:
-            self._warn(path, e.strerror or str(e))
-            return
-        self._finish_metadata(path, node)
+            self._plan_file(parent, dir_fd, node, rel)
+        elif node.type in _SPECIALS:
+            self._make_special(dir_fd, node, rel)
+        elif node.type != SOCKET:  # a socket is made by whoever listens on it
+            self._warn(b"/" + rel, f"unknown type {node.type!r}: skipped")
 
-    def _plan_file(self, path: bytes, node: Node) -> None:
-        if node.links > 1:
-            key = (node.device, node.inode)
-            primary = self._primaries.get(key)
-            if primary is not None:
-                self.links.append((primary, path))
-                return
-            self._primaries[key] = path
+    # -- entries without contents ----------------------------------------------------------
+    def _make_special(self, dir_fd: int, node: Node, rel: bytes) -> None:
+        name, where = node.name, self._where(rel)
         try:
-            st: os.stat_result | None = os.lstat(path)
+            _clear(dir_fd, name)
+            if node.type == SYMLINK:
+                os.symlink(node.target, name, dir_fd=dir_fd)
+            elif node.type == FIFO:
+                os.mkfifo(name, 0o600, dir_fd=dir_fd)
+            else:
+                os.mknod(name, stat.S_IFMT(full_mode(node)) | 0o600, node.rdev, dir_fd=dir_fd)
+        except (OSError, ValueError) as e:
+            self._warn(where, _reason(e))
+            return
+        problems: list[str] = []
+        if node.type == SYMLINK:
+            apply_link_metadata(dir_fd, name, node, problems)
+        else:
+            _special_metadata(dir_fd, node, problems)
+        for p in problems:
+            self._warn(where, p)
+
+    # -- regular files -------------------------------------------------------------------
+    def _plan_file(self, parent: _Dir, dir_fd: int, node: Node, rel: bytes) -> None:
+        name = node.name
+        key = (node.device, node.inode) if node.links > 1 else None
+        if key is not None and key in self._primaries:
+            self.window.links.append((parent, node, self._primaries[key]))
+            self._grown()
+            return
+        primary = _Primary(rel) if key is not None else None
+        try:
+            st: os.stat_result | None = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
             st = None
-        if st is not None and stat.S_ISREG(st.st_mode):
-            if st.st_size == node.size and st.st_mtime_ns == node.mtime_ns:
-                self.summary.skipped += 1  # restored by an earlier, interrupted run
+        if st is not None and _resumable(st, node):
+            with self._lock:  # restored by an earlier, interrupted run
+                self.summary.skipped += 1
                 self.summary.files += 1
-                return
-        elif st is not None:
-            _remove(path)
-            st = None
-        # Created later, by the writer that first needs it: creating thousands of files here
-        # would hold up the first reads of the repository.
-        self.files.append(_File(path, node, len(node.content), stale=st is not None))
+            if key is not None and primary is not None:
+                primary.ident = (st.st_dev, st.st_ino)
+                self._primaries[key] = primary
+            return
+        f = _File(parent, node, self._where(rel), primary, len(node.content))
+        try:
+            if st is not None:
+                _remove(dir_fd, name, st)
+            if not node.content:  # an empty file: nothing to wait for
+                self._file_done(f, self._open(f))
+        except OSError as e:
+            self._warn(f.display, e.strerror or str(e))
+            return
+        if key is not None and primary is not None:
+            self._primaries[key] = primary
+        if node.content:
+            self.window.files.append(f)
+            self.window.blobs += len(node.content)
+            self._grown()
 
-    # -- pass 2: contents ----------------------------------------------------------------
-    def write_contents(self) -> None:
+    def _grown(self) -> None:
+        w, limits = self.window, self.limits
+        if len(w.files) + len(w.links) >= limits.files or w.blobs >= limits.blobs:
+            self._flush()
+
+    # -- a window: contents, hardlinks, verification, directories ------------------------
+    def _flush(self, *, final: bool = False) -> None:
+        """Hand the window to the thread that completes windows, in order, one at a time,
+        while the walk plans the next: at most two windows exist at once."""
+        w, self.window = self.window, _Window()
+        self._announce(w, final)
+        self._wait()
+        self._pending = self._pool.submit(self._complete, w)
+        if final:
+            self._wait()
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def _complete(self, w: _Window) -> None:
+        """Contents, then hardlinks, verification, and the metadata of the directories
+        completed in the window (post-order, so children before parents)."""
+        try:
+            if w.files:
+                self._write_contents(w.files)
+            for parent, node, primary in w.links:
+                self._link(parent, node, primary)
+            if self.verify:
+                self._verify(w.files)
+            for d in w.dirs:
+                self._finish_dir(d)
+        finally:
+            for d in w.dirs:
+                _close(d)
+
+    def _announce(self, w: _Window, final: bool) -> None:
+        """One Planned: exact when the first window is the whole restore, else the
+        snapshot's own totals (none with a filter: they would not be the restore's)."""
+        if self._announced:
+            return
+        self._announced = True
+        if final:
+            self.emit(Planned(len(w.files), sum(f.node.size for f in w.files)))
+        elif self._planned is not None:
+            self.emit(self._planned)
+
+    def _write_contents(self, files: list[_File]) -> None:
         """Each blob is written by the read thread that decoded it, straight away: bytes
         still in the CPU's cache are copied into the page cache at half the cost."""
         targets: dict[bytes, list[tuple[_File, int]]] = defaultdict(list)
-        total = 0
-        for f in self.files:
+        for f in files:
             offset = 0
             for blob_id in f.node.content:
                 targets[blob_id].append((f, offset))
                 offset += self.repo.blob_entry(blob_id).raw_length
-            total += f.node.size
-            if not f.node.content:
-                self._file_done(f)
-        self.emit(Planned(len(self.files), total))
         self.repo.read_blob_ranges(list(targets), lambda blobs: self._write_range(blobs, targets))
 
     def _write_range(
@@ -162,106 +390,280 @@ class Restore:
     ) -> None:
         """Write a range's blobs; neighbours mostly belong to one file, so its descriptor
         is opened once for the range."""
-        fds: dict[bytes, int] = {}
+        fds: dict[_File, int] = {}
         try:
             for blob_id, data in blobs:
+                if self._stop.is_set():
+                    raise _Stopped
                 places = targets[blob_id]
                 try:
                     self._write_blob(data, places, fds)
                 except OSError as e:  # pwrite and ftruncate name no file: say which
                     if e.filename is not None:
                         raise
-                    where = places[0][0].path.decode("utf-8", "surrogateescape")
+                    where = _shown(places[0][0].display)
                     raise OSError(e.errno, e.strerror, where) from None
         finally:
             for fd in fds.values():
                 os.close(fd)
 
     def _write_blob(
-        self, data: Data, places: list[tuple[_File, int]], fds: dict[bytes, int]
+        self, data: Data, places: list[tuple[_File, int]], fds: dict[_File, int]
     ) -> None:
         zero = data[:1] == b"\0" and data.count(0) == len(data)
         for f, offset in places:
-            fd = fds.get(f.path)
+            fd = fds.get(f)
             if fd is None:
-                fd = fds[f.path] = self._open(f)
+                fd = fds[f] = self._open(f)
             if not zero:
                 os.pwrite(fd, data, offset)
             self.emit(BytesDone(len(data)))
             with self._lock:
                 f.remaining -= 1
-                complete = f.remaining == 0
+                complete = f.remaining <= 0
             if complete:
-                fd = fds.pop(f.path, None)
-                if fd is not None:
-                    os.close(fd)  # before the metadata: closing must not touch the mtime
-                self._file_done(f)
+                self._file_done(f, fds.pop(f))
 
     def _open(self, f: _File) -> int:
-        """A descriptor for writing ``f``; the first caller creates it at its full size."""
-        if f.created:  # set once, under the lock, before any other writer may open it
-            return os.open(f.path, os.O_WRONLY)
-        with self._create_lock:
-            if f.created:
-                return os.open(f.path, os.O_WRONLY)
-            fd = os.open(f.path, os.O_WRONLY | os.O_CREAT, 0o600)
-            try:
-                if f.stale:  # not on new files: ext4 flushes a file truncated to 0 on close
-                    os.ftruncate(fd, 0)
-                os.ftruncate(fd, f.node.size)
-            except OSError:
-                os.close(fd)
-                raise
-            f.created = True
-            return fd
+        """A descriptor for writing ``f``; the first caller creates it at its full size.
+        Later callers reopen it by name and check that it is still the file made here."""
+        if not f.created:  # set once, under the lock, after ``ident``
+            with self._create_lock:
+                if not f.created:
+                    fd = _create_file(f.parent, f.node.name)
+                    try:
+                        os.ftruncate(fd, f.node.size)
+                        st = os.fstat(fd)
+                    except OSError:
+                        os.close(fd)
+                        raise
+                    f.ident, f.created = (st.st_dev, st.st_ino), True
+                    return fd
+        fd = os.open(f.node.name, _OLD_FILE, dir_fd=_fd_of(f.parent))
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != f.ident:
+            os.close(fd)
+            shown = _shown(f.display)
+            raise SnapfsError(f"{shown}: replaced by something else during the restore")
+        return fd
 
-    def _file_done(self, f: _File) -> None:
-        if not f.created:  # no content to write: an empty file
-            os.close(self._open(f))
-        self._finish_metadata(f.path, f.node)
+    def _file_done(self, f: _File, fd: int) -> None:
+        """Metadata through the descriptor, then close it (closing leaves the mtime be)."""
+        problems: list[str] = []
+        try:
+            apply_metadata(fd, f.node, problems)
+        finally:
+            os.close(fd)
+        for p in problems:
+            self._warn(f.display, p)
+        if f.primary is not None:
+            f.primary.ident = f.ident
         with self._lock:
             self.summary.files += 1
             self.summary.bytes += f.node.size
-        self.emit(FileDone(f.path.decode("utf-8", "surrogateescape"), f.node.size, 0))
+        self.emit(FileDone(_shown(f.display), f.node.size, 0))
 
-    def _finish_metadata(self, path: bytes, node: Node) -> None:
-        problems: list[str] = []
-        apply_metadata(path, node, problems)
-        for p in problems:
-            self._warn(path, p)
-
-    # -- pass 3: hardlinks and directories -------------------------------------------------
-    def finish(self) -> None:
-        for primary, path in self.links:
-            _remove(path)
-            try:
-                os.link(primary, path)
-            except OSError as e:
-                self._warn(path, e.strerror or str(e))
-                continue
+    def _link(self, parent: _Dir, node: Node, primary: _Primary) -> None:
+        """Link ``node`` to a file this restore created or kept, and to nothing else: the
+        first name is reached again through descriptors and must still be that inode."""
+        rel = parent.rel + b"/" + node.name if parent.rel else node.name
+        where = self._where(rel)
+        if primary.ident is None:
+            self._warn(where, "hardlink: its first name was not restored")
+            return
+        dir_rel, _, first = primary.rel.rpartition(b"/")
+        src_fd: int | None = None
+        try:
+            src_fd = self._open_rel(dir_rel)
+            st = os.stat(first, dir_fd=src_fd, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != primary.ident:
+                raise OSError(errno.ESTALE, "hardlink: its first name was replaced")
+            dst_fd = _fd_of(parent)
+            _clear(dst_fd, node.name)
+            os.link(first, node.name, src_dir_fd=src_fd, dst_dir_fd=dst_fd, follow_symlinks=False)
+            made = os.stat(node.name, dir_fd=dst_fd, follow_symlinks=False)
+            if (made.st_dev, made.st_ino) != primary.ident:  # swapped between stat and link
+                os.unlink(node.name, dir_fd=dst_fd)
+                raise OSError(errno.ESTALE, "hardlink: its first name was replaced")
+        except OSError as e:
+            self._warn(where, e.strerror or str(e))
+            return
+        finally:
+            if src_fd is not None:
+                os.close(src_fd)
+        with self._lock:
             self.summary.files += 1
-        for path, node in sorted(self.dirs, key=lambda d: d[0].count(b"/"), reverse=True):
-            if os.path.isdir(path):  # an include filter may have left it out
-                self._finish_metadata(path, node)
-                self.summary.dirs += 1
 
-    def verify(self) -> None:
-        """Reread every restored file and check each chunk against its blob id."""
-        for f in self.files:
-            with open(f.path, "rb") as fh:
+    def _open_rel(self, rel: bytes) -> int:
+        """A new descriptor of the directory ``rel`` below the target, one level at a time."""
+        fd = os.dup(_fd_of(self.root))
+        for name in rel.split(b"/") if rel else []:
+            try:
+                sub = os.open(name, _DIR_OPEN, dir_fd=fd)
+            finally:
+                os.close(fd)
+            fd = sub
+        return fd
+
+    def _verify(self, files: list[_File]) -> None:
+        """Reread the window's files and check each chunk against its blob id."""
+        for f in files:
+            try:
+                fd = os.open(f.node.name, _READ_FILE, dir_fd=_fd_of(f.parent))
+            except OSError as e:
+                self.summary.verify_errors.append(f"{_shown(f.display)}: {e.strerror}")
+                continue
+            with os.fdopen(fd, "rb") as fh:
                 for blob_id in f.node.content:
                     data = fh.read(self.repo.blob_entry(blob_id).raw_length)
                     if self.repo.key.blob_id(data) != blob_id:
-                        shown = f.path.decode("utf-8", "surrogateescape")
-                        self.summary.verify_errors.append(f"{shown}: content differs")
+                        self.summary.verify_errors.append(f"{_shown(f.display)}: content differs")
                         break
 
+    def _finish_dir(self, d: _Dir) -> None:
+        assert d.fd is not None and d.node is not None
+        problems: list[str] = []
+        try:
+            apply_metadata(d.fd, d.node, problems)
+        finally:
+            _close(d)
+        for p in problems:
+            self._warn(self._where(d.rel), p)
+        with self._lock:
+            self.summary.dirs += 1
 
-def _remove(path: bytes) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.unlink(path)
+
+class _Stopped(Exception):
+    """The walk failed or was interrupted: the window in flight ends early."""
+
+
+def _fd_of(d: _Dir) -> int:
+    assert d.fd is not None, "a directory is opened before anything is placed in it"
+    return d.fd
+
+
+def _close(d: _Dir) -> None:
+    if d.fd is not None:
+        os.close(d.fd)
+        d.fd = None
+
+
+def _make_dir(dir_fd: int, name: bytes) -> int:
+    """A descriptor of the directory ``name`` in ``dir_fd``: an existing directory is kept,
+    anything else there is removed first. A new one is private (0700) until its metadata
+    is set, so nobody else can plant entries in it meanwhile."""
+    try:
+        os.mkdir(name, 0o700, dir_fd=dir_fd)
+    except FileExistsError:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(st.st_mode):
+            _remove(dir_fd, name, st)
+            os.mkdir(name, 0o700, dir_fd=dir_fd)
+    return os.open(name, _DIR_OPEN, dir_fd=dir_fd)
+
+
+def _create_file(d: _Dir, name: bytes) -> int:
+    """A new, empty, private file: ``O_EXCL`` with ``O_NOFOLLOW``, so neither an existing
+    file (perhaps a hardlink to one elsewhere) nor a symlink is ever opened for writing."""
+    dir_fd = _fd_of(d)
+    try:
+        return os.open(name, _NEW_FILE, 0o600, dir_fd=dir_fd)
+    except FileExistsError:  # something came since the plan: remove it, once
+        _clear(dir_fd, name)
+        return os.open(name, _NEW_FILE, 0o600, dir_fd=dir_fd)
+
+
+def _resumable(st: os.stat_result, node: Node) -> bool:
+    """Whether an existing entry is the file an earlier run restored: a regular file with
+    the snapshot's size and mtime and no other name (another name may be outside the target:
+    a hardlink group is made anew, its first name being a file this run created)."""
+    return (
+        stat.S_ISREG(st.st_mode)
+        and st.st_nlink == 1
+        and st.st_size == node.size
+        and st.st_mtime_ns == node.mtime_ns
+    )
+
+
+def _clear(dir_fd: int, name: bytes) -> None:
+    """Remove whatever ``name`` is in ``dir_fd``, if anything: never what it points to."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    _remove(dir_fd, name, st)
+
+
+def _remove(dir_fd: int, name: bytes, st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        remove_tree(dir_fd, name)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def remove_tree(dir_fd: int, name: bytes) -> None:
+    """Remove the directory ``name`` in ``dir_fd`` and everything below it. Each level is
+    opened through its parent's descriptor with ``O_NOFOLLOW``, and entries are unlinked by
+    name in their directory, so a symlink anywhere below is removed, never followed: nothing
+    outside ``dir_fd`` can be touched, whatever is swapped in meanwhile. No recursion: the
+    depth is bounded only by the descriptors a process may hold."""
+    stack: list[tuple[int, bytes, int, list[bytes]]] = []
+
+    def enter(parent_fd: int, sub: bytes) -> None:
+        fd = os.open(sub, _DIR_OPEN, dir_fd=parent_fd)
+        subdirs: list[bytes] = []
+        try:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    raw = os.fsencode(entry.name)
+                    if entry.is_dir(follow_symlinks=False):
+                        subdirs.append(raw)
+                    else:
+                        os.unlink(raw, dir_fd=fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        stack.append((parent_fd, sub, fd, subdirs))
+
+    try:
+        enter(dir_fd, name)
+        while stack:
+            parent_fd, sub, fd, subdirs = stack[-1]
+            if subdirs:
+                enter(fd, subdirs.pop())
+                continue
+            stack.pop()
+            os.close(fd)
+            os.rmdir(sub, dir_fd=parent_fd)
+    finally:
+        for _, _, fd, _ in stack:
+            os.close(fd)
+
+
+def _special_metadata(dir_fd: int, node: Node, problems: list[str]) -> None:
+    """A FIFO's or device's metadata, through an ``O_PATH`` descriptor of the entry itself
+    (opening a device would start it) via its /proc/self/fd link: fchmodat has no
+    no-follow form on Linux, and the link leads to that inode and nowhere else."""
+    try:
+        fd = os.open(node.name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as e:
+        problems.append(e.strerror or str(e))
+        return
+    try:
+        if stat.S_IFMT(os.fstat(fd).st_mode) != stat.S_IFMT(full_mode(node)):
+            problems.append("replaced by something else during the restore")
+            return
+        apply_metadata(b"/proc/self/fd/%d" % fd, node, problems)
+    finally:
+        os.close(fd)
+
+
+def _reason(e: Exception) -> str:
+    return (e.strerror if isinstance(e, OSError) else None) or str(e)
+
+
+def _shown(path: bytes) -> str:
+    return path.decode("utf-8", "surrogateescape")
 
 
 def restore(
@@ -273,14 +675,16 @@ def restore(
     excludes: list[str] | None = None,
     verify: bool = False,
     on_event: EventHandler = ignore,
+    limits: Limits | None = None,
 ) -> RestoreSummary:
-    """Restore ``snapshot`` under ``target``; returns counts and any verification failures."""
+    """Restore ``snapshot`` under ``target``; returns counts, warnings and any verification
+    failures. ``target`` itself is resolved once, as given (a symlink there is followed, as
+    tar -C and restic do); nothing below it is reached through a path."""
     where = os.fsencode(os.path.abspath(target))
-    run = Restore(repo, where, PathFilter(includes, excludes), on_event)
+    filt = PathFilter(includes, excludes)
+    counts = snapshot.summary
+    totals = Planned(counts.files, counts.bytes) if counts.files and not filt else None
+    run = Restore(repo, where, filt, on_event, limits or Limits(), planned=totals, verify=verify)
     with repo.lock("read"):
-        run.create_tree(bytes.fromhex(snapshot.tree))
-        run.write_contents()
-        run.finish()
-        if verify:
-            run.verify()
+        run.run(bytes.fromhex(snapshot.tree))
     return run.summary

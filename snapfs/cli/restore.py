@@ -35,7 +35,10 @@ def command(
     """Restore SNAPSHOT (an id, a unique prefix, or 'latest') into TARGET.
 
     Files already restored (same size and mtime) are skipped, so an interrupted restore
-    can simply be run again.
+    can simply be run again. Nothing is written outside TARGET: no symlink below it (from
+    the snapshot or already there) is followed, and one that stands where the snapshot has
+    an entry is replaced. Exit 3 when some entries were not restored (each is named in a
+    warning); 1 when --verify finds a difference.
 
     \b
     Examples:

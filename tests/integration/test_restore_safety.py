@@ -1,0 +1,384 @@
+"""Restore never leaves its target: crafted snapshots (written through the project's own API,
+as a compromised client could) and a target with a symlink planted by another local user.
+Each test lists every entry around the target (modes, owners, sizes, mtimes, link targets)
+before and after, and restores through the CLI as root does."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from snapfs.backup import backup
+from snapfs.events import FileWarning
+from snapfs.pack import BlobKind
+from snapfs.repository import Repository, Writer
+from snapfs.restore import Limits, RestoreSource, restore
+from snapfs.snapshot import Snapshot
+from snapfs.store.url import open_backend
+from snapfs.tree import DIR, FILE, SYMLINK, Node
+from tests.conftest import PASSWORD, Cli
+from tests.helpers import assert_same_tree
+
+T = 1_700_000_000_000_000_000
+
+
+def _node(name: bytes, kind: str, **fields: object) -> Node:
+    values: dict[str, object] = {
+        "name": name, "type": kind, "mode": 0o755 if kind == DIR else 0o644, "uid": 0,
+        "gid": 0, "user": "root", "group": "root", "mtime_ns": T, "ctime_ns": T,
+    }  # fmt: skip
+    values.update(fields)
+    return Node(**values)  # type: ignore[arg-type]
+
+
+def _file(w: Writer, name: bytes, data: bytes, **fields: object) -> Node:
+    blob = w.add_blob(BlobKind.DATA, data)[0]
+    return _node(name, FILE, size=len(data), content=[blob], **fields)
+
+
+def _dir(w: Writer, name: bytes, nodes: list[Node], **fields: object) -> Node:
+    return _node(name, DIR, subtree=w.save_tree(nodes), **fields)
+
+
+def _snapshot(location: str, build: Callable[[Writer], list[Node]]) -> str:
+    """A snapshot whose root holds the nodes ``build`` makes; returns its id."""
+    with Repository.open(open_backend(location), PASSWORD) as repo, repo.writer() as w:
+        root = w.save_tree(build(w))
+        snap = Snapshot(time="2024-05-01T02:00:00+00:00", host="h", user="u",
+                        paths=["/crafted"], tree=root.hex())  # fmt: skip
+        return w.save_snapshot(snap).id
+
+
+def _listing(root: Path, *, skip: Path | None = None) -> dict[str, tuple[object, ...]]:
+    """Every entry below ``root`` (but ``skip``), followed nowhere: type, mode, owner, size,
+    mtime, link target, and the contents of files."""
+    out: dict[str, tuple[object, ...]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        if skip is not None:
+            dirnames[:] = [d for d in dirnames if Path(dirpath, d) != skip]
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            st = p.lstat()
+            extra: object = None
+            if stat.S_ISLNK(st.st_mode):
+                extra = os.readlink(p)
+            elif stat.S_ISREG(st.st_mode):
+                extra = p.read_bytes()
+            out[str(p.relative_to(root))] = (
+                st.st_mode,
+                st.st_uid,
+                st.st_gid,
+                st.st_size,
+                st.st_mtime_ns,
+                st.st_nlink,
+                extra,
+            )
+    st = root.stat()
+    out["."] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns)
+    return out
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> tuple[Path, Path]:
+    """A canary tree with the target three levels down: every escape lands in it."""
+    world = tmp_path / "world"
+    outside = world / "outside"
+    (outside / "private").mkdir(parents=True)
+    os.chmod(outside / "private", 0o700)
+    (outside / "victim.txt").write_bytes(b"precious\n")
+    os.chmod(outside / "victim.txt", 0o600)
+    (outside / "private" / "key").write_bytes(b"secret\n")
+    target = world / "a" / "b" / "target"
+    target.mkdir(parents=True)
+    (target / "keep.txt").write_bytes(b"not in the snapshot, so left alone\n")
+    for p in (world / "a" / "b", world / "a", world, outside):
+        os.utime(p, ns=(T, T))
+    return world, target
+
+
+def _warned(stderr: bytes, names: Iterable[str]) -> None:
+    lines = [line for line in stderr.decode().splitlines() if line.startswith("warning: ")]
+    for name in names:
+        assert any(name in line for line in lines), (name, lines)
+
+
+def _crafted_escapes(w: Writer, outside: Path) -> list[Node]:
+    evil = b"evil\n"
+    victim, private = os.fsencode(outside / "victim.txt"), os.fsencode(outside / "private")
+    return [
+        _file(w, b"../x", evil, mode=0o4755),
+        _file(w, b"a/../../../../x", evil),
+        _dir(w, b"..", [_file(w, b"dotdot-file", evil)], mode=0o1777),
+        _file(w, b"", evil),
+        _file(w, b".", evil),
+        # a symlink "lnk" out of the target, then a directory "lnk" with a file inside
+        _node(b"lnk", SYMLINK, target=private),
+        _dir(w, b"lnk", [_file(w, b"planted", evil)], mode=0o1777),
+        # a symlink out, then a file whose name goes through it
+        _node(b"lnk2", SYMLINK, target=private),
+        _file(w, b"lnk2/x", evil),
+        # a file "x", then a symlink "x" to a file outside, with a set-uid mode on the node
+        _file(w, b"x", b"inside\n"),
+        _node(b"x", SYMLINK, target=victim, mode=0o4777),
+        # a lone symlink to a file outside whose node asks for mode 4777: no chmod through it
+        _node(b"s", SYMLINK, target=victim, mode=0o4777),
+        # a symlink named ".." one level down
+        _dir(w, b"sub", [_node(b"..", SYMLINK, target=b"/"), _file(w, b"ok", b"ok\n")]),
+    ]
+
+
+def test_crafted_names_and_symlinks_never_leave_the_target(
+    cli: Cli, repo_location: str, world: tuple[Path, Path]
+) -> None:
+    root, target = world
+    snap = _snapshot(repo_location, lambda w: _crafted_escapes(w, root / "outside"))
+    before = _listing(root, skip=target)
+
+    result = cli.run("restore", snap, "--target", str(target))
+
+    assert _listing(root, skip=target) == before
+    assert result.returncode == 3, result.stderr.decode()
+    assert (target / "keep.txt").read_bytes() == b"not in the snapshot, so left alone\n"
+    assert (target / "x").read_bytes() == b"inside\n"  # the first "x" won
+    assert os.readlink(target / "lnk") == str(root / "outside" / "private")
+    assert (target / "sub" / "ok").read_bytes() == b"ok\n"
+    assert sorted(p.name for p in target.iterdir()) == ["keep.txt", "lnk", "lnk2", "s", "sub", "x"]
+    _warned(result.stderr, ["/../x", "/a/../../../../x", "/..", "/.", "/lnk", "/lnk2/x", "/x",
+                            "/sub/.."])  # fmt: skip
+
+
+def test_include_cannot_let_a_crafted_name_through(
+    cli: Cli, repo_location: str, world: tuple[Path, Path]
+) -> None:
+    root, target = world
+    snap = _snapshot(
+        repo_location,
+        lambda w: [_dir(w, b"safe", [_file(w, b"../../x", b"evil\n"), _file(w, b"y", b"y\n")])],
+    )
+    before = _listing(root, skip=target)
+
+    result = cli.run("restore", snap, "--target", str(target), "--include", "/safe/*")
+
+    assert _listing(root, skip=target) == before
+    assert result.returncode == 3, result.stderr.decode()
+    assert (target / "safe" / "y").read_bytes() == b"y\n"
+    assert not (target / "x").exists()
+    _warned(result.stderr, ["/safe/../../x"])
+
+
+def test_what_stands_in_the_way_is_replaced_inside_the_target_only(
+    cli: Cli, repo_location: str, world: tuple[Path, Path]
+) -> None:
+    """Symlinks already in the target (to a directory and to a file outside, and one inside
+    a directory that a file replaces) are removed, not followed; a FIFO is not opened."""
+    root, target = world
+    outside = root / "outside"
+    (target / "d").symlink_to(outside / "private")  # where the snapshot has a directory
+    (target / "f").symlink_to(outside / "victim.txt")  # where it has a file
+    (target / "tree").mkdir()  # where it has a file: a directory holding a way out
+    (target / "tree" / "out").symlink_to(outside)
+    (target / "tree" / "deeper").mkdir()
+    (target / "tree" / "deeper" / "out").symlink_to(outside / "private")
+    os.mkfifo(target / "fifo")  # where it has a directory
+    snap = _snapshot(
+        repo_location,
+        lambda w: [
+            _dir(w, b"d", [_file(w, b"key", b"restored\n", mode=0o4777)], mode=0o1777),
+            _file(w, b"f", b"restored\n", mode=0o4777),
+            _file(w, b"tree", b"now a file\n"),
+            _dir(w, b"fifo", [], mode=0o700),
+        ],
+    )
+    before = _listing(root, skip=target)
+
+    result = cli.run("restore", snap, "--target", str(target))
+
+    assert _listing(root, skip=target) == before
+    assert result.returncode == 0, result.stderr.decode()
+    assert (target / "d").is_dir() and not (target / "d").is_symlink()
+    assert (target / "d" / "key").read_bytes() == b"restored\n"
+    assert stat.S_IMODE((target / "d").lstat().st_mode) == 0o1777
+    assert (target / "f").lstat().st_mode == stat.S_IFREG | 0o4777
+    assert (target / "tree").read_bytes() == b"now a file\n"
+    assert (target / "fifo").is_dir()
+
+
+def test_a_symlink_planted_by_another_user_is_replaced_not_followed(
+    cli: Cli, repo_location: str, tmp_path: Path
+) -> None:
+    """A user makes the target and a link in it (TARGET/tmp -> a victim's directory); root's
+    restore of a snapshot holding tmp/evil makes TARGET/tmp a directory of its own."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: another user plants the link")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody' to plant the link")
+    victim = tmp_path / "home" / "victim"
+    victim.mkdir(parents=True)
+    (victim / "notes").write_bytes(b"mine\n")
+    os.chmod(victim, 0o700)
+    target = tmp_path / "shared" / "target"
+    target.mkdir(parents=True)
+    os.chown(target, nobody.pw_uid, nobody.pw_gid)
+    _as_user(nobody, target, lambda fd: os.symlink(victim, "tmp", dir_fd=fd))
+    assert (target / "tmp").lstat().st_uid == nobody.pw_uid
+    snap = _snapshot(
+        repo_location,
+        lambda w: [_dir(w, b"tmp", [_file(w, b"evil", b"evil\n", mode=0o4755)], mode=0o1777)],
+    )
+    before = _listing(tmp_path / "home")
+
+    result = cli.run("restore", snap, "--target", str(target))
+
+    assert _listing(tmp_path / "home") == before
+    assert result.returncode == 0, result.stderr.decode()
+    assert (target / "tmp").is_dir() and not (target / "tmp").is_symlink()
+    assert (target / "tmp" / "evil").lstat().st_mode == stat.S_IFREG | 0o4755
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o700
+
+
+def _as_user(user: pwd.struct_passwd, directory: Path, act: Callable[[int], None]) -> None:
+    """Run ``act(fd of directory)`` in a child process with ``user``'s ids."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                os.setgroups([])
+                os.setgid(user.pw_gid)
+                os.setuid(user.pw_uid)
+                act(fd)
+            except BaseException:
+                os._exit(1)
+            os._exit(0)
+        assert os.waitpid(pid, 0)[1] == 0
+    finally:
+        os.close(fd)
+
+
+def test_hardlinks_go_only_to_files_this_restore_made(
+    cli: Cli, repo_location: str, world: tuple[Path, Path]
+) -> None:
+    """A hardlink group whose first name is refused is not linked to what that name would
+    have reached; a file already in the target that has another name (here: outside), with
+    the snapshot's size and mtime, is not kept as a group's first name either."""
+    root, target = world
+    victim = root / "outside" / "victim.txt"
+    os.link(victim, target / "one")  # planted: looks like an earlier run's "one"
+    os.utime(victim, ns=(T, T))
+    group = {"links": 2, "device": 1}
+    snap = _snapshot(
+        repo_location,
+        lambda w: [
+            _file(w, b"../outside/victim.txt", b"evil\n", inode=77, **group),
+            _file(w, b"second", b"evil\n", inode=77, **group),
+            _file(w, b"one", b"precious\n", mode=0o600, inode=78, **group),
+            _dir(w, b"sub", [_file(w, b"two", b"precious\n", mode=0o600, inode=78, **group)]),
+        ],
+    )
+    os.unlink(target / "one")  # the listing before: the victim with its own name only
+    before = _listing(root, skip=target)
+    os.link(victim, target / "one")
+    os.utime(victim, ns=(T, T))
+
+    result = cli.run("restore", snap, "--target", str(target))
+
+    assert _listing(root, skip=target) == before
+    assert result.returncode == 3, result.stderr.decode()
+    assert (target / "second").read_bytes() == b"evil\n"
+    assert (target / "second").stat().st_nlink == 1
+    assert (target / "one").stat().st_ino == (target / "sub" / "two").stat().st_ino
+    assert (target / "one").stat().st_ino != victim.stat().st_ino
+    _warned(result.stderr, ["/../outside/victim.txt"])
+
+
+class _Recording:
+    """A RestoreSource that records the blob ids of each window's read."""
+
+    def __init__(self, repo: Repository) -> None:
+        self.repo = repo
+        self.key = repo.key
+        self.reads: list[int] = []
+        self.lock, self.load_tree, self.blob_entry = repo.lock, repo.load_tree, repo.blob_entry
+
+    def read_blob_ranges(self, ids: Iterable[bytes], *rest: Any, **named: Any) -> None:
+        wanted = list(ids)
+        self.reads.append(len(wanted))
+        self.repo.read_blob_ranges(wanted, *rest, **named)
+
+
+def test_windows_are_bounded_and_the_tree_comes_back_whole(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """Small windows (files, blobs, open directories) still restore contents, modes, times
+    of directories completed in any window, and hardlinks whose first name is windows back."""
+    src = tmp_path / "src"
+    for d in range(6):
+        (src / f"d{d}" / "inner").mkdir(parents=True)
+        for i in range(9):
+            (src / f"d{d}" / f"f{i}.txt").write_bytes(f"{d}-{i}\n".encode() * (i + 1))
+        (src / f"d{d}" / "inner" / "leaf").write_bytes(b"leaf %d\n" % d)
+        os.utime(src / f"d{d}" / "inner", ns=(T + d, T + d))
+        os.chmod(src / f"d{d}", 0o750)
+        os.utime(src / f"d{d}", ns=(T - d, T - d))
+    os.link(src / "d0" / "f1.txt", src / "d5" / "inner" / "link-to-d0")
+    snap = backup(repo, [str(src)])
+    recording = _Recording(repo)
+    source: RestoreSource = recording
+    out = tmp_path / "out"
+
+    summary = restore(source, snap, str(out), limits=Limits(files=7, blobs=1000, dirs=3),
+                      verify=True)  # fmt: skip
+
+    assert summary.warnings == 0 and summary.verify_errors == []
+    assert max(recording.reads) <= 7
+    assert len(recording.reads) >= 60 // 7
+    assert_same_tree(src, out / str(src).lstrip("/"))
+
+
+def test_too_deep_and_unknown_entries_are_skipped_with_warnings(
+    repo: Repository, tmp_path: Path
+) -> None:
+    events: list[object] = []
+
+    def build(w: Writer) -> list[Node]:
+        deep = [_file(w, b"bottom", b"deep\n")]
+        for level in range(5, 0, -1):
+            deep = [_dir(w, b"l%d" % level, deep)]
+        return [*deep, _node(b"odd", "whiteout"), _file(w, b"fine", b"fine\n")]
+
+    with repo.writer() as w:
+        root = w.save_tree(build(w))
+        snap = w.save_snapshot(Snapshot(time="2024-05-01T02:00:00+00:00", host="h", user="u",
+                                        paths=["/crafted"], tree=root.hex()))  # fmt: skip
+    out = tmp_path / "out"
+
+    summary = restore(repo, snap, str(out), limits=Limits(depth=3), on_event=events.append)
+
+    assert summary.warnings == 2
+    assert [e for e in events if isinstance(e, FileWarning)] == [
+        FileWarning("/l1/l2/l3/l4", "deeper than 3 levels: skipped"),
+        FileWarning("/odd", "unknown type 'whiteout': skipped"),
+    ]
+    assert (out / "l1" / "l2" / "l3").is_dir() and not (out / "l1" / "l2" / "l3" / "l4").exists()
+    assert (out / "fine").read_bytes() == b"fine\n"
+
+
+def test_an_ordinary_tree_restores_whole_without_a_warning(
+    cli: Cli, lake_tree: Path, tmp_path: Path
+) -> None:
+    """Every kind of entry (FIFO and symlink metadata too) through descriptors: exit 0."""
+    cli.run("backup", str(lake_tree), check=True)
+    out = tmp_path / "out"
+
+    result = cli.run("restore", "latest", "--target", str(out), "--verify")
+
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert_same_tree(lake_tree, out / str(lake_tree).lstrip("/"))
