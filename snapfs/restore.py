@@ -34,7 +34,7 @@ from typing import Protocol
 
 from snapfs.buffers import Data
 from snapfs.crypto import MasterKey
-from snapfs.errors import SnapfsError
+from snapfs.errors import IntegrityError, SnapfsError
 from snapfs.events import BytesDone, EventHandler, FileDone, FileWarning, Planned, ignore
 from snapfs.index import IndexEntry
 from snapfs.metadata import apply_link_metadata, apply_metadata, full_mode
@@ -60,6 +60,8 @@ class RestoreSource(Protocol):
         ids: Iterable[bytes],
         consume: Callable[[Iterator[tuple[bytes, Data]]], None],
         threads: int | None = None,
+        *,
+        on_damaged: Callable[[bytes, IntegrityError], None] | None = None,
     ) -> None: ...
 
 
@@ -116,6 +118,7 @@ class _File:
     primary: _Primary | None
     remaining: int = 0
     created: bool = False  # made (and sized) by the first writer that needs it
+    damaged: bool = False  # a blob could not be read: never completed
     ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of what this restore created
 
 
@@ -221,9 +224,18 @@ class Restore:
         """The directory's nodes that can be restored; the others are warned about."""
         if tree_id is None:
             return
+        here = b"/" + d.rel
+        try:
+            tree = self.repo.load_tree(tree_id)
+        except IntegrityError as e:
+            self._warn(here, f"{e}: its entries are skipped")
+            return
+        for problem in tree.problems:  # what validation refused: named, then left out
+            where = here if problem.name is None else _joined(here, problem.name)
+            self._warn(where, f"{problem.message}: skipped")
         seen: set[bytes] = set()
-        for node in self.repo.load_tree(tree_id).nodes:
-            shown = b"/" + d.rel + b"/" + node.name if d.rel else b"/" + node.name
+        for node in tree.nodes:
+            shown = _joined(here, node.name)
             why = refusal(node.name)
             if why is None and node.name in seen:
                 why = "a second entry of that name"
@@ -379,11 +391,38 @@ class Restore:
         still in the CPU's cache are copied into the page cache at half the cost."""
         targets: dict[bytes, list[tuple[_File, int]]] = defaultdict(list)
         for f in files:
-            offset = 0
-            for blob_id in f.node.content:
+            try:
+                places = self._places(f)
+            except IntegrityError as e:
+                self._damaged(f, e)
+                continue
+            for blob_id, offset in places:
                 targets[blob_id].append((f, offset))
-                offset += self.repo.blob_entry(blob_id).raw_length
-        self.repo.read_blob_ranges(list(targets), lambda blobs: self._write_range(blobs, targets))
+
+        def on_damaged(blob_id: bytes, error: IntegrityError) -> None:
+            for f, _offset in targets[blob_id]:
+                self._damaged(f, error)
+
+        self.repo.read_blob_ranges(
+            list(targets), lambda blobs: self._write_range(blobs, targets), on_damaged=on_damaged
+        )
+
+    def _places(self, f: _File) -> list[tuple[bytes, int]]:
+        """Where each of the file's blobs goes; IntegrityError when the index cannot say."""
+        places, offset = [], 0
+        for blob_id in f.node.content:
+            places.append((blob_id, offset))
+            offset += self.repo.blob_entry(blob_id).raw_length
+        return places
+
+    def _damaged(self, f: _File, error: IntegrityError) -> None:
+        """A blob of ``f`` is damaged or missing: the file is warned about once and never
+        completed (no metadata, so a later restore does not take it as done)."""
+        with self._lock:
+            if f.damaged:
+                return
+            f.damaged = True
+        self._warn(f.display, f"{error}: not restored")
 
     def _write_range(
         self, blobs: Iterator[tuple[bytes, Data]], targets: dict[bytes, list[tuple[_File, int]]]
@@ -508,6 +547,8 @@ class Restore:
     def _verify(self, files: list[_File]) -> None:
         """Reread the window's files and check each chunk against its blob id."""
         for f in files:
+            if f.damaged:  # warned about already
+                continue
             try:
                 fd = os.open(f.node.name, _READ_FILE, dir_fd=_fd_of(f.parent))
             except OSError as e:
@@ -660,6 +701,10 @@ def _special_metadata(dir_fd: int, node: Node, problems: list[str]) -> None:
 
 def _reason(e: Exception) -> str:
     return (e.strerror if isinstance(e, OSError) else None) or str(e)
+
+
+def _joined(parent: bytes, name: bytes) -> bytes:
+    return parent.rstrip(b"/") + b"/" + name
 
 
 def _shown(path: bytes) -> str:

@@ -123,20 +123,23 @@ def _listing(root: Path, *leave_out: Path) -> list[tuple[str, int, int]]:
     return sorted(out)
 
 
-def test_restore_stops_on_a_refused_entry_and_writes_nothing_outside_the_target(
+def test_restore_skips_refused_entries_warns_and_writes_nothing_outside_the_target(
     cli: Cli, repo: Repository, tmp_path: Path
 ) -> None:
-    """Until restore passes walk an ``on_problem`` of its own (then: a warning, exit 3),
-    the first refused entry ends it with one line."""
     _evil_snapshot(repo)
     (tmp_path / "canary").write_text("still here\n")
     target = tmp_path / "target"
     before = _listing(tmp_path, target, Path(cli.repo))
     result = _run(cli, "restore", "latest", "--target", str(target))
-    assert result.returncode == 1
-    assert _stderr_lines(result) == ["snapfs: /evil/: a name no file system allows"]
+    assert result.returncode == 3
+    warnings = _stderr_lines(result)
+    assert sorted(warnings[:7]) == sorted(f"warning: {p}: skipped" for p in EVIL_PROBLEMS)
+    assert len(warnings) == 8
+    assert warnings[7].startswith("warning: /evil/broken: tree ")
+    assert warnings[7].endswith("its entries are skipped")
     assert _listing(tmp_path, target, Path(cli.repo)) == before
     assert (tmp_path / "canary").read_text() == "still here\n"
+    assert (target / "evil" / "kept.txt").exists()
 
 
 def test_copy_refuses_to_carry_a_snapshot_with_refused_entries(
@@ -192,10 +195,12 @@ def test_a_zstd_bomb_is_damage_not_a_process_killed_by_memory(
     pack_id, _sid = _bomb_snapshot(repo)
     restored = _run(cli, "restore", "latest", "--target", str(tmp_path / "out"), limited=True)
     assert _stderr_lines(restored) == [
-        f"snapfs: blob {repo.key.blob_id(bytes(100_000)).hex()[:16]} in pack {pack_id[:16]} "
-        "is damaged"
+        f"warning: {tmp_path / 'out' / 'bomb.bin'}: blob "
+        f"{repo.key.blob_id(bytes(100_000)).hex()[:16]} in pack "
+        f"{pack_id[:16]} is damaged: not restored"
     ]
-    assert restored.returncode == 1  # 3 once restore hands damaged blobs to on_damaged
+    assert restored.returncode == 3
+    assert (tmp_path / "out" / "fine.txt").read_bytes() == b"fine\n"
     dumped = _run(cli, "dump", "latest", "/bomb.bin", limited=True)
     assert dumped.returncode == 1 and dumped.stderr.decode().endswith("is damaged\n")
     assert _run(cli, "dump", "latest", "/fine.txt", limited=True).stdout == b"fine\n"
