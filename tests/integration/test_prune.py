@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -262,28 +263,32 @@ def test_unlock_removes_exactly_the_stale_locks(cli: Cli, prune_repo: str) -> No
         repo.close()
 
 
-def _foreign_lock(location: str, kind: str, age: float) -> None:
-    """A lock record as a process on another host writes it, last refreshed ``age`` ago."""
+def _foreign_lock(location: str, kind: str, age: float) -> int:
+    """A lock record as a process on another host writes it, last refreshed ``age`` ago;
+    its pid is one that no process here has (on this host it would be stale at once)."""
+    child = subprocess.Popen(["true"])
+    child.wait()  # reaped: its pid names no process here
     repo = Repository.open(open_backend(location), PASSWORD)
     then = time.time() - age
-    record = LockRecord("0123456789abcdef", "elsewhere", 1, kind, then, then)
+    record = LockRecord("0123456789abcdef", "elsewhere", child.pid, kind, then, then)
     repo.backend.put(f"locks/{os.urandom(16).hex()}", repo.key.seal(msgspec.msgpack.encode(record)))
     repo.close()
+    return child.pid
 
 
 def test_a_lock_held_on_another_host_is_stale_after_30_minutes(cli: Cli, prune_repo: str) -> None:
-    _foreign_lock(prune_repo, "prune", age=STALE_AFTER - 60)  # its pid means nothing here
+    pid = _foreign_lock(prune_repo, "prune", age=STALE_AFTER - 60)
     refused = cli.run("prune")
     assert refused.returncode == 11
     assert refused.stderr.decode().startswith(
-        "snapfs: repository is locked by prune (pid 1 on elsewhere"
+        f"snapfs: repository is locked by prune (pid {pid} on elsewhere, since "
     )
     assert cli.run("unlock", check=True).stdout.decode() == "0 locks removed\n"
     cli.run("unlock", "--remove-all", check=True)
-    _foreign_lock(prune_repo, "prune", age=STALE_AFTER + 60)
+    pid = _foreign_lock(prune_repo, "prune", age=STALE_AFTER + 60)
     assert cli.run("prune").returncode == 0
     out = cli.run("unlock", check=True).stdout.decode().splitlines()
-    assert out[0].startswith("removed lock prune (pid 1 on elsewhere, since ")
+    assert out[0].startswith(f"removed lock prune (pid {pid} on elsewhere, since ")
     assert out[-1] == "1 locks removed"
 
 
