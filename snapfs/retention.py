@@ -5,7 +5,7 @@ out. The rules are restic's (``forget``), so the same flags keep the same snapsh
 * each counted rule (last, hourly, daily, weekly, monthly, yearly) keeps a snapshot whose
   period (in the snapshot's own UTC offset) differs from the last one it kept, while its
   count lasts (-1: unlimited); when a rule still has counts left at the oldest snapshot, it
-  keeps that one too, so the history kept is as long as possible (restic 0.15 and later;
+  keeps that one too, so the history kept is as long as possible (restic 0.16 and later;
   ``keep_oldest=False`` gives restic 0.14's decisions);
 * ``keep_within_<period>`` keeps one snapshot per period among those newer than the
   duration before the newest snapshot.
