@@ -1,0 +1,136 @@
+"""Locks on a MemoryBackend: which kinds exclude which, the older of two racing exclusive
+locks wins, what is stale (30 minutes unrefreshed, or a dead pid on this host), refreshing,
+waiting, and removing exactly the stale ones."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import msgspec
+import pytest
+
+from snapfs import locks
+from snapfs.crypto import MasterKey
+from snapfs.errors import RepositoryLocked
+from snapfs.locks import STALE_AFTER, LockRecord, acquire, list_locks, live_ids, remove_stale
+from snapfs.store.memory import MemoryBackend
+
+HOST = os.uname().nodename
+
+
+@pytest.fixture
+def store() -> tuple[MemoryBackend, MasterKey]:
+    return MemoryBackend(), MasterKey.generate()
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+Store = tuple[MemoryBackend, MasterKey]
+
+
+def _put(store: Store, kind: str, *, host: str = HOST, pid: int | None = None, age: float = 0.0,
+         started: float | None = None) -> str:  # fmt: skip
+    backend, key = store
+    then = time.time() - age
+    record = LockRecord(os.urandom(8).hex(), host, os.getpid() if pid is None else pid, kind,
+                        then if started is None else started, then)  # fmt: skip
+    name = f"locks/{os.urandom(16).hex()}"
+    backend.put(name, key.seal(msgspec.msgpack.encode(record)))
+    return record.id
+
+
+def test_exclusive_kinds_exclude_each_other_and_nothing_else(
+    store: Store,
+) -> None:
+    backend, key = store
+    for holder in ("prune", "check", "key"):
+        with acquire(backend, key, holder):
+            for kind in ("prune", "check", "key"):
+                with pytest.raises(RepositoryLocked) as info:
+                    acquire(backend, key, kind)
+                assert str(info.value).startswith(
+                    f"repository is locked by {holder} (pid {os.getpid()} on {HOST}, since "
+                )
+            for kind in ("backup", "read", "forget"):
+                acquire(backend, key, kind).release()
+            assert [h.record.kind for h in list_locks(backend, key)] == [holder]
+        assert list_locks(backend, key) == []
+    with acquire(backend, key, "backup"), acquire(backend, key, "read"):
+        acquire(backend, key, "prune").release()  # backups never hold prune off
+
+
+def test_the_older_of_two_racing_exclusive_locks_wins(
+    store: Store,
+) -> None:
+    backend, key = store
+    _put(store, "prune", started=time.time() + 60)  # took its lock after ours will
+    acquire(backend, key, "check").release()
+    _put(store, "prune", started=time.time() - 60)
+    with pytest.raises(RepositoryLocked):
+        acquire(backend, key, "check")
+    assert len(list_locks(backend, key)) == 2  # the refused attempt withdrew its record
+
+
+def test_stale_after_30_minutes_or_when_the_pid_is_gone_on_this_host(
+    store: Store,
+) -> None:
+    backend, key = store
+    dead = _dead_pid()
+    fresh = _put(store, "backup", host="elsewhere", pid=dead, age=STALE_AFTER - 30)
+    old = _put(store, "backup", host="elsewhere", pid=dead, age=STALE_AFTER + 30)
+    gone = _put(store, "backup", pid=dead)
+    mine = _put(store, "backup", age=STALE_AFTER - 30)
+    other_kind = _put(store, "read")
+    assert live_ids(backend, key, frozenset({"backup"})) == {fresh, mine}
+    removed = remove_stale(backend, key)
+    assert sorted(h.record.id for h in removed) == sorted([old, gone])
+    assert sorted(h.record.id for h in list_locks(backend, key)) == sorted(
+        [fresh, mine, other_kind]
+    )
+    assert len(remove_stale(backend, key, everything=True)) == 3
+    assert list_locks(backend, key) == []
+
+
+def test_a_stale_exclusive_lock_does_not_block(store: Store) -> None:
+    backend, key = store
+    _put(store, "prune", host="elsewhere", age=STALE_AFTER + 1)
+    _put(store, "prune", pid=_dead_pid())
+    acquire(backend, key, "prune").release()
+    _put(store, "prune", host="elsewhere", age=STALE_AFTER - 60)
+    with pytest.raises(RepositoryLocked):
+        acquire(backend, key, "prune")
+
+
+def test_waiting_reports_the_holder_then_gives_up(store: Store) -> None:
+    backend, key = store
+    heard: list[str] = []
+    with acquire(backend, key, "prune"), pytest.raises(RepositoryLocked):
+        acquire(backend, key, "check", wait=0.2, on_wait=heard.append)
+    assert heard and all(
+        m.startswith(f"waiting for the lock held by prune (pid {os.getpid()} on {HOST}, since ")
+        for m in heard
+    )
+
+
+def test_a_held_lock_is_refreshed_under_the_same_id(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend, key = store
+    monkeypatch.setattr(locks, "REFRESH_EVERY", 0.01)
+    lock = acquire(backend, key, "backup")
+    first = list_locks(backend, key)
+    deadline = time.monotonic() + 30
+    while list_locks(backend, key)[0].key == first[0].key:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    lock.release()
+    (held,) = first
+    assert held.record.id == lock.id and held.record.kind == "backup"
+    assert list_locks(backend, key) == []
+    assert [k for k in backend.objects if k.startswith("locks/")] == []
