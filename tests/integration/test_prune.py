@@ -175,6 +175,20 @@ def test_prune_sweeps_nothing_while_a_backup_that_ran_as_it_marked_is_live(
     _assert_restores(cli, survivors, tmp_path, "after-race")
 
 
+def _half_forgotten(cli: Cli, tmp_path: Path) -> str:
+    """Eight files, then a snapshot of every other one, and the first snapshot forgotten: the
+    packs hold live and dead blobs side by side. The surviving snapshot's id."""
+    src = tmp_path / "src"
+    for j in range(8):
+        _write(src, f"f{j}.bin", 150_000)
+    first = _backup(cli, src)
+    for j in range(0, 8, 2):
+        (src / f"f{j}.bin").unlink()
+    second = _backup(cli, src)
+    cli.run("forget", first, check=True)
+    return second
+
+
 def _files(repo: Repository, snapshot_id: str) -> dict[str, list[bytes]]:
     root = bytes.fromhex(repo.find_snapshot(snapshot_id).tree)
     return {os.fsdecode(rel): n.content for rel, n in walk(repo, root) if n.type == FILE}
@@ -186,14 +200,7 @@ def test_readers_opened_before_prune_find_the_blobs_it_moved(
     """Two readers load the index, then prune repacks and deletes the packs it names: one
     reads blob by blob (read_blob), the other by coalesced ranges (read_blob_group); both
     must find each blob where prune moved it."""
-    src = tmp_path / "src"
-    for j in range(8):
-        _write(src, f"f{j}.bin", 150_000)
-    first = _backup(cli, src)
-    for j in range(0, 8, 2):
-        (src / f"f{j}.bin").unlink()
-    second = _backup(cli, src)
-    cli.run("forget", first, check=True)
+    second = _half_forgotten(cli, tmp_path)
     one, group = (Repository.open(open_backend(prune_repo), PASSWORD) for _ in range(2))
     try:
         files = _files(one, second)
@@ -340,14 +347,7 @@ def test_prune_retry_lock_waits_for_the_holder(cli: Cli, prune_repo: str) -> Non
 def test_repack_threshold_decides_which_packs_are_repacked(
     cli: Cli, prune_repo: str, tmp_path: Path
 ) -> None:
-    src = tmp_path / "src"
-    for j in range(8):
-        _write(src, f"f{j}.bin", 150_000)
-    first = _backup(cli, src)
-    for j in range(0, 8, 2):
-        (src / f"f{j}.bin").unlink()
-    _backup(cli, src)
-    cli.run("forget", first, check=True)
+    _half_forgotten(cli, tmp_path)
 
     def report(threshold: str) -> dict[str, int]:
         out = cli.run("prune", "--dry-run", "--json", "--repack-threshold", threshold, check=True)
