@@ -195,3 +195,14 @@ def test_a_tag_set_equal_to_the_snapshots_tags_keeps_it() -> None:
 def test_each_unit_of_a_duration_alone(text: str, duration: Duration) -> None:
     assert Duration.parse(text) == duration
     assert str(duration) == text
+
+
+def test_weeks_of_one_year_are_periods_of_their_own() -> None:
+    weeks = ["2021-01-04T12:00:00+00:00", "2021-01-11T12:00:00+00:00", "2021-01-17T12:00:00+00:00"]
+    assert sorted(_decide(Policy(weekly=3, keep_oldest=False), *weeks)) == weeks[:1] + weeks[2:]
+
+
+def test_within_periods_start_strictly_after_the_span() -> None:
+    times = ["2020-01-07T00:00:00+00:00", "2020-01-08T12:00:00+00:00", "2020-01-10T00:00:00+00:00"]
+    kept = _decide(Policy(within_daily=Duration(days=3)), *times)
+    assert sorted(kept) == times[1:]  # exactly 3 days before the newest is outside
