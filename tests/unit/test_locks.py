@@ -5,8 +5,12 @@ waiting, and removing exactly the stale ones."""
 from __future__ import annotations
 
 import os
+import pwd
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -15,6 +19,7 @@ from snapfs import locks
 from snapfs.crypto import MasterKey
 from snapfs.errors import RepositoryLocked
 from snapfs.locks import STALE_AFTER, LockRecord, acquire, list_locks, live_ids, remove_stale
+from snapfs.store.base import ObjectInfo
 from snapfs.store.memory import MemoryBackend
 
 HOST = os.uname().nodename
@@ -134,3 +139,40 @@ def test_a_held_lock_is_refreshed_under_the_same_id(
     assert held.record.id == lock.id and held.record.kind == "backup"
     assert list_locks(backend, key) == []
     assert [k for k in backend.objects if k.startswith("locks/")] == []
+
+
+class _Vanishing(MemoryBackend):
+    """Lists a lock that is released before it can be read, ahead of the real ones."""
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        yield ObjectInfo(f"{prefix}00-released-while-listed", 10)
+        yield from super().list(prefix)
+
+
+def test_a_lock_released_while_listed_hides_none_of_the_others() -> None:
+    backend, key = _Vanishing(), MasterKey.generate()
+    with acquire(backend, key, "prune"):
+        with pytest.raises(RepositoryLocked):
+            acquire(backend, key, "check")
+        assert [h.record.kind for h in list_locks(backend, key)] == ["prune"]
+
+
+def test_a_process_that_never_released_its_lock_still_exits() -> None:
+    """The refresher is a daemon thread: a command that ends holding a lock ends."""
+    code = ("from snapfs.locks import acquire; from snapfs.crypto import MasterKey;"
+            "from snapfs.store.memory import MemoryBackend;"
+            "acquire(MemoryBackend(), MasterKey.generate(), 'backup')")  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", code], timeout=20).returncode == 0
+
+
+def test_a_process_of_another_user_is_alive_though_it_cannot_be_signalled() -> None:
+    """As another user, os.kill(pid, 0) on root's process fails with EPERM: alive. The child
+    drops to nobody once it has loaded snapfs (the interpreter may be root's alone)."""
+    nobody = pwd.getpwnam("nobody")
+    code = ("import os, time; from snapfs.locks import HeldLock, LockRecord;"
+            f"os.setgroups([]); os.setgid({nobody.pw_gid}); os.setuid({nobody.pw_uid});"
+            f"r = LockRecord('0123', {HOST!r}, 1, 'prune', time.time(), time.time());"
+            "print(HeldLock('locks/x', r).stale(time.time()))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[2], timeout=60)  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (0, "False\n", "")
