@@ -128,7 +128,7 @@ def run(*cmd: str, timeout: float | None = None) -> subprocess.CompletedProcess[
                             stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     try:
         out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    except BaseException:  # the budget spent, ctrl-c, or SIGTERM: none of it runs on
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         raise
@@ -189,6 +189,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=30.0, help="minutes in all (30)")
     parser.add_argument("--fresh", action="store_true", help="start the sessions again")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so run() stops its children
     names = args.modules or list(TARGETS)
     unknown = [n for n in names if n not in TARGETS]
     if unknown:
