@@ -16,8 +16,9 @@ import msgspec
 import pytest
 
 from snapfs import locks
+from snapfs.buffers import Buffer
 from snapfs.crypto import MasterKey
-from snapfs.errors import RepositoryLocked
+from snapfs.errors import BackendError, RepositoryLocked
 from snapfs.locks import STALE_AFTER, LockRecord, acquire, list_locks, live_ids, remove_stale
 from snapfs.store.base import ObjectInfo
 from snapfs.store.memory import MemoryBackend
@@ -176,3 +177,40 @@ def test_a_process_of_another_user_is_alive_though_it_cannot_be_signalled() -> N
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).parents[2], timeout=60)  # fmt: skip
     assert (done.returncode, done.stdout, done.stderr) == (0, "False\n", "")
+
+
+def test_the_pid_rule_is_for_this_host_only(store: Store) -> None:
+    """A host whose name sorts after or before ours is another host all the same."""
+    backend, key = store
+    dead = _dead_pid()
+    ids = {_put(store, "backup", host=host, pid=dead) for host in (f"{HOST}z", f"0{HOST}")}
+    assert live_ids(backend, key, frozenset({"backup"})) == ids
+
+
+class _Unreachable(MemoryBackend):
+    """Fails the lock writes after the first: once with OSError, once with a SnapfsError."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def put(self, key: str, data: Buffer, *, exclusive: bool = True) -> None:
+        self.writes += 1
+        if self.writes == 2:
+            raise OSError("network is unreachable")
+        if self.writes == 3:
+            raise BackendError("S3 put: connection failed")
+        super().put(key, data, exclusive=exclusive)
+
+
+def test_refreshing_goes_on_after_the_store_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend, key = _Unreachable(), MasterKey.generate()
+    monkeypatch.setattr(locks, "REFRESH_EVERY", 0.01)
+    lock = acquire(backend, key, "backup")
+    first = list_locks(backend, key)[0].key
+    deadline = time.monotonic() + 10
+    while list_locks(backend, key)[0].key == first:
+        assert time.monotonic() < deadline, "the refresher stopped at the failure"
+        time.sleep(0.01)
+    lock.release()
+    assert backend.writes > 3
