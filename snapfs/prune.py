@@ -22,6 +22,7 @@ packs unreachable at that moment, and a rerun finishes what was started.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -32,7 +33,7 @@ from snapfs.index import Index, by_pack
 from snapfs.pack import PackEntry
 from snapfs.repository import Repository
 from snapfs.snapshot import Snapshot, select
-from snapfs.tree import DIR
+from snapfs.tree import DIR, Tree, decode_tree
 
 GRACE_SECONDS = 3600.0
 WRITER_KINDS = frozenset({"backup"})
@@ -60,9 +61,12 @@ class PruneReport:
     notes: list[str] = field(default_factory=list)
 
 
-def reachable_blobs(repo: Repository, snaps: list[Snapshot]) -> set[bytes]:
+def reachable_blobs(
+    repo: Repository, snaps: list[Snapshot], load_tree: Callable[[bytes], Tree] | None = None
+) -> set[bytes]:
     """Every tree and data blob that some snapshot uses (trees shared between snapshots
     are walked once)."""
+    load = load_tree or repo.load_tree
     seen: set[bytes] = set()
     for snap in snaps:
         root = bytes.fromhex(snap.tree)
@@ -71,7 +75,7 @@ def reachable_blobs(repo: Repository, snaps: list[Snapshot]) -> set[bytes]:
         seen.add(root)
         stack = [root]
         while stack:
-            for node in repo.load_tree(stack.pop()).nodes:
+            for node in load(stack.pop()).nodes:
                 seen.update(node.content)
                 if node.type == DIR and node.subtree and node.subtree not in seen:
                     seen.add(node.subtree)
@@ -90,30 +94,69 @@ def sweep(repo: Repository, report: PruneReport, on_event: EventHandler) -> None
     report.waiting_plans = len(plans) - len(ready)
     if not ready:
         return
-    reachable = reachable_blobs(repo, repo.snapshots())
     stored = repo.list_packs()
     indexed = set(repo.index.pack_ids)
+    headers = {
+        pack_id: _header(repo, pack_id, on_event)
+        for _key, plan in ready
+        for pack_id in plan.condemned
+        if pack_id in stored
+    }
+    trees = _TreesInCondemned(repo, headers, indexed)
+    reachable = reachable_blobs(repo, repo.snapshots(), trees.load)
     for key, plan in ready:
         for pack_id in plan.condemned:
-            if pack_id in stored:
-                _sweep_pack(repo, pack_id, stored[pack_id], reachable, indexed, report, on_event)
+            if pack_id in headers:
+                entries = headers.pop(pack_id)
+                _sweep_pack(repo, pack_id, entries, stored[pack_id], reachable, indexed, report)
         for snapshot_id in plan.forgotten:
             repo.drop_forgotten(snapshot_id)
         repo.delete_record(key)
         fault_point("prune-plan-done")
 
 
-def _sweep_pack(
-    repo: Repository, pack_id: str, size: int, reachable: set[bytes], indexed: set[str],
-    report: PruneReport, on_event: EventHandler,
-) -> None:  # fmt: skip
+def _header(repo: Repository, pack_id: str, on_event: EventHandler) -> list[PackEntry]:
     try:
-        entries = repo.read_pack_header(pack_id)
+        return repo.read_pack_header(pack_id)
     except Exception as e:  # a damaged condemned pack is garbage either way
         on_event(FileWarning(pack_id, f"unreadable condemned pack: {e}"))
-        entries = []
+        return []
+
+
+class _TreesInCondemned:
+    """Loads trees from the index, or else from the condemned packs that no index names: a
+    backup that was running while prune marked stored its trees in packs that the marking
+    condemned (no snapshot used them yet), and its snapshot names them now."""
+
+    def __init__(
+        self, repo: Repository, headers: dict[str, list[PackEntry]], indexed: set[str]
+    ) -> None:
+        self._repo = repo
+        self._where = {
+            e.blob_id: (pack_id, e)
+            for pack_id, entries in headers.items()
+            if pack_id not in indexed
+            for e in entries
+        }
+        self._pack: tuple[str, bytes] = ("", b"")  # the last pack read: trees come in runs
+
+    def load(self, tree_id: bytes) -> Tree:
+        found = self._where.get(tree_id)
+        if found is None or self._repo.has_blob(tree_id):
+            return self._repo.load_tree(tree_id)
+        pack_id, entry = found
+        if self._pack[0] != pack_id:
+            self._pack = (pack_id, self._repo.read_pack_bytes(pack_id))
+        return decode_tree(self._repo.open_blob_in_pack(self._pack[1], pack_id, entry))
+
+
+def _sweep_pack(
+    repo: Repository, pack_id: str, entries: list[PackEntry], size: int, reachable: set[bytes],
+    indexed: set[str], report: PruneReport,
+) -> None:  # fmt: skip
     # Needed only for a used blob that no indexed pack holds (a repacked pack's live blobs
-    # live on in the new packs; a blob a racing backup reused lives only here).
+    # live on in the new packs; a blob or tree a racing backup reused or stored lives only
+    # here).
     if any(e.blob_id in reachable and e.blob_id not in repo.index for e in entries):
         if pack_id not in indexed:
             repo.write_index([(pack_id, entries)])
@@ -211,6 +254,7 @@ def prune(
     repack_threshold: float = 0.8,
     dry_run: bool = False,
     lock_wait: float = 0.0,
+    on_lock_wait: Callable[[str], None] | None = None,
     on_event: EventHandler = ignore,
     assume_forgotten: frozenset[str] = frozenset(),
 ) -> PruneReport:
@@ -221,7 +265,7 @@ def prune(
     if assume_forgotten and not dry_run:
         raise ValueError("assume_forgotten is only for dry runs")
     report = PruneReport(dry_run=dry_run)
-    with repo.lock("prune", wait=lock_wait):
+    with repo.lock("prune", wait=lock_wait, on_wait=on_lock_wait):
         if not dry_run:
             sweep(repo, report, on_event)
             repo.reload_index()

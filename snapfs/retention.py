@@ -5,7 +5,7 @@ out. The rules are restic's (``forget``), so the same flags keep the same snapsh
 * each counted rule (last, hourly, daily, weekly, monthly, yearly) keeps a snapshot whose
   period (in the snapshot's own UTC offset) differs from the last one it kept, while its
   count lasts (-1: unlimited); when a rule still has counts left at the oldest snapshot, it
-  keeps that one too, so the history kept is as long as possible (restic 0.15 and later;
+  keeps that one too, so the history kept is as long as possible (restic 0.16 and later;
   ``keep_oldest=False`` gives restic 0.14's decisions);
 * ``keep_within_<period>`` keeps one snapshot per period among those newer than the
   duration before the newest snapshot.
@@ -83,13 +83,14 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
 
 
-Bucket = Callable[[datetime, int], int]
+# A snapshot's period under each rule; restic packs the same fields into one integer.
+Bucket = Callable[[datetime, int], object]
 PERIODS: dict[str, Bucket] = {
     "last": lambda _t, nr: nr,
-    "hourly": lambda t, _nr: t.year * 1000000 + t.month * 10000 + t.day * 100 + t.hour,
-    "daily": lambda t, _nr: t.year * 10000 + t.month * 100 + t.day,
-    "weekly": lambda t, _nr: t.isocalendar()[0] * 100 + t.isocalendar()[1],
-    "monthly": lambda t, _nr: t.year * 100 + t.month,
+    "hourly": lambda t, _nr: (t.year, t.month, t.day, t.hour),
+    "daily": lambda t, _nr: (t.year, t.month, t.day),
+    "weekly": lambda t, _nr: t.isocalendar()[:2],
+    "monthly": lambda t, _nr: (t.year, t.month),
     "yearly": lambda t, _nr: t.year,
 }
 
@@ -110,7 +111,7 @@ def apply_policy(
     now = now or datetime.now().astimezone()
     latest = max((s.datetime for s in ordered if s.datetime < now), default=ordered[-1].datetime)
     counted = {name: [getattr(policy, name), None] for name in PERIODS}
-    within_last: dict[str, int | None] = dict.fromkeys(PERIODS, None)
+    within_last: dict[str, object] = dict.fromkeys(PERIODS)
     decisions = []
     for nr, snap in enumerate(ordered):
         when, reasons = snap.datetime, []

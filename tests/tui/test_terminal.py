@@ -17,7 +17,12 @@ import pytest
 from snapfs.snapshot import Snapshot
 from tests.conftest import PASSWORD
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+@pytest.fixture(autouse=True)
+def _tmux_installed() -> None:
+    """A failure, not a skip: ./scripts/test installs tmux, so CI without it is broken."""
+    if shutil.which("tmux") is None:
+        pytest.fail("tmux is not installed (./scripts/test installs it)")
 
 
 class Tmux:

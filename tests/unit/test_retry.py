@@ -3,6 +3,9 @@ how a create-only put whose answer was lost still succeeds."""
 
 from __future__ import annotations
 
+import random
+import statistics
+
 import pytest
 
 from snapfs.buffers import Buffer
@@ -91,7 +94,25 @@ def test_gives_up_with_one_line_then_fails_fast_until_a_success() -> None:
     assert store.get("k") == b"v"  # a success restored the full patience
 
 
-def test_delays_grow_and_stay_capped() -> None:
-    policy = RetryPolicy(base_delay=0.1, max_delay=1.0)
-    for attempt in range(12):
-        assert 0.0 <= policy.delay(attempt) <= min(1.0, 0.1 * 2**attempt)
+def _never(_: None = None) -> None:
+    raise Transient("S3 get k: connection failed")
+
+
+def test_waits_between_attempts_grow_then_stay_capped() -> None:
+    """Full jitter: the k-th wait is uniform in [0, min(cap, base * 2**k)], so over many
+    seeded runs its mean doubles with each attempt until the cap holds it."""
+    random.seed(20240601)
+    waits: list[list[float]] = [[] for _ in range(7)]
+    for _ in range(400):
+        slept: list[float] = []
+        policy = RetryPolicy(attempts=8, base_delay=0.1, max_delay=1.0, sleep=slept.append)
+        with pytest.raises(BackendError):
+            policy.call(_never)
+        assert len(slept) == 7
+        for k, wait in enumerate(slept):
+            waits[k].append(wait)
+    for k, ws in enumerate(waits):
+        ceiling = min(1.0, 0.1 * 2**k)  # 0.1 0.2 0.4 0.8 1.0 1.0 1.0
+        assert all(0.0 <= w <= ceiling for w in ws)
+        assert max(ws) > 0.95 * ceiling
+        assert 0.45 * ceiling < statistics.fmean(ws) < 0.55 * ceiling, k
