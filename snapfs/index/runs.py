@@ -1,0 +1,371 @@
+"""Index runs: a file of fixed-width blob records sorted by id, memory-mapped and searched in
+place (the layout is in docs/FORMAT.md, "Index cache").
+
+A run never changes once written, and opening one reads only its 64-byte header, so opening
+costs the same at a thousand blobs or a billion. A lookup is pure Python over the mmap: the
+fan-out table names the ~20 records whose ids share the id's leading bits (ids are uniform,
+so that is interpolation with the guess precomputed), and ``mmap.find`` scans those 1-2 KB in
+C: one or two pages touched, about a microsecond. Building and merging runs sorts whole
+arrays of records with numpy (loaded only then): per-blob Python code would cost more than
+everything else in opening a large repository.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from itertools import chain
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import blake3
+import msgspec
+
+from snapfs.buffers import Buffer
+from snapfs.errors import IntegrityError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+MAGIC = b"SNAPRUN1"
+RUN_VERSION = 1
+_HEADER = struct.Struct("<8sIIQQ16s16x")  # magic, version, fan-out bits, records, packs, repo
+HEADER_SIZE = _HEADER.size  # 64
+RECORD = 48  # id (32), pack number × 2 + kind, offset, length, raw length (u32 each)
+PACK_ID = 32
+_FAN = struct.Struct("<QQ")
+_VALUE = struct.Struct("<IIII")
+_PER_BUCKET = 32  # records a fan-out bucket holds at most on average
+_RAW = f"V{RECORD}"  # a record as opaque bytes: how numpy moves records without repacking
+CHUNK_RECORDS = 1 << 20  # records a merge sorts at once: ~100 MB of arrays at most
+
+BlobIdBytes = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+_PACKS = msgspec.msgpack.Decoder(list[tuple[str, msgspec.Raw]])
+_ENTRIES = msgspec.msgpack.Decoder(list[tuple[BlobIdBytes, int, int, int, int]])
+
+
+class DamagedRun(Exception):
+    """A run file that is not what its header or the manifest says (truncated, foreign)."""
+
+
+def fanout_bits(count: int) -> int:
+    return max(0, (count // _PER_BUCKET).bit_length())
+
+
+def run_size(count: int, bits: int, packs: int) -> int:
+    return HEADER_SIZE + RECORD * count + 8 * ((1 << bits) + 1) + PACK_ID * packs
+
+
+def checksum(path: Path) -> bytes:
+    """BLAKE3 of a whole run file (the manifest records it; merges verify it)."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return blake3.blake3().digest()
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            return blake3.blake3(mm, max_threads=blake3.blake3.AUTO).digest()
+
+
+class Run:
+    """One run file, mapped read-only. Thread-safe (it never changes). The mapping stays
+    valid after the file is unlinked, so a reader keeps the runs it opened while another
+    process compacts them away."""
+
+    def __init__(self, path: Path, repo_id: bytes) -> None:
+        self.path = path
+        try:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < HEADER_SIZE:
+                    raise DamagedRun(f"{path.name}: {size} bytes, shorter than a header")
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except FileNotFoundError:
+            raise
+        magic, version, bits, count, packs, rid = _HEADER.unpack_from(mm, 0)
+        if (magic, version, rid) != (MAGIC, RUN_VERSION, repo_id) or bits > 40 or size != (
+            run_size(count, bits, packs)
+        ):
+            mm.close()
+            raise DamagedRun(f"{path.name}: not a complete run of this repository")
+        self.size = size
+        self.count: int = count
+        self.packs: int = packs
+        self.bits: int = bits
+        self._mm = mm
+        self._shift = 64 - bits
+        self._fan_at = HEADER_SIZE + RECORD * count
+        self._packs_at = self._fan_at + 8 * ((1 << bits) + 1)
+
+    def find(self, blob_id: bytes) -> int:
+        """The byte position of ``blob_id``'s record, or -1."""
+        mm = self._mm
+        bucket = int.from_bytes(blob_id[:8], "big") >> self._shift
+        lo, hi = _FAN.unpack_from(mm, self._fan_at + 8 * bucket)
+        end = HEADER_SIZE + RECORD * hi
+        pos = mm.find(blob_id, HEADER_SIZE + RECORD * lo, end)
+        while pos != -1 and (pos - HEADER_SIZE) % RECORD:  # met across two records
+            pos = mm.find(blob_id, pos + 1, end)
+        return pos
+
+    def value(self, pos: int) -> tuple[int, int, int, int]:
+        """(pack number × 2 + kind, offset, length, raw length) of the record at ``pos``."""
+        return _VALUE.unpack_from(self._mm, pos + 32)  # type: ignore[return-value]
+
+    def pack_id(self, number: int) -> str:
+        at = self._packs_at + PACK_ID * number
+        return self._mm[at : at + PACK_ID].hex()
+
+    def pack_table(self) -> bytes:
+        """Every pack id the run names, 32 bytes each, sorted and unique."""
+        return self._mm[self._packs_at : self._packs_at + PACK_ID * self.packs]
+
+    def has_pack(self, pack_id: bytes) -> bool:
+        """Binary search of the sorted pack table."""
+        lo, hi = 0, self.packs
+        while lo < hi:
+            mid = (lo + hi) // 2
+            at = self._packs_at + PACK_ID * mid
+            here = self._mm[at : at + PACK_ID]
+            if here == pack_id:
+                return True
+            if here < pack_id:
+                lo = mid + 1
+            else:
+                hi = mid
+        return False
+
+    def key_at(self, index: int) -> int:
+        at = HEADER_SIZE + RECORD * index
+        return int.from_bytes(self._mm[at : at + 8], "big")
+
+    def position(self, key: int) -> int:
+        """The index of the first record whose id's leading 8 bytes are ``key`` or more."""
+        if key >= 1 << 64:
+            return self.count
+        lo, hi = _FAN.unpack_from(self._mm, self._fan_at + 8 * (key >> self._shift))
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.key_at(mid) < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return int(lo)
+
+    def records(self, start: int, stop: int) -> np.ndarray[Any, Any]:
+        """A copy of records [start, stop) as a numpy array of ``record_dtype()``."""
+        import numpy as np
+
+        out = np.empty(stop - start, record_dtype())
+        begin = HEADER_SIZE + RECORD * start
+        out.view(np.uint8)[:] = np.frombuffer(self._mm, np.uint8, RECORD * (stop - start), begin)
+        return out
+
+    def close(self) -> None:
+        try:
+            self._mm.close()
+        except BufferError:  # a numpy view still exports it: the GC unmaps it later
+            pass
+
+
+@lru_cache(maxsize=1)
+def record_dtype() -> np.dtype[Any]:
+    """A record as numpy sees it; ``k`` (the id's first 8 bytes, big-endian) orders runs."""
+    import numpy as np
+
+    return np.dtype({
+        "names": ["k", "id", "pk", "offset", "length", "raw"],
+        "formats": [">u8", "V32", "<u4", "<u4", "<u4", "<u4"],
+        "offsets": [0, 0, 32, 36, 40, 44],
+        "itemsize": RECORD,
+    })  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _entry_dtype() -> np.dtype[Any]:
+    import numpy as np
+
+    return np.dtype({
+        "names": ["id", "kind", "offset", "length", "raw"],
+        "formats": ["V32", "u1", "<u4", "<u4", "<u4"],
+        "offsets": [0, 32, 33, 37, 41],
+        "itemsize": 45,
+    })  # fmt: skip
+
+
+@lru_cache(maxsize=512)
+def _entries_struct(n: int) -> struct.Struct:
+    return struct.Struct("<" + "32sBIII" * n)
+
+
+def records_of_index_file(plain: Buffer, name: str) -> tuple[np.ndarray[Any, Any], list[bytes]]:
+    """One decoded index file as records (pack numbers counting from 0 in file order, one
+    per listing) and the pack ids they number. All per-blob work runs in C: msgspec decodes
+    each pack's entries, ``struct`` packs them, numpy rearranges. IntegrityError names the
+    file when it does not hold what FORMAT.md says."""
+    import numpy as np
+
+    try:
+        listing = _PACKS.decode(plain)
+        packed, counts, packs = [], [], []
+        for pack_hex, raw in listing:
+            entries = _ENTRIES.decode(raw)
+            if len(pack_hex) != 64:
+                raise ValueError("pack id")
+            packs.append(bytes.fromhex(pack_hex))
+            counts.append(len(entries))
+            packed.append(_entries_struct(len(entries)).pack(*chain.from_iterable(entries)))
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError, struct.error):
+        raise IntegrityError(f"index file {name[:16]} is damaged") from None
+    flat = np.frombuffer(b"".join(packed), _entry_dtype())
+    out = np.empty(len(flat), record_dtype())
+    numbers = np.repeat(np.arange(len(packs), dtype=np.uint32), counts)
+    out["id"] = flat["id"]
+    out["pk"] = (numbers << 1) | (flat["kind"] & 1)
+    for field in ("offset", "length", "raw"):
+        out[field] = flat[field]
+    return out, packs
+
+
+def sort_unique(records: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``records`` in key order; of several records of one id, the first given stays."""
+    import numpy as np
+
+    if len(records) < 2:
+        return records
+    out = records.view(_RAW)[np.argsort(records["k"], kind="stable")].view(record_dtype())
+    same_key = np.flatnonzero(out["k"][1:] == out["k"][:-1])
+    if len(same_key) == 0:
+        return out
+    words = out.view(np.uint64).reshape(-1, RECORD // 8)[:, :4]
+    dup = same_key[np.all(words[same_key + 1] == words[same_key], axis=1)] + 1
+    return np.delete(out.view(_RAW), dup).view(record_dtype())
+
+
+def concatenate(parts: Sequence[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
+    """Records end to end (numpy's own concatenate would repack the overlapping fields)."""
+    import numpy as np
+
+    if not parts:
+        return np.empty(0, record_dtype())
+    return np.concatenate([part.view(_RAW) for part in parts]).view(record_dtype())
+
+
+def renumber(
+    records: np.ndarray[Any, Any], packs: Sequence[bytes]
+) -> tuple[np.ndarray[Any, Any], bytes]:
+    """Point ``records`` at a sorted, unique pack table made of ``packs``; the table."""
+    import numpy as np
+
+    table, inverse = np.unique(np.frombuffer(b"".join(packs), "S32"), return_inverse=True)
+    pk = records["pk"]
+    records["pk"] = (inverse.astype(np.uint32)[pk >> 1] << 1) | (pk & 1)
+    return records, table.tobytes()
+
+
+class RunWriter:
+    """Writes one run at ``path`` from record chunks given in key order, sized for at most
+    ``capacity`` records. The file is fsynced by ``finish``; the caller renames it."""
+
+    def __init__(self, path: Path, repo_id: bytes, capacity: int, packs: bytes) -> None:
+        import numpy as np
+
+        self.path = path
+        self._repo_id = repo_id
+        self._bits = fanout_bits(capacity)
+        self._packs = packs
+        self._counts = np.zeros(1 << self._bits, np.uint64)
+        self._count = 0
+        self._file = open(path, "wb")  # noqa: SIM115 - closed by finish or abort
+        self._file.write(bytes(HEADER_SIZE))
+
+    def add(self, records: np.ndarray[Any, Any]) -> None:
+        import numpy as np
+
+        if not len(records):
+            return
+        if self._bits:
+            buckets = (records["k"] >> np.uint64(64 - self._bits)).astype(np.intp)
+            self._counts += np.bincount(buckets, minlength=len(self._counts)).astype(np.uint64)
+        else:
+            self._counts[0] += len(records)
+        self._file.write(records.tobytes())
+        self._count += len(records)
+
+    def finish(self) -> tuple[int, int]:
+        """Write the fan-out and pack table, fsync; returns (records, file size)."""
+        import numpy as np
+
+        fan = np.zeros(len(self._counts) + 1, "<u8")
+        np.cumsum(self._counts, out=fan[1:])
+        f = self._file
+        f.write(fan.tobytes())
+        f.write(self._packs)
+        packs = len(self._packs) // PACK_ID
+        f.seek(0)
+        f.write(_HEADER.pack(MAGIC, RUN_VERSION, self._bits, self._count, packs, self._repo_id))
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        return self._count, run_size(self._count, self._bits, packs)
+
+    def abort(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def write_run(path: Path, repo_id: bytes, records: np.ndarray[Any, Any], packs: bytes) -> int:
+    """One run holding ``records`` (sorted, unique); its file size."""
+    writer = RunWriter(path, repo_id, len(records), packs)
+    try:
+        writer.add(records)
+        return writer.finish()[1]
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def merged_chunks(
+    runs: Sequence[Run], chunk: int = CHUNK_RECORDS
+) -> tuple[bytes, Iterator[np.ndarray[Any, Any]]]:
+    """The union of ``runs`` as chunks of sorted, unique records numbered against one pack
+    table (returned first); an id in several runs keeps the record of the first. Memory:
+    about ``chunk`` records at a time, plus the pack tables (32 bytes a pack)."""
+    import numpy as np
+
+    tables = [np.frombuffer(run.pack_table(), "S32") for run in runs]
+    table, inverse = np.unique(np.concatenate(tables or [np.empty(0, "S32")]), return_inverse=True)
+    inverse = inverse.astype(np.uint32)
+    bases = list(np.cumsum([0] + [len(t) for t in tables]))
+    total = sum(run.count for run in runs)
+    pieces = max(1, -(-total // chunk))
+
+    def chunks() -> Iterator[np.ndarray[Any, Any]]:
+        starts = [0] * len(runs)
+        for i in range(pieces):
+            upper = ((i + 1) << 64) // pieces
+            parts = []
+            for n, run in enumerate(runs):
+                stop = run.position(upper)
+                part = run.records(starts[n], stop)
+                starts[n] = stop
+                pk = part["pk"]
+                part["pk"] = (inverse[bases[n] + (pk >> 1)] << 1) | (pk & 1)
+                parts.append(part)
+            yield sort_unique(concatenate(parts))
+
+    return table.tobytes(), chunks()
+
+
+def merge_runs(runs: Sequence[Run], path: Path, repo_id: bytes) -> int:
+    """Write the union of ``runs`` as one run at ``path``; its file size."""
+    table, chunks = merged_chunks(runs)
+    writer = RunWriter(path, repo_id, sum(run.count for run in runs), table)
+    try:
+        for records in chunks:
+            writer.add(records)
+        return writer.finish()[1]
+    except BaseException:
+        writer.abort()
+        raise
