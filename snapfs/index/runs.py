@@ -61,11 +61,11 @@ def run_size(count: int, bits: int, packs: int) -> int:
 
 def checksum(path: Path) -> bytes:
     """BLAKE3 of a whole run file (the manifest records it; merges verify it)."""
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return blake3.blake3().digest()
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            return blake3.blake3(mm, max_threads=blake3.blake3.AUTO).digest()
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    with open(path, "rb", buffering=0) as f:
+        while block := f.read(8 << 20):  # reads, not a mapping: RSS stays flat
+            hasher.update(block)
+    return hasher.digest()
 
 
 class Run:
@@ -75,20 +75,21 @@ class Run:
 
     def __init__(self, path: Path, repo_id: bytes) -> None:
         self.path = path
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if size < HEADER_SIZE:
-                    raise DamagedRun(f"{path.name}: {size} bytes, shorter than a header")
-                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except FileNotFoundError:
+            size = os.fstat(fd).st_size
+            if size < HEADER_SIZE:
+                raise DamagedRun(f"{path.name}: {size} bytes, shorter than a header")
+            magic, version, bits, count, packs, rid = _HEADER.unpack(os.pread(fd, HEADER_SIZE, 0))
+            if (magic, version, rid) != (MAGIC, RUN_VERSION, repo_id) or bits > 40 or size != (
+                run_size(count, bits, packs)
+            ):
+                raise DamagedRun(f"{path.name}: not a complete run of this repository")
+            mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        except BaseException:
+            os.close(fd)
             raise
-        magic, version, bits, count, packs, rid = _HEADER.unpack_from(mm, 0)
-        if (magic, version, rid) != (MAGIC, RUN_VERSION, repo_id) or bits > 40 or size != (
-            run_size(count, bits, packs)
-        ):
-            mm.close()
-            raise DamagedRun(f"{path.name}: not a complete run of this repository")
+        self._fd = fd
         self.size = size
         self.count: int = count
         self.packs: int = packs
@@ -157,16 +158,23 @@ class Run:
         """A copy of records [start, stop) as a numpy array of ``record_dtype()``."""
         import numpy as np
 
-        out = np.empty(stop - start, record_dtype())
-        begin = HEADER_SIZE + RECORD * start
-        out.view(np.uint8)[:] = np.frombuffer(self._mm, np.uint8, RECORD * (stop - start), begin)
-        return out
+        # pread, not the mapping: pages read through a mapping count in this process's RSS
+        length = RECORD * (stop - start)
+        data = bytearray(length)
+        got = os.preadv(self._fd, [data], HEADER_SIZE + RECORD * start) if length else 0
+        if got != length:
+            raise DamagedRun(f"{self.path.name}: shorter than its header says")
+        return np.frombuffer(data, record_dtype())
 
     def close(self) -> None:
-        try:
-            self._mm.close()
-        except BufferError:  # a numpy view still exports it: the GC unmaps it later
-            pass
+        self._mm.close()
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            os.close(self._fd)
 
 
 @lru_cache(maxsize=1)
@@ -182,28 +190,17 @@ def record_dtype() -> np.dtype[Any]:
     })  # fmt: skip
 
 
-@lru_cache(maxsize=1)
-def _entry_dtype() -> np.dtype[Any]:
-    import numpy as np
-
-    return np.dtype({
-        "names": ["id", "kind", "offset", "length", "raw"],
-        "formats": ["V32", "u1", "<u4", "<u4", "<u4"],
-        "offsets": [0, 32, 33, 37, 41],
-        "itemsize": 45,
-    })  # fmt: skip
-
-
 @lru_cache(maxsize=512)
 def _entries_struct(n: int) -> struct.Struct:
-    return struct.Struct("<" + "32sBIII" * n)
+    return struct.Struct("<" + "32sIIII" * n)
 
 
 def records_of_index_file(plain: Buffer, name: str) -> tuple[np.ndarray[Any, Any], list[bytes]]:
     """One decoded index file as records (pack numbers counting from 0 in file order, one
     per listing) and the pack ids they number. All per-blob work runs in C: msgspec decodes
-    each pack's entries, ``struct`` packs them, numpy rearranges. IntegrityError names the
-    file when it does not hold what FORMAT.md says."""
+    each pack's entries, ``struct`` packs them straight into records (kind where the pack
+    number goes), numpy adds the pack numbers. IntegrityError names the file when it does
+    not hold what FORMAT.md says."""
     import numpy as np
 
     try:
@@ -218,23 +215,21 @@ def records_of_index_file(plain: Buffer, name: str) -> tuple[np.ndarray[Any, Any
             packed.append(_entries_struct(len(entries)).pack(*chain.from_iterable(entries)))
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError, struct.error):
         raise IntegrityError(f"index file {name[:16]} is damaged") from None
-    flat = np.frombuffer(b"".join(packed), _entry_dtype())
-    out = np.empty(len(flat), record_dtype())
+    out = np.frombuffer(bytearray(b"".join(packed)), record_dtype())
+    if len(out) and int(out["pk"].max()) > 1:
+        raise IntegrityError(f"index file {name[:16]} is damaged")
     numbers = np.repeat(np.arange(len(packs), dtype=np.uint32), counts)
-    out["id"] = flat["id"]
-    out["pk"] = (numbers << 1) | (flat["kind"] & 1)
-    for field in ("offset", "length", "raw"):
-        out[field] = flat[field]
+    out["pk"] |= numbers << 1
     return out, packs
 
 
 def sort_unique(records: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    """``records`` in key order; of several records of one id, the first given stays."""
+    """``records`` in key order, one record an id (of several, any: each names a valid copy)."""
     import numpy as np
 
     if len(records) < 2:
         return records
-    out = records.view(_RAW)[np.argsort(records["k"], kind="stable")].view(record_dtype())
+    out = records.view(_RAW)[np.argsort(records["k"])].view(record_dtype())
     same_key = np.flatnonzero(out["k"][1:] == out["k"][:-1])
     if len(same_key) == 0:
         return out
