@@ -72,8 +72,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("repo", type=Path)
     parser.add_argument("--blobs", type=int, required=True)
-    parser.add_argument("--per-file", type=int, default=BLOBS_PER_INDEX_FILE,
-                        help="blobs an index file names (backups write 16,000; prune ~1M)")  # fmt: skip
+    parser.add_argument(
+        "--per-file", type=int, default=BLOBS_PER_INDEX_FILE,
+        help="blobs an index file names (backups write 16,000; prune ~1M)",
+    )  # fmt: skip
     args = parser.parse_args()
     password = os.environ.get("SNAPFS_PASSWORD")
     if not password:

@@ -17,6 +17,7 @@ import fcntl
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -249,10 +250,8 @@ class IndexCache:
                 continue
             inputs = [runs[i] for i in chosen]
             files = [name for info, _run in inputs for name in info.files]
-            merged = self._install(
-                lambda path: merge_runs([run for _i, run in inputs], path, self._repo_bytes),
-                files,
-            )
+            sources = [run for _info, run in inputs]
+            merged = self._install(partial(merge_runs, sources, repo_id=self._repo_bytes), files)
             runs = [r for i, r in enumerate(runs) if i not in chosen] + [merged]
 
     def _publish(self, infos: list[RunInfo]) -> None:
@@ -293,7 +292,7 @@ class IndexCache:
                 if len(runs) != len(manifest.runs):
                     return None
                 added = self._write(records, packs, [name])
-                runs = self._compact(runs + [added], limit=PUBLISH_MERGE_LIMIT, read=None,
+                runs = self._compact([*runs, added], limit=PUBLISH_MERGE_LIMIT, read=None,
                                      wanted=None)  # fmt: skip
                 self._publish([info for info, _run in runs])
                 return added[1]

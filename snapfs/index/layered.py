@@ -104,8 +104,9 @@ class LayeredIndex:
                 start = 32 * (packkind >> 1)
                 pack_id = table[start : start + 32].hex()
                 if pack_id not in self._excluded:
-                    yield bytes(blob_id), IndexEntry(
-                        pack_id, BlobKind(packkind & 1), offset, length, raw
+                    yield (
+                        bytes(blob_id),
+                        IndexEntry(pack_id, BlobKind(packkind & 1), offset, length, raw),
                     )
         for blob_id, entry in self._overlay.entries():
             if not any(run.find(blob_id) >= 0 for run in self._runs):
@@ -129,4 +130,3 @@ class LayeredIndex:
                 trees, data = trees + (e.kind == BlobKind.TREE), data + (e.kind == BlobKind.DATA)
                 raw += e.raw_length if e.kind == BlobKind.DATA else 0
         return data, trees, raw
-

@@ -81,8 +81,10 @@ class Run:
             if size < HEADER_SIZE:
                 raise DamagedRun(f"{path.name}: {size} bytes, shorter than a header")
             magic, version, bits, count, packs, rid = _HEADER.unpack(os.pread(fd, HEADER_SIZE, 0))
-            if (magic, version, rid) != (MAGIC, RUN_VERSION, repo_id) or bits > 40 or size != (
-                run_size(count, bits, packs)
+            if (
+                (magic, version, rid) != (MAGIC, RUN_VERSION, repo_id)
+                or bits > 40
+                or size != (run_size(count, bits, packs))
             ):
                 raise DamagedRun(f"{path.name}: not a complete run of this repository")
             mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
@@ -112,7 +114,7 @@ class Run:
 
     def value(self, pos: int) -> tuple[int, int, int, int]:
         """(pack number × 2 + kind, offset, length, raw length) of the record at ``pos``."""
-        return _VALUE.unpack_from(self._mm, pos + 32)  # type: ignore[return-value]
+        return _VALUE.unpack_from(self._mm, pos + 32)
 
     def pack_id(self, number: int) -> str:
         at = self._packs_at + PACK_ID * number
@@ -353,7 +355,7 @@ def merged_chunks(
     return table.tobytes(), chunks()
 
 
-def merge_runs(runs: Sequence[Run], path: Path, repo_id: bytes) -> int:
+def merge_runs(runs: Sequence[Run], path: Path, *, repo_id: bytes) -> int:
     """Write the union of ``runs`` as one run at ``path``; its file size."""
     table, chunks = merged_chunks(runs)
     writer = RunWriter(path, repo_id, sum(run.count for run in runs), table)

@@ -36,7 +36,8 @@ class Files:
             entries = [
                 PackEntry(
                     self.rng.randbytes(32), BlobKind(self.rng.randrange(2)),
-                    self.rng.randrange(1 << 24), self.rng.randrange(1 << 20), self.rng.randrange(1 << 20),
+                    self.rng.randrange(1 << 24), self.rng.randrange(1 << 20),
+                    self.rng.randrange(1 << 20),
                 )
                 for _ in range(blobs)
             ]  # fmt: skip
@@ -107,9 +108,8 @@ def test_exact_home_of_each_blob(tmp_path: Path) -> None:
             for e in entries:
                 found = disk.lookup(e.blob_id)
                 assert found is not None
-                assert (found.pack_id, found.kind, found.offset, found.length, found.raw_length) == (
-                    pack_id, e.kind, e.offset, e.length, e.raw_length,
-                )  # fmt: skip
+                got = (found.pack_id, found.kind, found.offset, found.length, found.raw_length)
+                assert got == (pack_id, e.kind, e.offset, e.length, e.raw_length)
                 assert disk.has_pack(pack_id)
     assert not disk.has_pack("00" * 32)
 
