@@ -180,14 +180,14 @@ class Repository:
         raise IntegrityError("index files keep changing while being read; try again")
 
     def _cache(self) -> IndexCache:
-        """The shared index cache (SNAPFS_CACHE_DIR/<repository id>/index), or a private
+        """The shared index cache (SNAPFS_CACHE_DIR/<repository id>/index-cache), or a private
         one when the cache is "off" or the index files must be read afresh (``check``)."""
         if self._index_cache is None:
             root = default_cache_dir()
             if str(root) == "off" or not self._trust_index_cache:
                 self._index_cache = self._private_cache()
             else:
-                directory = root / self.config.id / "index"
+                directory = root / self.config.id / "index-cache"
                 self._index_cache = IndexCache(directory, self.config.id, self._cache_mac)
         return self._index_cache
 

@@ -215,20 +215,21 @@ class IndexCache:
         records, table = renumber(sort_unique(records), packs)
         return self._install(lambda path: write_run(path, self._repo_bytes, records, table), files)
 
-    def _install(self, write: Callable[[Path], int], files: list[str]) -> tuple[RunInfo, Run]:
+    def _install(
+        self, write: Callable[[Path], tuple[int, int, bytes]], files: list[str]
+    ) -> tuple[RunInfo, Run]:
         """Write a run under a temporary name, then give it its own: a crash leaves at most
         a temporary file, which the next update sweeps away."""
         name = f"run-{os.urandom(8).hex()}"
         tmp = self.directory / f"{_TMP}{name}"
         try:
-            size = write(tmp)
-            digest = checksum(tmp)
+            count, size, digest = write(tmp)
             os.replace(tmp, self.directory / name)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         run = Run(self.directory / name, self._repo_bytes)
-        return RunInfo(name, run.count, size, digest, sorted(files)), run
+        return RunInfo(name, count, size, digest, sorted(files)), run
 
     def _compact(
         self, runs: list[tuple[RunInfo, Run]], *, limit: int | None, read: ReadFiles | None,

@@ -38,17 +38,17 @@ class LayeredIndex:
             return self.lookup(blob_id) is not None
         if blob_id in self._overlay:  # the overlay first: ``published`` swaps it second
             return True
-        return any(run.find(blob_id) >= 0 for run in self._runs)
+        return any(run.find(blob_id) is not None for run in self._runs)
 
     def lookup(self, blob_id: bytes) -> IndexEntry | None:
         entry = self._overlay.lookup(blob_id)
         if entry is not None and entry.pack_id not in self._excluded:
             return entry
         for run in self._runs:
-            pos = run.find(blob_id)
-            if pos < 0:
+            found = run.find(blob_id)
+            if found is None:
                 continue
-            packkind, offset, length, raw = run.value(pos)
+            packkind, offset, length, raw = found
             pack_id = run.pack_id(packkind >> 1)
             if pack_id not in self._excluded:
                 return IndexEntry(pack_id, BlobKind(packkind & 1), offset, length, raw)
@@ -109,7 +109,7 @@ class LayeredIndex:
                         IndexEntry(pack_id, BlobKind(packkind & 1), offset, length, raw),
                     )
         for blob_id, entry in self._overlay.entries():
-            if not any(run.find(blob_id) >= 0 for run in self._runs):
+            if not any(run.find(blob_id) is not None for run in self._runs):
                 yield blob_id, entry
 
     def totals(self) -> tuple[int, int, int]:
@@ -126,7 +126,7 @@ class LayeredIndex:
             data += len(records) - tree_count
             raw += int(records["raw"][~is_tree].sum(dtype=np.uint64))
         for blob_id, e in self._overlay.entries():
-            if not any(run.find(blob_id) >= 0 for run in self._runs):
+            if not any(run.find(blob_id) is not None for run in self._runs):
                 trees, data = trees + (e.kind == BlobKind.TREE), data + (e.kind == BlobKind.DATA)
                 raw += e.raw_length if e.kind == BlobKind.DATA else 0
         return data, trees, raw

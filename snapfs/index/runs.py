@@ -2,17 +2,16 @@
 place (the layout is in docs/FORMAT.md, "Index cache").
 
 A run never changes once written, and opening one reads only its 64-byte header, so opening
-costs the same at a thousand blobs or a billion. A lookup is pure Python over the mmap: the
-fan-out table names the ~20 records whose ids share the id's leading bits (ids are uniform,
-so that is interpolation with the guess precomputed), and ``mmap.find`` scans those 1-2 KB in
-C: one or two pages touched, about a microsecond. Building and merging runs sorts whole
+costs the same at a thousand blobs or a billion. A lookup is two ``pread``s and a
+``bytes.find``: the fan-out table names the ~4-8 records whose ids share the id's leading
+bits (ids are uniform, so that is interpolation with the guess precomputed), and ``find``
+scans those few hundred bytes in C: one or two pages touched, a microsecond or two. Building and merging runs sorts whole
 arrays of records with numpy (loaded only then): per-blob Python code would cost more than
 everything else in opening a large repository.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 import struct
 from collections.abc import Iterator, Sequence
@@ -38,7 +37,7 @@ RECORD = 48  # id (32), pack number × 2 + kind, offset, length, raw length (u32
 PACK_ID = 32
 _FAN = struct.Struct("<QQ")
 _VALUE = struct.Struct("<IIII")
-_PER_BUCKET = 32  # records a fan-out bucket holds at most on average
+_PER_BUCKET = 8  # records a fan-out bucket holds at most on average
 _RAW = f"V{RECORD}"  # a record as opaque bytes: how numpy moves records without repacking
 CHUNK_RECORDS = 1 << 20  # records a merge sorts at once: ~100 MB of arrays at most
 
@@ -60,18 +59,24 @@ def run_size(count: int, bits: int, packs: int) -> int:
 
 
 def checksum(path: Path) -> bytes:
-    """BLAKE3 of a whole run file (the manifest records it; merges verify it)."""
+    """BLAKE3 of a run file after its header (the manifest records it; merges verify it;
+    the header's fields are checked against the file's size and the manifest)."""
     hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
     with open(path, "rb", buffering=0) as f:
+        f.seek(HEADER_SIZE)
         while block := f.read(8 << 20):  # reads, not a mapping: RSS stays flat
             hasher.update(block)
     return hasher.digest()
 
 
 class Run:
-    """One run file, mapped read-only. Thread-safe (it never changes). The mapping stays
-    valid after the file is unlinked, so a reader keeps the runs it opened while another
-    process compacts them away."""
+    """One run file, held open. Thread-safe (it never changes; reads are positional). An
+    open file stays readable after it is unlinked, so a reader keeps the runs it opened
+    while another process compacts them away.
+
+    Reads are ``pread``, not a mapping: a lookup jumps to a random page, and the kernel maps
+    64 KB around every fault into the process (fault-around ignores MADV_RANDOM), which
+    made a 100 MB backup's RSS grow by 300 MB of index pages it never needed."""
 
     def __init__(self, path: Path, repo_id: bytes) -> None:
         self.path = path
@@ -81,13 +86,10 @@ class Run:
             if size < HEADER_SIZE:
                 raise DamagedRun(f"{path.name}: {size} bytes, shorter than a header")
             magic, version, bits, count, packs, rid = _HEADER.unpack(os.pread(fd, HEADER_SIZE, 0))
-            if (
-                (magic, version, rid) != (MAGIC, RUN_VERSION, repo_id)
-                or bits > 40
-                or size != (run_size(count, bits, packs))
+            if (magic, version, rid) != (MAGIC, RUN_VERSION, repo_id) or bits > 40 or size != (
+                run_size(count, bits, packs)
             ):
                 raise DamagedRun(f"{path.name}: not a complete run of this repository")
-            mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
         except BaseException:
             os.close(fd)
             raise
@@ -96,41 +98,44 @@ class Run:
         self.count: int = count
         self.packs: int = packs
         self.bits: int = bits
-        self._mm = mm
         self._shift = 64 - bits
         self._fan_at = HEADER_SIZE + RECORD * count
         self._packs_at = self._fan_at + 8 * ((1 << bits) + 1)
 
-    def find(self, blob_id: bytes) -> int:
-        """The byte position of ``blob_id``'s record, or -1."""
-        mm = self._mm
+    def find(self, blob_id: bytes) -> tuple[int, int, int, int] | None:
+        """(pack number × 2 + kind, offset, length, raw length) of ``blob_id``, or None."""
+        fd = self._fd
         bucket = int.from_bytes(blob_id[:8], "big") >> self._shift
-        lo, hi = _FAN.unpack_from(mm, self._fan_at + 8 * bucket)
-        end = HEADER_SIZE + RECORD * hi
-        pos = mm.find(blob_id, HEADER_SIZE + RECORD * lo, end)
-        while pos != -1 and (pos - HEADER_SIZE) % RECORD:  # met across two records
-            pos = mm.find(blob_id, pos + 1, end)
-        return pos
+        lo, hi = _FAN.unpack(os.pread(fd, 16, self._fan_at + 8 * bucket))
+        if lo == hi:
+            return None
+        records = os.pread(fd, RECORD * (hi - lo), HEADER_SIZE + RECORD * lo)
+        pos = records.find(blob_id)
+        while pos > 0 and pos % RECORD:  # met across two records
+            pos = records.find(blob_id, pos + 1)
+        if pos < 0:
+            return None
+        return _VALUE.unpack_from(records, pos + 32)  # type: ignore[return-value]
 
-    def value(self, pos: int) -> tuple[int, int, int, int]:
-        """(pack number × 2 + kind, offset, length, raw length) of the record at ``pos``."""
-        return _VALUE.unpack_from(self._mm, pos + 32)
+    def _read(self, length: int, offset: int) -> bytes:
+        data = os.pread(self._fd, length, offset)
+        if len(data) != length:
+            raise DamagedRun(f"{self.path.name}: shorter than its header says")
+        return data
 
     def pack_id(self, number: int) -> str:
-        at = self._packs_at + PACK_ID * number
-        return self._mm[at : at + PACK_ID].hex()
+        return self._read(PACK_ID, self._packs_at + PACK_ID * number).hex()
 
     def pack_table(self) -> bytes:
         """Every pack id the run names, 32 bytes each, sorted and unique."""
-        return self._mm[self._packs_at : self._packs_at + PACK_ID * self.packs]
+        return self._read(PACK_ID * self.packs, self._packs_at)
 
     def has_pack(self, pack_id: bytes) -> bool:
         """Binary search of the sorted pack table."""
         lo, hi = 0, self.packs
         while lo < hi:
             mid = (lo + hi) // 2
-            at = self._packs_at + PACK_ID * mid
-            here = self._mm[at : at + PACK_ID]
+            here = self._read(PACK_ID, self._packs_at + PACK_ID * mid)
             if here == pack_id:
                 return True
             if here < pack_id:
@@ -140,14 +145,13 @@ class Run:
         return False
 
     def key_at(self, index: int) -> int:
-        at = HEADER_SIZE + RECORD * index
-        return int.from_bytes(self._mm[at : at + 8], "big")
+        return int.from_bytes(self._read(8, HEADER_SIZE + RECORD * index), "big")
 
     def position(self, key: int) -> int:
         """The index of the first record whose id's leading 8 bytes are ``key`` or more."""
         if key >= 1 << 64:
             return self.count
-        lo, hi = _FAN.unpack_from(self._mm, self._fan_at + 8 * (key >> self._shift))
+        lo, hi = _FAN.unpack(self._read(16, self._fan_at + 8 * (key >> self._shift)))
         while lo < hi:
             mid = (lo + hi) // 2
             if self.key_at(mid) < key:
@@ -160,16 +164,12 @@ class Run:
         """A copy of records [start, stop) as a numpy array of ``record_dtype()``."""
         import numpy as np
 
-        # pread, not the mapping: pages read through a mapping count in this process's RSS
-        length = RECORD * (stop - start)
-        data = bytearray(length)
-        got = os.preadv(self._fd, [data], HEADER_SIZE + RECORD * start) if length else 0
-        if got != length:
+        data = bytearray(RECORD * (stop - start))
+        if data and os.preadv(self._fd, [data], HEADER_SIZE + RECORD * start) != len(data):
             raise DamagedRun(f"{self.path.name}: shorter than its header says")
         return np.frombuffer(data, record_dtype())
 
     def close(self) -> None:
-        self._mm.close()
         fd, self._fd = self._fd, -1
         if fd >= 0:
             os.close(fd)
@@ -231,8 +231,11 @@ def sort_unique(records: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
 
     if len(records) < 2:
         return records
-    out = records.view(_RAW)[np.argsort(records["k"])].view(record_dtype())
-    same_key = np.flatnonzero(out["k"][1:] == out["k"][:-1])
+    keys = records["k"].astype(np.uint64)  # native and contiguous: sorts and compares faster
+    order = np.argsort(keys)
+    out = records.view(_RAW)[order].view(record_dtype())
+    keys = keys[order]
+    same_key = np.flatnonzero(keys[1:] == keys[:-1])
     if len(same_key) == 0:
         return out
     words = out.view(np.uint64).reshape(-1, RECORD // 8)[:, :4]
@@ -276,6 +279,7 @@ class RunWriter:
         self._count = 0
         self._file = open(path, "wb")  # noqa: SIM115 - closed by finish or abort
         self._file.write(bytes(HEADER_SIZE))
+        self._hash = blake3.blake3(max_threads=blake3.blake3.AUTO)
 
     def add(self, records: np.ndarray[Any, Any]) -> None:
         import numpy as np
@@ -287,37 +291,42 @@ class RunWriter:
             self._counts += np.bincount(buckets, minlength=len(self._counts)).astype(np.uint64)
         else:
             self._counts[0] += len(records)
-        self._file.write(records.tobytes())
+        data = memoryview(records.view(np.uint8))
+        self._hash.update(data)
+        self._file.write(data)
         self._count += len(records)
 
-    def finish(self) -> tuple[int, int]:
-        """Write the fan-out and pack table, fsync; returns (records, file size)."""
+    def finish(self) -> tuple[int, int, bytes]:
+        """Write the fan-out and pack table, fsync; returns (records, file size, checksum)."""
         import numpy as np
 
         fan = np.zeros(len(self._counts) + 1, "<u8")
         np.cumsum(self._counts, out=fan[1:])
         f = self._file
-        f.write(fan.tobytes())
-        f.write(self._packs)
+        for part in (fan.tobytes(), self._packs):
+            self._hash.update(part)
+            f.write(part)
         packs = len(self._packs) // PACK_ID
         f.seek(0)
         f.write(_HEADER.pack(MAGIC, RUN_VERSION, self._bits, self._count, packs, self._repo_id))
         f.flush()
         os.fsync(f.fileno())
         f.close()
-        return self._count, run_size(self._count, self._bits, packs)
+        return self._count, run_size(self._count, self._bits, packs), self._hash.digest()
 
     def abort(self) -> None:
         self._file.close()
         self.path.unlink(missing_ok=True)
 
 
-def write_run(path: Path, repo_id: bytes, records: np.ndarray[Any, Any], packs: bytes) -> int:
-    """One run holding ``records`` (sorted, unique); its file size."""
+def write_run(
+    path: Path, repo_id: bytes, records: np.ndarray[Any, Any], packs: bytes
+) -> tuple[int, int, bytes]:
+    """One run holding ``records`` (sorted, unique); (records, file size, checksum)."""
     writer = RunWriter(path, repo_id, len(records), packs)
     try:
         writer.add(records)
-        return writer.finish()[1]
+        return writer.finish()
     except BaseException:
         writer.abort()
         raise
@@ -350,19 +359,21 @@ def merged_chunks(
                 pk = part["pk"]
                 part["pk"] = (inverse[bases[n] + (pk >> 1)] << 1) | (pk & 1)
                 parts.append(part)
-            yield sort_unique(concatenate(parts))
+            parts = [part for part in parts if len(part)]
+            # one run's slice is sorted and unique already: only a union needs the sort
+            yield parts[0] if len(parts) == 1 else sort_unique(concatenate(parts))
 
     return table.tobytes(), chunks()
 
 
-def merge_runs(runs: Sequence[Run], path: Path, *, repo_id: bytes) -> int:
-    """Write the union of ``runs`` as one run at ``path``; its file size."""
+def merge_runs(runs: Sequence[Run], path: Path, *, repo_id: bytes) -> tuple[int, int, bytes]:
+    """Write the union of ``runs`` as one run at ``path``; (records, file size, checksum)."""
     table, chunks = merged_chunks(runs)
     writer = RunWriter(path, repo_id, sum(run.count for run in runs), table)
     try:
         for records in chunks:
             writer.add(records)
-        return writer.finish()[1]
+        return writer.finish()
     except BaseException:
         writer.abort()
         raise
