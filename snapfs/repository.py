@@ -50,7 +50,7 @@ from snapfs.pack import BlobKind, PackEntry, PackWriter, decode_header, pack_key
 from snapfs.prefix import match_prefix
 from snapfs.snapshot import Snapshot, decode_snapshot, encode_snapshot, select
 from snapfs.store.base import AlreadyExists, Backend, NotFound
-from snapfs.store.cache import bypassing, default_cache_dir, pack_cache
+from snapfs.store.cache import bypassing, default_cache_dir, pack_cache, tag_cache_root
 from snapfs.tree import Node, Tree, decode_tree, encode_tree
 
 FORMAT_VERSION = 1
@@ -188,6 +188,11 @@ class Repository:
                 self._index_cache = self._private_cache()
             else:
                 directory = root / self.config.id / "index-cache"
+                try:
+                    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    tag_cache_root(root)
+                except OSError:
+                    pass  # open_runs meets it again, and falls back to a private cache
                 self._index_cache = IndexCache(directory, self.config.id, self._cache_mac)
         return self._index_cache
 

@@ -98,14 +98,11 @@ class IndexCache:
         """Runs holding exactly the blobs of the index files ``names``; what the cache
         lacks is read (``read``) and added, under the lock."""
         wanted = set(names)
-        for _attempt in range(3):
-            try:
-                runs = self._current(wanted)
-            except FileNotFoundError:  # compacted away between the manifest and the run
-                continue
-            if runs is not None:
-                return runs
-            break
+        runs = self._current(wanted)
+        if runs is not None:
+            return runs
+        # Stale, damaged, or a run compacted away between the manifest and its file: under
+        # the lock the manifest is read again and only what is missing is built.
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._locked(blocking=True):
             return self._update(wanted, read)
@@ -134,7 +131,7 @@ class IndexCache:
         """The run ``info`` names when its file is the one the manifest describes."""
         try:
             run = Run(self.directory / info.name, self._repo_bytes)
-        except DamagedRun:
+        except (DamagedRun, OSError):  # OSError: gone (compacted, or deleted by hand)
             return None
         if (run.size, run.count) != (info.size, info.count):
             run.close()

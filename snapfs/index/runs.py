@@ -5,9 +5,9 @@ A run never changes once written, and opening one reads only its 64-byte header,
 costs the same at a thousand blobs or a billion. A lookup is two ``pread``s and a
 ``bytes.find``: the fan-out table names the ~4-8 records whose ids share the id's leading
 bits (ids are uniform, so that is interpolation with the guess precomputed), and ``find``
-scans those few hundred bytes in C: one or two pages touched, a microsecond or two. Building and merging runs sorts whole
-arrays of records with numpy (loaded only then): per-blob Python code would cost more than
-everything else in opening a large repository.
+scans those few hundred bytes in C: one or two pages touched, a microsecond or two.
+Building and merging runs sorts whole arrays of records with numpy (loaded only then):
+per-blob Python code would cost more than everything else in opening a large repository.
 """
 
 from __future__ import annotations
@@ -86,8 +86,10 @@ class Run:
             if size < HEADER_SIZE:
                 raise DamagedRun(f"{path.name}: {size} bytes, shorter than a header")
             magic, version, bits, count, packs, rid = _HEADER.unpack(os.pread(fd, HEADER_SIZE, 0))
-            if (magic, version, rid) != (MAGIC, RUN_VERSION, repo_id) or bits > 40 or size != (
-                run_size(count, bits, packs)
+            if (
+                (magic, version, rid) != (MAGIC, RUN_VERSION, repo_id)
+                or bits > 40
+                or size != (run_size(count, bits, packs))
             ):
                 raise DamagedRun(f"{path.name}: not a complete run of this repository")
         except BaseException:
@@ -115,7 +117,7 @@ class Run:
             pos = records.find(blob_id, pos + 1)
         if pos < 0:
             return None
-        return _VALUE.unpack_from(records, pos + 32)  # type: ignore[return-value]
+        return _VALUE.unpack_from(records, pos + 32)
 
     def _read(self, length: int, offset: int) -> bytes:
         data = os.pread(self._fd, length, offset)
@@ -291,7 +293,7 @@ class RunWriter:
             self._counts += np.bincount(buckets, minlength=len(self._counts)).astype(np.uint64)
         else:
             self._counts[0] += len(records)
-        data = memoryview(records.view(np.uint8))
+        data = records.view(np.uint8).data
         self._hash.update(data)
         self._file.write(data)
         self._count += len(records)

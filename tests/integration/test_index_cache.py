@@ -77,3 +77,21 @@ def test_a_pruned_index_is_seen_by_the_next_command(cli: Cli, tmp_path: Path) ->
     after = _stats(cli)
     assert after == _stats(cli, SNAPFS_CACHE_DIR="off")
     assert after["data_blobs"] < before["data_blobs"]
+
+
+def test_commands_racing_to_build_the_cache_all_answer_right(cli: Cli, tmp_path: Path) -> None:
+    """Four processes open a repository whose cache is missing: the lock serialises the
+    builders, and each sees every blob."""
+    src = tmp_path / "src"
+    for seed in range(3):
+        _grow(src, 4, seed=seed)
+        cli.run("backup", str(src), check=True)
+    expected = _stats(cli, SNAPFS_CACHE_DIR="off")
+    cache = tmp_path / "shared-cache"
+    procs = [cli.popen("stats", "--json", env={"SNAPFS_CACHE_DIR": str(cache)}) for _ in range(4)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        got = {k: v for k, v in json.loads(out).items() if k.endswith("blobs")}
+        assert got == expected
+    assert (cache / "CACHEDIR.TAG").exists()
