@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--blobs", type=int, required=True)
     parser.add_argument(
         "--per-file", type=int, default=BLOBS_PER_INDEX_FILE,
-        help="blobs an index file names (backups write 16,000; prune ~1M)",
+        help="blobs an index file names (backups write ~16,000; prune up to 262,144)",
     )  # fmt: skip
     args = parser.parse_args()
     password = os.environ.get("SNAPFS_PASSWORD")

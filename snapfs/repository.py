@@ -58,8 +58,8 @@ PACK_TARGET = 16 * 1024 * 1024
 _COALESCE_GAP = 256 * 1024
 _RANGE_MAX = 4 * 1024 * 1024  # smaller ranges spread decoding over the threads sooner
 _INDEX_EVERY_PACKS = 64
-BLOBS_PER_INDEX_FILE = 1 << 20  # rewritten index files: few, large, ~50 MB sealed
-_INDEX_PREFETCH = 4  # index files read ahead of the one being decoded
+BLOBS_PER_INDEX_FILE = 1 << 18  # rewritten index files: few, ~13 MB sealed each
+_INDEX_PREFETCH = 1  # index files read ahead of the one being decoded (each up to ~50 MB)
 T = TypeVar("T")
 
 
@@ -204,10 +204,10 @@ class Repository:
     def _cache_mac(self, data: bytes) -> bytes:
         return self.key.blob_id(b"snapfs index cache manifest\0" + data)
 
-    def _plain_index_files(self, names: list[str]) -> Iterator[tuple[str, bytes]]:
+    def _plain_index_files(self, names: list[str]) -> Iterator[tuple[str, Data]]:
         """The plaintext of each index file, in order, a few read and decrypted ahead on the
         read threads (AES-GCM and zstd release the GIL) while the caller decodes."""
-        ahead: deque[tuple[str, Future[bytes]]] = deque()
+        ahead: deque[tuple[str, Future[Data]]] = deque()
         for name in names:
             ahead.append((name, self._pool.submit(self._open_index_file, f"index/{name}")))
             if len(ahead) > _INDEX_PREFETCH:
@@ -217,9 +217,9 @@ class Repository:
             done, fut = ahead.popleft()
             yield done, fut.result()
 
-    def _open_index_file(self, key: str) -> bytes:
+    def _open_index_file(self, key: str) -> Data:
         try:
-            return bytes(self.key.open(self.backend.get(key)))
+            return self.key.open(self.backend.get(key))
         except IntegrityError:
             name = key.rpartition("/")[2]
             raise IntegrityError(f"index file {name[:16]} is damaged") from None

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from snapfs.buffers import Buffer
 from snapfs.faults import fault_point
 from snapfs.index.runs import (
     DamagedRun,
@@ -41,14 +42,14 @@ if TYPE_CHECKING:
 
 MANIFEST_VERSION = 1
 MAX_RUNS = 8
-BUILD_BATCH = 1 << 21  # records sorted in memory at once while building (~100 MB)
+BUILD_BATCH = 1 << 20  # records sorted in memory at once while building (~50 MB)
 PUBLISH_MERGE_LIMIT = 1 << 22  # a writer merges at most this many records on its own
 _MAC = 32
 _TMP = ".tmp-"
 _MANIFEST = "manifest"
 _LOCK = "lock"
 
-ReadFiles = Callable[[list[str]], Iterator[tuple[str, bytes]]]  # names -> (name, plaintext)
+ReadFiles = Callable[[list[str]], Iterator[tuple[str, Buffer]]]  # names -> (name, plaintext)
 
 
 class RunInfo(msgspec.Struct, array_like=True, frozen=True):
@@ -273,7 +274,7 @@ class IndexCache:
             if name not in live:
                 (self.directory / name).unlink(missing_ok=True)
 
-    def add(self, name: str, plain: bytes) -> Run | None:
+    def add(self, name: str, plain: Buffer) -> Run | None:
         """Add the index file ``name`` (just written by this process; ``plain`` is its
         content) as a run of its own, unless another process holds the lock (then the next
         open reads the file). Merges only what is cheap. The new run, or None."""

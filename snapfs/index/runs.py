@@ -219,7 +219,7 @@ def records_of_index_file(plain: Buffer, name: str) -> tuple[np.ndarray[Any, Any
             packed.append(_entries_struct(len(entries)).pack(*chain.from_iterable(entries)))
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError, struct.error):
         raise IntegrityError(f"index file {name[:16]} is damaged") from None
-    out = np.frombuffer(bytearray(b"".join(packed)), record_dtype())
+    out = np.frombuffer(bytearray().join(packed), record_dtype())  # one copy, writable
     if len(out) and int(out["pk"].max()) > 1:
         raise IntegrityError(f"index file {name[:16]} is damaged")
     numbers = np.repeat(np.arange(len(packs), dtype=np.uint32), counts)
