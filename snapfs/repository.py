@@ -137,7 +137,7 @@ class Repository:
         self._pool.shutdown(wait=True)
         self.backend.close()
         for directory in self._private_caches:
-            shutil.rmtree(directory, ignore_errors=True)  # mapped runs stay readable
+            shutil.rmtree(directory, ignore_errors=True)  # open runs stay readable
 
     def __enter__(self) -> Repository:
         return self

@@ -8,7 +8,7 @@ the size and header the manifest says, and the manifest carries this repository'
 MAC under its key. Anything else is rebuilt from the index files. Updaters hold an exclusive
 ``flock`` and publish by rename (run files first, then the manifest, both fsynced); readers
 take no lock: they read the manifest and map its runs, and retry when a concurrent
-compaction removed one first (a mapped run stays readable after it is unlinked).
+compaction removed one first (an open run stays readable after it is unlinked).
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ class IndexCache:
 
     def _publish(self, infos: list[RunInfo]) -> None:
         """Replace the manifest (fsynced, renamed, directory fsynced), then delete every file
-        it does not name: old runs (their readers keep them mapped) and dead temporaries."""
+        it does not name: old runs (their readers keep them open) and dead temporaries."""
         body = msgspec.msgpack.encode(Manifest(MANIFEST_VERSION, self._repo, infos))
         tmp = self.directory / f"{_TMP}{_MANIFEST}-{os.getpid()}"
         with open(tmp, "wb") as f:

@@ -1,9 +1,9 @@
 """What the repository's index answers: the blobs this process added (an in-memory ``Index``)
-over the runs of the index cache (memory-mapped files).
+over the runs of the index cache (files read with pread).
 
 Lookups are thread-safe and take no lock; ``add_pack`` and ``published`` serialise among
 themselves. Memory: the overlay holds only packs whose index file this process has not yet
-turned into a run (a backup's last 64 packs or so); runs cost their mappings.
+turned into a run (a backup's last 64 packs or so); runs cost a file descriptor each.
 """
 
 from __future__ import annotations

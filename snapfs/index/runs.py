@@ -1,5 +1,5 @@
-"""Index runs: a file of fixed-width blob records sorted by id, memory-mapped and searched in
-place (the layout is in docs/FORMAT.md, "Index cache").
+"""Index runs: a file of fixed-width blob records sorted by id, searched in place (the
+layout is in docs/FORMAT.md, "Index cache").
 
 A run never changes once written, and opening one reads only its 64-byte header, so opening
 costs the same at a thousand blobs or a billion. A lookup is two ``pread``s and a
