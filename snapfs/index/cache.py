@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -184,8 +185,9 @@ class IndexCache:
         return [run for _info, run in kept]
 
     def _build(self, names: list[str], read: ReadFiles) -> list[tuple[RunInfo, Run]]:
-        """New runs holding the blobs of the index files ``names``, at most BUILD_BATCH
-        records sorted in memory at a time."""
+        """New runs holding the blobs of the index files ``names``, BUILD_BATCH records
+        sorted at a time. A batch is sorted and written on a thread (numpy releases the GIL)
+        while the next one is decoded: at most two batches in memory."""
         import numpy as np
 
         built: list[tuple[RunInfo, Run]] = []
@@ -193,16 +195,22 @@ class IndexCache:
         packs: list[bytes] = []
         files: list[str] = []
         size = 0
-        for name, plain in read(names) if names else iter(()):
-            records, file_packs = records_of_index_file(plain, name)
-            records["pk"] += np.uint32(len(packs) << 1)
-            batch.append(records)
-            packs += file_packs
-            files.append(name)
-            size += len(records)
-            if size >= BUILD_BATCH:
-                built.append(self._write(concatenate(batch), packs, files))
-                batch, packs, files, size = [], [], [], 0
+        with ThreadPoolExecutor(1, "snapfs-index-build") as pool:
+            writing: Future[tuple[RunInfo, Run]] | None = None
+            for name, plain in read(names) if names else iter(()):
+                records, file_packs = records_of_index_file(plain, name)
+                records["pk"] += np.uint32(len(packs) << 1)
+                batch.append(records)
+                packs += file_packs
+                files.append(name)
+                size += len(records)
+                if size >= BUILD_BATCH:
+                    if writing is not None:
+                        built.append(writing.result())
+                    writing = pool.submit(self._write, concatenate(batch), packs, files)
+                    batch, packs, files, size = [], [], [], 0
+            if writing is not None:
+                built.append(writing.result())
         if files:
             built.append(self._write(concatenate(batch), packs, files))
         return built
