@@ -431,7 +431,17 @@ def main() -> None:
         default=50,
         help="grow to N snapshots, then time forget --keep-last 10 + prune",
     )
+    parser.add_argument("--index-blobs", type=int, help="only the index rows (bench_index.py)")
     args = parser.parse_args()
+    if args.index_blobs:
+        import bench_index
+
+        work = Path(tempfile.mkdtemp(prefix="snapfs-index-", dir=args.workdir or "/var/tmp"))
+        try:
+            print("\n".join(bench_index.index_rows(args.index_blobs, work)))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     if args.quick:
         args.scale, args.runs, args.prune_snapshots = 8, 1, 4
     work = Path(tempfile.mkdtemp(prefix="snapfs-bench-", dir=args.workdir or "/var/tmp"))

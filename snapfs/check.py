@@ -64,18 +64,22 @@ def _run_checks(
     used = _check_index(repo, stored, report)
     bad_blobs: set[bytes] = set()
     if read_data or subset is not None:
-        for pack_id in _choose(sorted(used), subset):
-            bad_blobs |= _check_pack(repo, pack_id, report, on_event)
+        chosen = _choose(sorted(used), subset)
+        listed = _blobs_in_packs(repo, set(chosen))
+        for pack_id in chosen:
+            bad_blobs |= _check_pack(repo, pack_id, listed.pop(pack_id, {}), report, on_event)
     _check_snapshots(repo, snaps, report, bad_blobs)
 
 
 def _check_index(repo: Repository, stored: dict[str, int], report: CheckReport) -> set[str]:
     extents: dict[str, int] = defaultdict(int)
-    for blob_id, entry in repo.index.entries():
-        extents[entry.pack_id] = max(extents[entry.pack_id], entry.offset + entry.length)
-        why = entry_problem(entry.kind, entry.length, entry.raw_length)
-        if why:
-            report.errors.append(f"blob {blob_id.hex()[:16]}: the index records {why}")
+    for pack_id, entries in repo.index_packs():
+        end = max((e.offset + e.length for e in entries), default=0)
+        extents[pack_id] = max(extents[pack_id], end)
+        for e in entries:
+            why = entry_problem(e.kind, e.length, e.raw_length)
+            if why:
+                report.errors.append(f"blob {e.blob_id.hex()[:16]}: the index records {why}")
     for pack_id, end in sorted(extents.items()):
         size = stored.get(pack_id)
         if size is None:
@@ -99,11 +103,11 @@ def _choose(packs: list[str], subset: tuple[int, int] | float | None) -> list[st
 
 
 def _check_pack(
-    repo: Repository, pack_id: str, report: CheckReport, on_event: EventHandler
-) -> set[bytes]:
+    repo: Repository, pack_id: str, indexed: dict[bytes, IndexEntry], report: CheckReport,
+    on_event: EventHandler,
+) -> set[bytes]:  # fmt: skip
     """Blob ids of ``pack_id`` that are unreadable; the pack is named when any is."""
     report.packs_read += 1
-    indexed = _blobs_in_pack(repo, pack_id)
     problems: list[str] = []
     try:
         data = repo.read_pack_bytes(pack_id)
@@ -153,8 +157,16 @@ def _compare_header(
                             f"blob {blob_id.hex()[:16]}")  # fmt: skip
 
 
-def _blobs_in_pack(repo: Repository, pack_id: str) -> dict[bytes, IndexEntry]:
-    return {blob_id: e for blob_id, e in repo.index.entries() if e.pack_id == pack_id}
+def _blobs_in_packs(repo: Repository, packs: set[str]) -> dict[str, dict[bytes, IndexEntry]]:
+    """What the index files list in each of ``packs`` (every listing: a blob indexed in two
+    packs is checked in both)."""
+    out: dict[str, dict[bytes, IndexEntry]] = {}
+    for pack_id, entries in repo.index_packs():
+        if pack_id in packs:
+            listed = out.setdefault(pack_id, {})
+            for e in entries:
+                listed[e.blob_id] = IndexEntry(pack_id, e.kind, e.offset, e.length, e.raw_length)
+    return out
 
 
 def _check_snapshots(

@@ -29,7 +29,6 @@ import msgspec
 
 from snapfs.events import EventHandler, FileWarning, ignore
 from snapfs.faults import fault_point
-from snapfs.index import Index, by_pack
 from snapfs.pack import PackEntry
 from snapfs.repository import Repository
 from snapfs.snapshot import Snapshot, select
@@ -176,34 +175,53 @@ class _Marking:
     unreferenced: list[str] = field(default_factory=list)
 
 
-def _classify(
-    repo: Repository, packs: dict[str, list[PackEntry]], reachable: set[bytes],
-    stored: dict[str, int], threshold: float,
-) -> _Marking:  # fmt: skip
-    marking = _Marking()
-    for pack_id, entries in packs.items():
+@dataclass
+class _Usage:
+    """Per pack: sealed bytes of reachable blobs, and of all its blobs (a pack listed by
+    two index files counts both listings: the share is the same)."""
+
+    used: dict[str, int] = field(default_factory=dict)
+    total: dict[str, int] = field(default_factory=dict)
+
+
+def _usage(repo: Repository, keys: list[str], reachable: set[bytes]) -> _Usage:
+    usage = _Usage()
+    for pack_id, entries in repo.index_packs(keys):
         used = sum(e.length for e in entries if e.blob_id in reachable)
-        total = sum(e.length for e in entries)
+        usage.used[pack_id] = usage.used.get(pack_id, 0) + used
+        usage.total[pack_id] = usage.total.get(pack_id, 0) + sum(e.length for e in entries)
+    return usage
+
+
+def _classify(
+    repo: Repository, usage: _Usage, stored: dict[str, int], threshold: float
+) -> _Marking:
+    marking = _Marking()
+    for pack_id, total in usage.total.items():
+        used = usage.used[pack_id]
         if used == 0:
             marking.condemn.append(pack_id)
         elif used < threshold * total:
             marking.repack.append(pack_id)
     now = time.time()
     mtimes = {info.key.rpartition("/")[2]: info.mtime for info in repo.backend.list("data/")}
-    for pack_id in stored.keys() - packs.keys():
+    for pack_id in stored.keys() - usage.total.keys():
         if now - mtimes.get(pack_id, now) > GRACE_SECONDS:
             marking.unreferenced.append(pack_id)
     return marking
 
 
-def _repack(repo: Repository, packs: dict[str, list[PackEntry]], marking: _Marking,
-            reachable: set[bytes]) -> None:  # fmt: skip
+def _repack(repo: Repository, keys: list[str], marking: _Marking, reachable: set[bytes]) -> None:
     """Copy the live blobs of the packs to repack into new packs."""
+    listed: dict[str, dict[bytes, PackEntry]] = {pack_id: {} for pack_id in marking.repack}
+    for pack_id, entries in repo.index_packs(keys):
+        if pack_id in listed:
+            listed[pack_id].update((e.blob_id, e) for e in entries if e.blob_id in reachable)
     with repo.writer() as writer:
         for pack_id in marking.repack:
             data = repo.read_pack_bytes(pack_id)
-            for entry in packs[pack_id]:
-                if entry.blob_id in reachable and entry.blob_id not in repo.index:
+            for entry in listed[pack_id].values():
+                if entry.blob_id not in repo.index:
                     writer.add_blob(entry.kind, repo.open_blob_in_pack(data, pack_id, entry))
         fault_point("prune-repacked")
 
@@ -219,20 +237,15 @@ def mark(
     old_keys = list(repo.index_keys)
     reachable = reachable_blobs(repo, snaps)
     fault_point("prune-marked")
-    packs = by_pack(repo.index)
     stored = repo.list_packs()
-    marking = _classify(repo, packs, reachable, stored, threshold)
+    marking = _classify(repo, _usage(repo, old_keys, reachable), stored, threshold)
     _tally(report, marking, stored)
     if dry_run or not (marking.condemn or marking.repack or marking.unreferenced):
         return
     gone = set(marking.condemn) | set(marking.repack)
-    live = Index(expected=len(repo.index))
-    for pack_id, entries in packs.items():
-        if pack_id not in gone:
-            live.add_pack(pack_id, entries)
-    repo.set_index(live)
-    _repack(repo, packs, marking, reachable)
-    repo.replace_index(by_pack(repo.index), old_keys)
+    repo.set_index(repo.index.without(gone))
+    _repack(repo, old_keys, marking, reachable)
+    repo.rewrite_index(lambda pack_id: pack_id not in gone, old_keys)
     fault_point("prune-index-written")
     waiting = sorted(repo.live_lock_ids(WRITER_KINDS))
     condemned = sorted(gone | set(marking.unreferenced))

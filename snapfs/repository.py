@@ -12,13 +12,16 @@ import base64
 import dataclasses
 import getpass
 import os
+import shutil
 import struct
+import tempfile
 import threading
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
@@ -38,13 +41,9 @@ from snapfs.errors import (
     WrongPassword,
 )
 from snapfs.faults import fault_point
-from snapfs.index import (
-    FILE_BYTES_PER_BLOB,
-    Index,
-    IndexEntry,
-    decode_index_file,
-    encode_index_file,
-)
+from snapfs.index import IndexEntry, decode_index_file, encode_index_file
+from snapfs.index.cache import IndexCache
+from snapfs.index.layered import LayeredIndex
 from snapfs.kdf import (
     KNOWN_KDFS,
     Argon2Params,
@@ -70,7 +69,7 @@ from snapfs.pack import (
 from snapfs.prefix import match_prefix
 from snapfs.snapshot import Snapshot, decode_snapshot, encode_snapshot, select
 from snapfs.store.base import AlreadyExists, Backend, NotFound
-from snapfs.store.cache import bypassing, pack_cache
+from snapfs.store.cache import bypassing, default_cache_dir, pack_cache, tag_cache_root
 from snapfs.tree import (
     DIR,
     MAX_TREE_ENTRIES,
@@ -87,7 +86,8 @@ PACK_TARGET = 16 * 1024 * 1024
 _COALESCE_GAP = 256 * 1024
 _RANGE_MAX = 4 * 1024 * 1024  # smaller ranges spread decoding over the threads sooner
 _INDEX_EVERY_PACKS = 64
-_PACKS_PER_INDEX_FILE = 512
+BLOBS_PER_INDEX_FILE = 1 << 18  # rewritten index files: few, ~13 MB sealed each
+_INDEX_PREFETCH = 1  # index files read ahead of the one being decoded (each up to ~50 MB)
 T = TypeVar("T")
 
 
@@ -110,9 +110,12 @@ class Repository:
         self.key = key
         self.config = config
         self.key_id = key_id  # the key file this repository was opened with
-        self._index: Index | None = None
+        self._index: LayeredIndex | None = None
         self.index_keys: list[str] = []
         self._index_lock = threading.Lock()
+        self._index_cache: IndexCache | None = None
+        self._private_caches: list[str] = []  # temporary index caches, removed at close
+        self._trust_index_cache = True
         self._trees: OrderedDict[bytes, Tree] = OrderedDict()
         self._trees_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(backend.connections, "snapfs-read")
@@ -163,6 +166,8 @@ class Repository:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self.backend.close()
+        for directory in self._private_caches:
+            shutil.rmtree(directory, ignore_errors=True)  # open runs stay readable
 
     def __enter__(self) -> Repository:
         return self
@@ -175,49 +180,102 @@ class Repository:
 
     # -- index ---------------------------------------------------------------------------
     @property
-    def index(self) -> Index:
-        """The index, loaded from every index file on first use."""
+    def index(self) -> LayeredIndex:
+        """The index: the index cache's runs, built from the index files on first use."""
         if self._index is None:
             with self._index_lock:
                 if self._index is None:
                     self._index = self._load_index()
         return self._index
 
-    def _load_index(self) -> Index:
-        """Index files may vanish while we list them (a prune replaced them): list again."""
+    def _load_index(self) -> LayeredIndex:
+        """Index files may vanish while we read them (a prune replaced them): list again."""
         for _attempt in range(5):
-            files = list(self.backend.list("index/"))
-            keys = [info.key for info in files]
-            index = Index(expected=sum(info.size for info in files) // FILE_BYTES_PER_BLOB)
+            keys = [info.key for info in self.backend.list("index/")]
+            names = [key.rpartition("/")[2] for key in keys]
             try:
-                for packs in self._pool.map(self._read_index_file, keys):
-                    for pack_id, entries in packs:
-                        index.add_pack(pack_id, entries)
+                try:
+                    runs = self._cache().open_runs(names, self._plain_index_files)
+                except OSError:  # an unwritable cache: a private one for this process
+                    self._index_cache = self._private_cache()
+                    runs = self._index_cache.open_runs(names, self._plain_index_files)
             except NotFound:
                 continue
             self.index_keys = keys
+            index = LayeredIndex(runs)
             cache = pack_cache(self.backend)
             if cache is not None:
                 cache.sweep_kept(index.has_pack)
             return index
         raise IntegrityError("index files keep changing while being read; try again")
 
-    def set_index(self, index: Index) -> None:
-        """Replace the in-memory index (prune builds one without the packs it condemns)."""
+    def _cache(self) -> IndexCache:
+        """The shared index cache (SNAPFS_CACHE_DIR/<repository id>/index-cache), or a private
+        one when the cache is "off" or the index files must be read afresh (``check``)."""
+        if self._index_cache is None:
+            root = default_cache_dir()
+            if str(root) == "off" or not self._trust_index_cache:
+                self._index_cache = self._private_cache()
+            else:
+                directory = root / self.config.id / "index-cache"
+                try:
+                    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    tag_cache_root(root)
+                except OSError:
+                    pass  # open_runs meets it again, and falls back to a private cache
+                self._index_cache = IndexCache(directory, self.config.id, self._cache_mac)
+        return self._index_cache
+
+    def _private_cache(self) -> IndexCache:
+        directory = tempfile.mkdtemp(prefix="snapfs-index-")
+        self._private_caches.append(directory)
+        return IndexCache(Path(directory), self.config.id, self._cache_mac)
+
+    def _cache_mac(self, data: bytes) -> bytes:
+        return self.key.blob_id(b"snapfs index cache manifest\0" + data)
+
+    def _plain_index_files(self, names: list[str]) -> Iterator[tuple[str, Data]]:
+        """The plaintext of each index file, in order, a few read and decrypted ahead on the
+        read threads (AES-GCM and zstd release the GIL) while the caller decodes."""
+        ahead: deque[tuple[str, Future[Data]]] = deque()
+        for name in names:
+            ahead.append((name, self._pool.submit(self._open_index_file, f"index/{name}")))
+            if len(ahead) > _INDEX_PREFETCH:
+                done, fut = ahead.popleft()
+                yield done, fut.result()
+        while ahead:
+            done, fut = ahead.popleft()
+            yield done, fut.result()
+
+    def _open_index_file(self, key: str) -> Data:
+        try:
+            return self.key.open(self.backend.get(key))
+        except IntegrityError:
+            name = key.rpartition("/")[2]
+            raise IntegrityError(f"index file {name[:16]} is damaged") from None
+
+    def set_index(self, index: LayeredIndex) -> None:
+        """Replace the index in use (prune's, without the packs it condemns)."""
         with self._index_lock:
             self._index = index
 
-    def reload_index(self) -> Index:
+    def reload_index(self) -> LayeredIndex:
         with self._index_lock:
             self._index = self._load_index()
             return self._index
 
-    def _read_index_file(self, key: str) -> list[tuple[str, list[PackEntry]]]:
-        try:
-            return decode_index_file(self.key.open(self.backend.get(key)))
-        except IntegrityError:
-            name = key.rpartition("/")[2]
-            raise IntegrityError(f"index file {name[:16]} is damaged") from None
+    def index_packs(self, keys: list[str] | None = None) -> Iterator[tuple[str, list[PackEntry]]]:
+        """Every (pack id, its blobs) listing of the index files ``keys`` (default: those
+        the index was loaded from), one file decoded at a time: what prune and check need
+        pack by pack, in memory bounded by the largest index file."""
+        if keys is None:
+            self.index  # noqa: B018 - loaded, so index_keys is known
+            keys = self.index_keys
+        for name, plain in self._plain_index_files([k.rpartition("/")[2] for k in keys]):
+            try:
+                yield from decode_index_file(plain)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                raise IntegrityError(f"index file {name[:16]} is damaged") from None
 
     def write_index(self, packs: list[tuple[str, list[PackEntry]]]) -> str:
         """Store one index file naming ``packs``; returns its id."""
@@ -228,6 +286,16 @@ class Repository:
         except AlreadyExists:
             pass
         return index_id
+
+    def index_written(self, index_id: str, packs: list[tuple[str, list[PackEntry]]]) -> None:
+        """The overlay's ``packs`` are named by the index file ``index_id`` now: they become
+        a run of the index cache when it is free (else the next open reads the file)."""
+        cache = self._index_cache
+        if cache is None or self._index is None:
+            return
+        run = cache.add(index_id, encode_index_file(packs))
+        if run is not None:
+            self._index.published(run, [pack_id for pack_id, _entries in packs])
 
     # -- blobs ---------------------------------------------------------------------------
     def has_blob(self, blob_id: bytes) -> bool:
@@ -439,9 +507,17 @@ class Repository:
         """Stored pack id -> size in bytes."""
         return {info.key.rpartition("/")[2]: info.size for info in self.backend.list("data/")}
 
-    def uncached(self) -> AbstractContextManager[None]:
-        """Read the store itself, not a local cache of it (check judges what is stored)."""
-        return bypassing(self.backend)
+    @contextmanager
+    def uncached(self) -> Iterator[None]:
+        """Read the store itself, not a local cache of it (check judges what is stored): an
+        index loaded inside is built afresh from the index files, in a private cache."""
+        with bypassing(self.backend):
+            trusted, cache = self._trust_index_cache, self._index_cache
+            self._trust_index_cache, self._index_cache = False, None
+            try:
+                yield
+            finally:
+                self._trust_index_cache, self._index_cache = trusted, cache
 
     def lock(
         self, kind: str, *, wait: float = 0.0, on_wait: Callable[[str], None] | None = None
@@ -511,12 +587,25 @@ class Repository:
         except IntegrityError as e:
             raise IntegrityError(f"pack {pack_id[:16]} has a damaged header: {e}") from None
 
-    def replace_index(self, packs: dict[str, list[PackEntry]], superseded: list[str]) -> None:
-        """Write index files naming exactly ``packs``, then delete the ``superseded`` ones.
-        A crash between the two leaves both, whose union is still a correct index."""
-        items = sorted(packs.items())
-        for start in range(0, len(items), _PACKS_PER_INDEX_FILE):
-            self.write_index(items[start : start + _PACKS_PER_INDEX_FILE])
+    def rewrite_index(self, keep: Callable[[str], bool], superseded: list[str]) -> None:
+        """Write the listings of the index files ``superseded`` whose pack ``keep`` accepts
+        (each pack once) into few large index files, up to BLOBS_PER_INDEX_FILE blobs each,
+        then delete ``superseded``. A crash between the two leaves both, whose union is
+        still a correct index. Memory: one index file's listings at a time."""
+        batch: list[tuple[str, list[PackEntry]]] = []
+        blobs = 0
+        seen: set[str] = set()
+        for pack_id, entries in self.index_packs(superseded):
+            if pack_id in seen or not keep(pack_id):
+                continue
+            seen.add(pack_id)
+            batch.append((pack_id, entries))
+            blobs += len(entries)
+            if blobs >= BLOBS_PER_INDEX_FILE:
+                self.write_index(batch)
+                batch, blobs = [], 0
+        if batch:
+            self.write_index(batch)
         for key in superseded:
             self.backend.delete(key)
 
@@ -686,8 +775,9 @@ class Writer:
         with self._lock:
             stored, self._stored = self._stored, []
         if stored:
-            self.repo.write_index(stored)
+            index_id = self.repo.write_index(stored)
             fault_point("index-stored")
+            self.repo.index_written(index_id, stored)
 
     def flush(self) -> None:
         """Store every open pack, wait for all uploads, then write the index naming them."""

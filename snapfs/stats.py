@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from snapfs.pack import BlobKind
 from snapfs.repository import Repository
 
 
@@ -28,13 +27,7 @@ class RepoStats:
 
 def stats(repo: Repository) -> RepoStats:
     snaps = repo.snapshots()
-    data = trees = raw = 0
-    for _blob_id, entry in repo.index.entries():
-        if entry.kind == BlobKind.TREE:
-            trees += 1
-        else:
-            data += 1
-            raw += entry.raw_length
+    data, trees, raw = repo.index.totals()  # from the runs, at C speed, memory bounded
     packs = repo.list_packs()
     return RepoStats(
         snapshots=len(snaps),

@@ -41,6 +41,16 @@ def default_cache_dir() -> Path:
     return Path(base) / "snapfs"
 
 
+def tag_cache_root(root: Path) -> None:
+    """Mark the cache root as a cache, so that backup tools can skip it (best effort)."""
+    tag = root / "CACHEDIR.TAG"
+    if not tag.exists():
+        try:
+            tag.write_bytes(_CACHEDIR_TAG)
+        except OSError:
+            pass
+
+
 def cache_dir_for(root: Path, location: str, endpoint: str | None) -> Path:
     """One folder per repository address (the same bucket on two servers is two caches)."""
     import hashlib  # ~15 ms to load cold (OpenSSL's libcrypto); only S3 repositories get here
@@ -79,9 +89,7 @@ class CachedBackend:
         tmp = path.with_name(f"{_TMP}{os.getpid()}-{threading.get_ident()}")
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tag = self.directory.parent / "CACHEDIR.TAG"
-            if not tag.exists():
-                tag.write_bytes(_CACHEDIR_TAG)
+            tag_cache_root(self.directory.parent)
             with open(tmp, "wb") as f:
                 f.write(blake3.blake3(data).digest())
                 f.write(data)

@@ -1,0 +1,307 @@
+"""The index cache: a repository's index files as runs on local disk, shared by every process
+that opens the repository (format, and why a crash leaves it usable or discarded, in
+docs/FORMAT.md "Index cache").
+
+The repository's index files stay the truth. The manifest names each run and the index
+files it covers; a run counts only while all of those files are still listed, its file has
+the size and header the manifest says, and the manifest carries this repository's id and a
+MAC under its key. Anything else is rebuilt from the index files. Updaters hold an exclusive
+``flock`` and publish by rename (run files first, then the manifest, both fsynced); readers
+take no lock: they read the manifest and map its runs, and retry when a concurrent
+compaction removed one first (an open run stays readable after it is unlinked).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from snapfs.buffers import Buffer
+from snapfs.faults import fault_point
+from snapfs.index.runs import (
+    DamagedRun,
+    Run,
+    checksum,
+    concatenate,
+    merge_runs,
+    records_of_index_file,
+    renumber,
+    sort_unique,
+    write_run,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+MANIFEST_VERSION = 1
+MAX_RUNS = 8
+BUILD_BATCH = 1 << 20  # records sorted in memory at once while building (~50 MB)
+PUBLISH_MERGE_LIMIT = 1 << 22  # a writer merges at most this many records on its own
+_MAC = 32
+_TMP = ".tmp-"
+_MANIFEST = "manifest"
+_LOCK = "lock"
+
+ReadFiles = Callable[[list[str]], Iterator[tuple[str, Buffer]]]  # names -> (name, plaintext)
+
+
+class RunInfo(msgspec.Struct, array_like=True, frozen=True):
+    name: str
+    count: int
+    size: int
+    checksum: bytes
+    files: list[str]  # the index files whose blobs the run holds
+
+
+class Manifest(msgspec.Struct, frozen=True):
+    version: int
+    repository: str
+    runs: list[RunInfo]
+
+
+def runs_to_merge(counts: list[int], most: int = MAX_RUNS) -> list[int]:
+    """Which runs (indexes into ``counts``) to merge into one, if any: the smallest runs
+    whose total reaches a quarter of the next larger one (so a run is rewritten only when
+    what joins it is comparable: O(log n) runs, each record rewritten O(log n) times), and
+    always enough of the smallest that at most ``most`` remain."""
+    order = sorted(range(len(counts)), key=lambda i: (-counts[i], i))
+    start = len(order)
+    tail = 0
+    for j in range(len(order) - 1, 0, -1):
+        tail += counts[order[j]]
+        if tail * 4 >= counts[order[j - 1]]:
+            start = j - 1
+    if len(order) > most:
+        start = min(start, most - 1)
+    chosen = order[start:]
+    return sorted(chosen) if len(chosen) > 1 else []
+
+
+class IndexCache:
+    """One repository's index cache in ``directory``. ``mac`` is a keyed hash under the
+    repository's key, so a manifest from another repository (or forged) is not believed."""
+
+    def __init__(self, directory: Path, repo_id: str, mac: Callable[[bytes], bytes]) -> None:
+        self.directory = directory
+        self._repo = repo_id
+        self._repo_bytes = bytes.fromhex(repo_id)
+        self._mac = mac
+
+    # -- reading ---------------------------------------------------------------------------
+    def open_runs(self, names: Iterable[str], read: ReadFiles) -> list[Run]:
+        """Runs holding exactly the blobs of the index files ``names``; what the cache
+        lacks is read (``read``) and added, under the lock."""
+        wanted = set(names)
+        runs = self._current(wanted)
+        if runs is not None:
+            return runs
+        # Stale, damaged, or a run compacted away between the manifest and its file: under
+        # the lock the manifest is read again and only what is missing is built.
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with self._locked(blocking=True):
+            return self._update(wanted, read)
+
+    def _current(self, wanted: set[str]) -> list[Run] | None:
+        manifest = self._read_manifest()
+        if manifest is None:
+            return None if wanted else []
+        covered = {name for info in manifest.runs for name in info.files}
+        if covered != wanted:
+            return None
+        return self._open_all(manifest.runs)
+
+    def _open_all(self, infos: list[RunInfo]) -> list[Run] | None:
+        runs: list[Run] = []
+        for info in infos:
+            run = self._open(info)
+            if run is None:
+                for opened in runs:
+                    opened.close()
+                return None
+            runs.append(run)
+        return runs
+
+    def _open(self, info: RunInfo) -> Run | None:
+        """The run ``info`` names when its file is the one the manifest describes."""
+        try:
+            run = Run(self.directory / info.name, self._repo_bytes)
+        except (DamagedRun, OSError):  # OSError: gone (compacted, or deleted by hand)
+            return None
+        if (run.size, run.count) != (info.size, info.count):
+            run.close()
+            return None
+        return run
+
+    def _read_manifest(self) -> Manifest | None:
+        try:
+            stored = (self.directory / _MANIFEST).read_bytes()
+        except FileNotFoundError:
+            return None
+        body = stored[_MAC:]
+        if len(stored) < _MAC or self._mac(body) != stored[:_MAC]:
+            return None
+        try:
+            manifest = msgspec.msgpack.decode(body, type=Manifest)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        if manifest.version != MANIFEST_VERSION or manifest.repository != self._repo:
+            return None
+        return manifest
+
+    # -- updating (under the lock) ---------------------------------------------------------
+    @contextmanager
+    def _locked(self, *, blocking: bool) -> Iterator[bool]:
+        fd = os.open(self.directory / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _update(self, wanted: set[str], read: ReadFiles) -> list[Run]:
+        manifest = self._read_manifest()
+        kept: list[tuple[RunInfo, Run]] = []
+        for info in manifest.runs if manifest else []:
+            run = self._open(info) if set(info.files) <= wanted else None
+            if run is not None:
+                kept.append((info, run))
+        covered = {name for info, _run in kept for name in info.files}
+        kept += self._build(sorted(wanted - covered), read)
+        fault_point("index-cache-run-written")
+        kept = self._compact(kept, limit=None, read=read, wanted=wanted)
+        self._publish([info for info, _run in kept])
+        return [run for _info, run in kept]
+
+    def _build(self, names: list[str], read: ReadFiles) -> list[tuple[RunInfo, Run]]:
+        """New runs holding the blobs of the index files ``names``, BUILD_BATCH records
+        sorted at a time. A batch is sorted and written on a thread (numpy releases the GIL)
+        while the next one is decoded: at most two batches in memory."""
+        import numpy as np
+
+        built: list[tuple[RunInfo, Run]] = []
+        batch: list[np.ndarray[Any, Any]] = []
+        packs: list[bytes] = []
+        files: list[str] = []
+        size = 0
+        with ThreadPoolExecutor(1, "snapfs-index-build") as pool:
+            writing: Future[tuple[RunInfo, Run]] | None = None
+            for name, plain in read(names) if names else iter(()):
+                records, file_packs = records_of_index_file(plain, name)
+                records["pk"] += np.uint32(len(packs) << 1)
+                batch.append(records)
+                packs += file_packs
+                files.append(name)
+                size += len(records)
+                if size >= BUILD_BATCH:
+                    if writing is not None:
+                        built.append(writing.result())
+                    writing = pool.submit(self._write, concatenate(batch), packs, files)
+                    batch, packs, files, size = [], [], [], 0
+            if writing is not None:
+                built.append(writing.result())
+        if files:
+            built.append(self._write(concatenate(batch), packs, files))
+        return built
+
+    def _write(
+        self, records: np.ndarray[Any, Any], packs: list[bytes], files: list[str]
+    ) -> tuple[RunInfo, Run]:
+        records, table = renumber(sort_unique(records), packs)
+        return self._install(lambda path: write_run(path, self._repo_bytes, records, table), files)
+
+    def _install(
+        self, write: Callable[[Path], tuple[int, int, bytes]], files: list[str]
+    ) -> tuple[RunInfo, Run]:
+        """Write a run under a temporary name, then give it its own: a crash leaves at most
+        a temporary file, which the next update sweeps away."""
+        name = f"run-{os.urandom(8).hex()}"
+        tmp = self.directory / f"{_TMP}{name}"
+        try:
+            count, size, digest = write(tmp)
+            os.replace(tmp, self.directory / name)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        run = Run(self.directory / name, self._repo_bytes)
+        return RunInfo(name, count, size, digest, sorted(files)), run
+
+    def _compact(
+        self, runs: list[tuple[RunInfo, Run]], *, limit: int | None, read: ReadFiles | None,
+        wanted: set[str] | None,
+    ) -> list[tuple[RunInfo, Run]]:  # fmt: skip
+        """Merge runs as ``runs_to_merge`` says (only when the merge holds at most ``limit``
+        records, if given). A run whose bytes fail their checksum is dropped and, when
+        ``read`` is given, rebuilt from its index files."""
+        while True:
+            chosen = runs_to_merge([info.count for info, _run in runs])
+            if not chosen or (limit is not None and sum(runs[i][0].count for i in chosen) > limit):
+                return runs
+            bad = [i for i in chosen if checksum(runs[i][1].path) != runs[i][0].checksum]
+            if bad:
+                lost = [name for i in bad for name in runs[i][0].files]
+                runs = [r for i, r in enumerate(runs) if i not in bad]
+                if read is not None and wanted is not None:
+                    runs += self._build(sorted(set(lost) & wanted), read)
+                continue
+            inputs = [runs[i] for i in chosen]
+            files = [name for info, _run in inputs for name in info.files]
+            sources = [run for _info, run in inputs]
+            merged = self._install(partial(merge_runs, sources, repo_id=self._repo_bytes), files)
+            runs = [r for i, r in enumerate(runs) if i not in chosen] + [merged]
+
+    def _publish(self, infos: list[RunInfo]) -> None:
+        """Replace the manifest (fsynced, renamed, directory fsynced), then delete every file
+        it does not name: old runs (their readers keep them open) and dead temporaries."""
+        body = msgspec.msgpack.encode(Manifest(MANIFEST_VERSION, self._repo, infos))
+        tmp = self.directory / f"{_TMP}{_MANIFEST}-{os.getpid()}"
+        with open(tmp, "wb") as f:
+            f.write(self._mac(body) + body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.directory / _MANIFEST)
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        fault_point("index-cache-published")
+        live = {info.name for info in infos} | {_MANIFEST, _LOCK}
+        for name in os.listdir(self.directory):
+            if name not in live:
+                (self.directory / name).unlink(missing_ok=True)
+
+    def add(self, name: str, plain: Buffer) -> Run | None:
+        """Add the index file ``name`` (just written by this process; ``plain`` is its
+        content) as a run of its own, unless another process holds the lock (then the next
+        open reads the file). Merges only what is cheap. The new run, or None."""
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with self._locked(blocking=False) as held:
+                if not held:
+                    return None
+                manifest = self._read_manifest()
+                if manifest is None:
+                    return None  # the next open builds the whole cache
+                records, packs = records_of_index_file(plain, name)
+                runs = [(info, run) for info in manifest.runs if (run := self._open(info))]
+                if len(runs) != len(manifest.runs):
+                    return None
+                added = self._write(records, packs, [name])
+                runs = self._compact([*runs, added], limit=PUBLISH_MERGE_LIMIT, read=None,
+                                     wanted=None)  # fmt: skip
+                self._publish([info for info, _run in runs])
+                return added[1]
+        except OSError:
+            return None
