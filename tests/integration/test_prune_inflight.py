@@ -10,9 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from snapfs.repository import Repository
-from snapfs.store.url import open_backend
-from tests.conftest import CHEAP_KDF, PASSWORD, Cli
+from tests.conftest import Cli, small_packs
 from tests.helpers import assert_same_tree
 
 
@@ -21,13 +19,7 @@ def _prune(cli: Cli) -> dict[str, int]:
 
 
 def test_packs_of_a_backup_in_flight_survive_prune_however_old(cli: Cli, tmp_path: Path) -> None:
-    cli.repo = tmp_path / "small-packs"
-    Repository.init(open_backend(str(cli.repo)), PASSWORD, kdf=CHEAP_KDF,
-                    pack_size=256 * 1024).close()  # fmt: skip
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(8):
-        (src / f"f{i}.bin").write_bytes(os.urandom(200_000))
+    cli.repo, src = small_packs(tmp_path, files=8)
     # Its first pack is stored; the index naming its packs comes only at the end.
     held = cli.hold("pack-stored:1", tmp_path / "held", "backup", str(src), "--json")
     assert _prune(cli)["unreferenced_packs"] == 0  # young: maybe a backup in flight
