@@ -153,10 +153,10 @@ def _sweep_pack(
     repo: Repository, pack_id: str, entries: list[PackEntry], size: int, reachable: set[bytes],
     indexed: set[str], report: PruneReport,
 ) -> None:  # fmt: skip
-    # Needed only for a used blob that no indexed pack holds (a repacked pack's live blobs
+    # Needed for a used blob that no other indexed pack holds (a repacked pack's live blobs
     # live on in the new packs; a blob or tree a racing backup reused or stored lives only
-    # here).
-    if any(e.blob_id in reachable and e.blob_id not in repo.index for e in entries):
+    # here, and that backup may have indexed this very pack since it was condemned).
+    if any(e.blob_id in reachable and _only_here(repo, e.blob_id, pack_id) for e in entries):
         if pack_id not in indexed:
             repo.write_index([(pack_id, entries)])
             report.kept_again += 1
@@ -165,6 +165,10 @@ def _sweep_pack(
     report.deleted_packs += 1
     report.deleted_bytes += size
     fault_point("prune-pack-deleted")
+
+
+def _only_here(repo: Repository, blob_id: bytes, pack_id: str) -> bool:
+    return not repo.has_blob(blob_id) or repo.blob_entry(blob_id).pack_id == pack_id
 
 
 # -- phase 1 ---------------------------------------------------------------------------------

@@ -177,6 +177,17 @@ class Held:
         return out, err
 
 
+def small_packs(tmp_path: Path, files: int) -> tuple[Path, Path]:
+    """A local repository with 256 KiB packs, so a few MB make many of them, and a source of
+    ``files`` random files of 200 kB: (repository, source)."""
+    repo, src = tmp_path / "small-packs", tmp_path / "src"
+    Repository.init(open_backend(str(repo)), PASSWORD, kdf=CHEAP_KDF, pack_size=256 * 1024).close()
+    src.mkdir()
+    for i in range(files):
+        (src / f"f{i}.bin").write_bytes(os.urandom(200_000))
+    return repo, src
+
+
 @pytest.fixture
 def cli(repo_location: str, backend_env: dict[str, str]) -> Cli:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SNAPFS_")}

@@ -9,9 +9,7 @@ import os
 import stat
 from pathlib import Path
 
-from snapfs.repository import Repository
-from snapfs.store.url import open_backend
-from tests.conftest import CHEAP_KDF, PASSWORD, Cli
+from tests.conftest import PASSWORD, Cli, small_packs
 
 
 def _backup(cli: Cli, *args: str) -> str:
@@ -82,13 +80,7 @@ def _check(cli: Cli, *args: str) -> dict[str, object]:
 
 
 def test_check_read_data_subset_reads_the_packs_it_names(cli: Cli, tmp_path: Path) -> None:
-    cli.repo = tmp_path / "small-packs"
-    Repository.init(open_backend(str(cli.repo)), PASSWORD, kdf=CHEAP_KDF,
-                    pack_size=256 * 1024).close()  # fmt: skip
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(12):
-        (src / f"f{i}.bin").write_bytes(os.urandom(200_000))
+    cli.repo, src = small_packs(tmp_path, files=12)
     _backup(cli, str(src))
     packs = sorted(p for p in (cli.repo / "data").rglob("*") if p.is_file())
     assert len(packs) >= 6

@@ -356,7 +356,9 @@ def test_repack_threshold_decides_which_packs_are_repacked(
     never, always = report("0"), report("1")
     assert never["repacked_packs"] == 0
     assert always["repacked_packs"] > 0  # every pack holding both kinds of file
-    cli.run("prune", "--repack-threshold", "0", check=True)
-    cli.run("prune", "--repack-threshold", "0", check=True)
+    cli.run("prune", "--repack-threshold", "0", check=True)  # condemns, repacks nothing
+    out = cli.run("prune", "--repack-threshold", "0", "--json", check=True).stdout
+    swept = json.loads(out)
+    assert swept["deleted_packs"] > 0 and swept["kept_again"] == 0
     assert report("0")["repacked_packs"] == 0
     assert report("1")["repacked_packs"] == always["repacked_packs"]  # they were kept as is

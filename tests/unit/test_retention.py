@@ -206,3 +206,10 @@ def test_within_periods_start_strictly_after_the_span() -> None:
     times = ["2020-01-07T00:00:00+00:00", "2020-01-08T12:00:00+00:00", "2020-01-10T00:00:00+00:00"]
     kept = _decide(Policy(within_daily=Duration(days=3)), *times)
     assert sorted(kept) == times[1:]  # exactly 3 days before the newest is outside
+
+
+def test_counting_back_across_years_and_from_december() -> None:
+    dec = datetime.fromisoformat("2023-12-15T06:00:00+00:00")
+    assert Duration(days=1).before(dec) == datetime.fromisoformat("2023-12-14T06:00:00+00:00")
+    mar = datetime.fromisoformat("2023-03-31T00:00:00+00:00")
+    assert Duration(years=3).before(mar) == datetime.fromisoformat("2020-03-31T00:00:00+00:00")
