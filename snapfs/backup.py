@@ -89,6 +89,7 @@ class Backup:
         self._hardlinks: dict[tuple[int, int], Future[_Content]] = {}
         self._hardlinks_lock = threading.Lock()
         self._local = threading.local()
+        self._whole = repo.config.chunker.min_size  # files below it are one blob
         self._failure: BaseException | None = None
 
     def close(self) -> None:
@@ -153,7 +154,7 @@ class Backup:
         base = path.rstrip(b"/") + b"/"
         for name, st in self._list(path):
             child = base + name
-            if self.excludes.excluded(child.decode("utf-8", "surrogateescape")):
+            if self.excludes and self.excludes.excluded(child.decode("utf-8", "surrogateescape")):
                 continue
             old_node = old.find(name) if old else None
             if stat.S_ISDIR(st.st_mode):
@@ -284,28 +285,58 @@ class Backup:
 
     def _read_file(self, path: bytes, st: os.stat_result) -> _Content:
         self.emit(FileStarted(path.decode("utf-8", "surrogateescape")))
+        small = st.st_size < self._whole
         try:
-            fd = _open_noatime(path)
+            fd = _open_noatime(path, advise=not small)
         except OSError as e:
             self._warn(path, e)
             raise _Skip from e
+        try:
+            try:
+                done = self._read_small(fd, st) if small else None
+                after = None
+                if done is None:
+                    done = self._read_chunked(fd)
+                    after = os.fstat(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            self._warn(path, e)
+            raise _Skip from e
+        # A small file came whole from one read of the size lstat gave; had it changed after
+        # that lstat, its node keeps the older mtime, so the next backup reads it again.
+        if after is not None and (after.st_mtime_ns, after.st_size) != (st.st_mtime_ns, done.size):
+            self._warn(path, "file changed while being read")
+        return done
+
+    def _read_small(self, fd: int, st: os.stat_result) -> _Content | None:
+        """A file below the chunker's minimum is one chunk (FastCDC would cut it whole too):
+        one read into this thread's buffer, no chunker. None when the read did not return
+        the size lstat gave (the file grew, or a short read): then it is chunked after all."""
+        buf: bytearray | None = getattr(self._local, "buffer", None)
+        if buf is None:
+            buf = self._local.buffer = bytearray(self._whole)
+        n = os.readv(fd, [buf])
+        if n != st.st_size:
+            os.lseek(fd, 0, os.SEEK_SET)
+            return None
+        if n == 0:
+            return _Content([], 0, 0)
+        blob_id, added = self.writer.add_blob(BlobKind.DATA, memoryview(buf)[:n])
+        self.emit(BytesDone(n))
+        return _Content([blob_id], n, n if added else 0)
+
+    def _read_chunked(self, fd: int) -> _Content:
         content: list[bytes] = []
         size = new = 0
-        try:
-            with os.fdopen(fd, "rb", buffering=0) as f:
-                for chunk in self._chunker().chunks(f):
-                    blob_id, added = self.writer.add_blob(BlobKind.DATA, chunk)
-                    content.append(blob_id)
-                    size += len(chunk)
-                    if added:
-                        new += len(chunk)
-                    self.emit(BytesDone(len(chunk)))
-                after = os.fstat(f.fileno())
-        except OSError as e:
-            self._warn(path, e)
-            raise _Skip from e
-        if after.st_mtime_ns != st.st_mtime_ns or after.st_size != size:
-            self._warn(path, "file changed while being read")
+        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
+            for chunk in self._chunker().chunks(f):
+                blob_id, added = self.writer.add_blob(BlobKind.DATA, chunk)
+                content.append(blob_id)
+                size += len(chunk)
+                if added:
+                    new += len(chunk)
+                self.emit(BytesDone(len(chunk)))
         return _Content(content, size, new)
 
     def _count_file(self, path: bytes, size: int, new: int) -> None:
@@ -388,14 +419,17 @@ def _unchanged(old: Node, st: os.stat_result) -> bool:
     )
 
 
-def _open_noatime(path: bytes) -> int:
-    """Open for reading, and ask the kernel to read ahead: on a cold cache the disk then
-    works while this thread hashes and compresses."""
+def _open_noatime(path: bytes, *, advise: bool) -> int:
+    """Open for reading; with ``advise``, ask the kernel to read ahead: on a cold cache the
+    disk then works while this thread hashes and compresses. A small file is read by one
+    call, which the advice would only delay by two system calls."""
     flags = os.O_RDONLY | os.O_NOFOLLOW
     try:
         fd = os.open(path, flags | os.O_NOATIME)
     except PermissionError:
         fd = os.open(path, flags)
+    if not advise:
+        return fd
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
     os.posix_fadvise(fd, 0, _READ_AHEAD, os.POSIX_FADV_WILLNEED)
     return fd
