@@ -101,7 +101,7 @@ def evolve(root: Path, files: int, seed: int = 16) -> tuple[int, int]:
 
 
 def _all_files(root: Path) -> list[Path]:
-    out = []
+    out: list[Path] = []
     for dirpath, _dirs, names in os.walk(root):
         out.extend(Path(dirpath, n) for n in names)
     return sorted(out)
