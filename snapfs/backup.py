@@ -86,7 +86,8 @@ class Backup:
         self.counts = _Counts()
         self._pool = ThreadPoolExecutor(workers, "snapfs-backup")
         self._slots = threading.BoundedSemaphore(_IN_FLIGHT)
-        self._hardlinks: dict[tuple[int, int], Future[_Content]] = {}
+        # (device, inode) -> the content's future and how many of its links were met
+        self._hardlinks: dict[tuple[int, int], tuple[Future[_Content], int]] = {}
         self._hardlinks_lock = threading.Lock()
         self._local = threading.local()
         self._whole = repo.config.chunker.min_size  # files below it are one blob
@@ -264,10 +265,16 @@ class Backup:
             return done
         key = (st.st_dev, st.st_ino)
         with self._hardlinks_lock:
-            shared = self._hardlinks.get(key)
+            shared, seen = self._hardlinks.get(key, (None, 0))
             first = shared is None
             if shared is None:
-                shared = self._hardlinks[key] = Future()
+                shared = Future()
+            # Forgotten once its last link is met, so the map holds only inodes some of whose
+            # links are still ahead (or outside the backup).
+            if seen + 1 >= st.st_nlink:
+                self._hardlinks.pop(key, None)
+            else:
+                self._hardlinks[key] = (shared, seen + 1)
         if first:
             try:
                 shared.set_result(self._read_file(path, st))
