@@ -238,14 +238,35 @@ class Backup:
 
     def _leaves(self, batch: list[tuple[bytes, bytes, os.stat_result]]) -> list[Node]:
         nodes = []
-        for path, name, st in batch:
-            try:
-                nodes.append(self._leaf(path, name, st))
-            except _Skip:
-                continue
+        opened = self._open_ahead(batch)
+        try:
+            for i, (path, name, st) in enumerate(batch):
+                try:
+                    nodes.append(self._leaf(path, name, st, opened.pop(i, None)))
+                except _Skip:
+                    continue
+        finally:
+            for fd in opened.values():
+                os.close(fd)
         return nodes
 
-    def _leaf(self, path: bytes, name: bytes, st: os.stat_result) -> Node:
+    def _open_ahead(self, batch: list[tuple[bytes, bytes, os.stat_result]]) -> dict[int, int]:
+        """Open the batch's small files and ask the kernel for all their pages at once: on a
+        cold cache the disk then has a batch of reads queued (and merges neighbours) instead
+        of one at a time. A file that fails to open here is opened again, and warned about,
+        where it is read."""
+        opened = {}
+        for i, (path, _name, st) in enumerate(batch):
+            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and 0 < st.st_size < self._whole:
+                try:
+                    fd = _open_noatime(path, advise=False)
+                except OSError:
+                    continue
+                opened[i] = fd
+                os.posix_fadvise(fd, 0, st.st_size, os.POSIX_FADV_WILLNEED)
+        return opened
+
+    def _leaf(self, path: bytes, name: bytes, st: os.stat_result, fd: int | None) -> Node:
         if stat.S_ISLNK(st.st_mode):
             try:
                 return node_from_stat(name, path, st, target=os.readlink(path))
@@ -254,13 +275,14 @@ class Backup:
                 raise _Skip from e
         if not stat.S_ISREG(st.st_mode):
             return node_from_stat(name, path, st)
-        done = self._content(path, st)
+        done = self._content(path, st, fd)
         return node_from_stat(name, path, st, content=done.content, size=done.size)
 
-    def _content(self, path: bytes, st: os.stat_result) -> _Content:
-        """A file's blobs; a hardlinked inode is read once, by whichever worker comes first."""
+    def _content(self, path: bytes, st: os.stat_result, fd: int | None) -> _Content:
+        """A file's blobs; a hardlinked inode is read once, by whichever worker comes first.
+        ``fd``: the file, opened already (it is closed here)."""
         if st.st_nlink <= 1:
-            done = self._read_file(path, st)
+            done = self._read_file(path, st, fd)
             self._count_file(path, done.size, done.new)
             return done
         key = (st.st_dev, st.st_ino)
@@ -290,11 +312,12 @@ class Backup:
             chunker = self._local.chunker = self.repo.chunker()
         return chunker
 
-    def _read_file(self, path: bytes, st: os.stat_result) -> _Content:
+    def _read_file(self, path: bytes, st: os.stat_result, fd: int | None = None) -> _Content:
         self.emit(FileStarted(path.decode("utf-8", "surrogateescape")))
         small = st.st_size < self._whole
         try:
-            fd = _open_noatime(path, advise=not small)
+            if fd is None:
+                fd = _open_noatime(path, advise=not small)
         except OSError as e:
             self._warn(path, e)
             raise _Skip from e
