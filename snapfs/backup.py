@@ -147,7 +147,7 @@ class Backup:
                 self._leaf_entry(job, [], path, name, st, old_node)
 
     def _load(self, tree_id: bytes | None) -> Tree | None:
-        return self.repo.load_tree(tree_id) if tree_id else None
+        return self.repo.load_tree(tree_id, keep=False) if tree_id else None
 
     def _walk_dir(self, job: _DirJob, path: bytes, parent: bytes | None) -> None:
         old = self._load(parent)

@@ -59,6 +59,8 @@ PACK_TARGET = 16 * 1024 * 1024
 _COALESCE_GAP = 256 * 1024
 _RANGE_MAX = 4 * 1024 * 1024  # smaller ranges spread decoding over the threads sooner
 _INDEX_EVERY_PACKS = 64
+_TREES_KEPT = 4096
+_TREE_NODES_KEPT = 128 * 1024
 _PACKS_PER_INDEX_FILE = 512
 T = TypeVar("T")
 
@@ -87,6 +89,7 @@ class Repository:
         self._index_lock = threading.Lock()
         self._trees: OrderedDict[bytes, Tree] = OrderedDict()
         self._trees_lock = threading.Lock()
+        self._tree_nodes = 0  # nodes of the trees in _trees
         self._pool = ThreadPoolExecutor(backend.connections, "snapfs-read")
 
     # -- opening -------------------------------------------------------------------------
@@ -301,17 +304,26 @@ class Repository:
             yield blob_id, self._open_blob(blob_id, sealed, pack_id)
 
     # -- trees and snapshots -------------------------------------------------------------
-    def load_tree(self, tree_id: bytes) -> Tree:
+    def load_tree(self, tree_id: bytes, *, keep: bool = True) -> Tree:
+        """A decoded tree, from an LRU of at most 4096 trees and 128k nodes in all (about
+        50 MB). ``keep=False``: a caller that reads each tree once (a backup, its parent's)
+        leaves the LRU to the trees others will ask for again."""
         with self._trees_lock:
             tree = self._trees.get(tree_id)
             if tree is not None:
                 self._trees.move_to_end(tree_id)
                 return tree
         tree = decode_tree(self._read_tree_blob(tree_id))
+        if not keep:
+            return tree
         with self._trees_lock:
-            self._trees[tree_id] = tree
-            if len(self._trees) > 4096:
-                self._trees.popitem(last=False)
+            if tree_id not in self._trees:
+                self._trees[tree_id] = tree
+                self._tree_nodes += len(tree.nodes)
+            while len(self._trees) > 1 and (
+                len(self._trees) > _TREES_KEPT or self._tree_nodes > _TREE_NODES_KEPT
+            ):
+                self._tree_nodes -= len(self._trees.popitem(last=False)[1].nodes)
         return tree
 
     def _read_tree_blob(self, tree_id: bytes) -> Data:
