@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 from tests.conftest import Cli
@@ -50,7 +51,7 @@ def _make_tree(root: Path) -> None:
         os.utime(d, ns=(MTIME, MTIME))
 
 
-def _entries(root: Path) -> Iterator[tuple[bytes, dict[str, object]]]:
+def _entries(root: Path) -> Generator[tuple[bytes, dict[str, object]], None, None]:
     """Every entry below ``root``, in name order, with what a round trip must keep. A
     hardlink names the first path (in this order) of its inode. Contents and xattrs are read
     by threads, a window at a time: through a mount each read waits for a round trip."""
@@ -112,14 +113,14 @@ def _describe(item: tuple[bytes, bytes, os.stat_result]) -> dict[str, object]:
 
 
 def _assert_same(source: Path, copy: Path) -> int:
-    """Entry by entry; returns how many entries were compared."""
+    """Entry by entry; returns how many entries were compared. Both walks are closed (their
+    threads joined) before it returns or raises, so a mount can be unmounted after."""
     count = 0
-    right = _entries(copy)
-    for rel, entry in _entries(source):
-        other = next(right, None)
-        assert other == (rel, entry), rel
-        count += 1
-    assert next(right, None) is None
+    with closing(_entries(source)) as left, closing(_entries(copy)) as right:
+        for rel, entry in left:
+            assert next(right, None) == (rel, entry), rel
+            count += 1
+        assert next(right, None) is None
     return count
 
 
