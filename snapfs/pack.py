@@ -15,6 +15,7 @@ from snapfs.crypto import MasterKey, content_id
 from snapfs.errors import IntegrityError
 
 _TRAILER = struct.Struct("<I")
+_SMALL = 4096
 
 
 class BlobKind(IntEnum):
@@ -42,19 +43,30 @@ class PackWriter:
 
     def __init__(self) -> None:
         self._parts: list[Buffer] = []
+        self._small = bytearray()  # small blobs, copied together: an object each cost 3x them
         self.entries: list[PackEntry] = []
         self.size = 0
 
     def add(self, blob_id: bytes, kind: BlobKind, sealed: Buffer, raw_length: int) -> None:
         self.entries.append(PackEntry(blob_id, kind, self.size, len(sealed), raw_length))
-        self._parts.append(sealed)
+        if len(sealed) < _SMALL:
+            self._small += sealed
+        else:
+            self._end_small()
+            self._parts.append(sealed)
         self.size += len(sealed)
+
+    def _end_small(self) -> None:
+        if self._small:
+            self._parts.append(self._small)
+            self._small = bytearray()
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def finish(self, key: MasterKey) -> tuple[str, bytes]:
         """The pack's id and bytes."""
+        self._end_small()
         header = key.seal(msgspec.msgpack.encode(self.entries))
         self._parts += [header, _TRAILER.pack(len(header))]
         data = b"".join(self._parts)

@@ -59,6 +59,8 @@ PACK_TARGET = 16 * 1024 * 1024
 _COALESCE_GAP = 256 * 1024
 _RANGE_MAX = 4 * 1024 * 1024  # smaller ranges spread decoding over the threads sooner
 _INDEX_EVERY_PACKS = 64
+_INDEX_EVERY_BLOBS = 65_536
+_PACK_BLOBS = 65_536  # a pack of tiny blobs ends sooner: each costs ~200 bytes until stored
 _TREES_KEPT = 4096
 _TREE_NODES_KEPT = 128 * 1024
 _PACKS_PER_INDEX_FILE = 512
@@ -548,7 +550,7 @@ class Writer:
             pack.add(blob_id, kind, sealed, len(data))
             self.stored_bytes += len(sealed)
             self.blobs_added += 1
-            if pack.size >= self.repo.config.pack_size:
+            if pack.size >= self.repo.config.pack_size or len(pack) >= _PACK_BLOBS:
                 full = self._open.pop(kind)
         if full is not None:
             self._upload(full)
@@ -591,7 +593,10 @@ class Writer:
                 self.repo.index.add_pack(pack_id, pack.entries)
                 self._pending.difference_update(e.blob_id for e in pack.entries)
                 self._stored.append((pack_id, pack.entries))
-                due = len(self._stored) >= _INDEX_EVERY_PACKS
+                # Blobs too: packs of small files hold 40,000 blobs each, whose entries
+                # would otherwise wait in memory for the backup's end.
+                blobs = sum(len(entries) for _pack, entries in self._stored)
+                due = len(self._stored) >= _INDEX_EVERY_PACKS or blobs >= _INDEX_EVERY_BLOBS
             if due:
                 self._write_stored_index()
         finally:
