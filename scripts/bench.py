@@ -424,6 +424,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--json", type=Path, default=Path("bench-results/latest.json"))
     parser.add_argument("--tools", default="snapfs,restic,borg")
+    parser.add_argument("--files", type=int, help="N small files instead of the lake")
     parser.add_argument("--no-s3", action="store_true", help="leave out the SeaweedFS rows")
     parser.add_argument(
         "--prune-snapshots",
@@ -441,6 +442,11 @@ def main() -> None:
             print("\n".join(bench_index.index_rows(args.index_blobs, work)))
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        return
+    if args.files:
+        import bench_files  # many small files: a table of its own
+
+        bench_files.bench(args.files, args.tools, args.workdir)
         return
     if args.quick:
         args.scale, args.runs, args.prune_snapshots = 8, 1, 4

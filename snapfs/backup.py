@@ -86,9 +86,11 @@ class Backup:
         self.counts = _Counts()
         self._pool = ThreadPoolExecutor(workers, "snapfs-backup")
         self._slots = threading.BoundedSemaphore(_IN_FLIGHT)
-        self._hardlinks: dict[tuple[int, int], Future[_Content]] = {}
+        # (device, inode) -> the content's future and how many of its links were met
+        self._hardlinks: dict[tuple[int, int], tuple[Future[_Content], int]] = {}
         self._hardlinks_lock = threading.Lock()
         self._local = threading.local()
+        self._whole = repo.config.chunker.min_size  # files below it are one blob
         self._failure: BaseException | None = None
 
     def close(self) -> None:
@@ -145,7 +147,7 @@ class Backup:
                 self._leaf_entry(job, [], path, name, st, old_node)
 
     def _load(self, tree_id: bytes | None) -> Tree | None:
-        return self.repo.load_tree(tree_id) if tree_id else None
+        return self.repo.load_tree(tree_id, keep=False) if tree_id else None
 
     def _walk_dir(self, job: _DirJob, path: bytes, parent: bytes | None) -> None:
         old = self._load(parent)
@@ -153,7 +155,7 @@ class Backup:
         base = path.rstrip(b"/") + b"/"
         for name, st in self._list(path):
             child = base + name
-            if self.excludes.excluded(child.decode("utf-8", "surrogateescape")):
+            if self.excludes and self.excludes.excluded(child.decode("utf-8", "surrogateescape")):
                 continue
             old_node = old.find(name) if old else None
             if stat.S_ISDIR(st.st_mode):
@@ -236,14 +238,35 @@ class Backup:
 
     def _leaves(self, batch: list[tuple[bytes, bytes, os.stat_result]]) -> list[Node]:
         nodes = []
-        for path, name, st in batch:
-            try:
-                nodes.append(self._leaf(path, name, st))
-            except _Skip:
-                continue
+        opened = self._open_ahead(batch)
+        try:
+            for i, (path, name, st) in enumerate(batch):
+                try:
+                    nodes.append(self._leaf(path, name, st, opened.pop(i, None)))
+                except _Skip:
+                    continue
+        finally:
+            for fd in opened.values():
+                os.close(fd)
         return nodes
 
-    def _leaf(self, path: bytes, name: bytes, st: os.stat_result) -> Node:
+    def _open_ahead(self, batch: list[tuple[bytes, bytes, os.stat_result]]) -> dict[int, int]:
+        """Open the batch's small files and ask the kernel for all their pages at once: on a
+        cold cache the disk then has a batch of reads queued (and merges neighbours) instead
+        of one at a time. A file that fails to open here is opened again, and warned about,
+        where it is read."""
+        opened = {}
+        for i, (path, _name, st) in enumerate(batch):
+            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and 0 < st.st_size < self._whole:
+                try:
+                    fd = _open_noatime(path, advise=False)
+                except OSError:
+                    continue
+                opened[i] = fd
+                os.posix_fadvise(fd, 0, st.st_size, os.POSIX_FADV_WILLNEED)
+        return opened
+
+    def _leaf(self, path: bytes, name: bytes, st: os.stat_result, fd: int | None) -> Node:
         if stat.S_ISLNK(st.st_mode):
             try:
                 return node_from_stat(name, path, st, target=os.readlink(path))
@@ -252,21 +275,28 @@ class Backup:
                 raise _Skip from e
         if not stat.S_ISREG(st.st_mode):
             return node_from_stat(name, path, st)
-        done = self._content(path, st)
+        done = self._content(path, st, fd)
         return node_from_stat(name, path, st, content=done.content, size=done.size)
 
-    def _content(self, path: bytes, st: os.stat_result) -> _Content:
-        """A file's blobs; a hardlinked inode is read once, by whichever worker comes first."""
+    def _content(self, path: bytes, st: os.stat_result, fd: int | None) -> _Content:
+        """A file's blobs; a hardlinked inode is read once, by whichever worker comes first.
+        ``fd``: the file, opened already (it is closed here)."""
         if st.st_nlink <= 1:
-            done = self._read_file(path, st)
+            done = self._read_file(path, st, fd)
             self._count_file(path, done.size, done.new)
             return done
         key = (st.st_dev, st.st_ino)
         with self._hardlinks_lock:
-            shared = self._hardlinks.get(key)
+            shared, seen = self._hardlinks.get(key, (None, 0))
             first = shared is None
             if shared is None:
-                shared = self._hardlinks[key] = Future()
+                shared = Future()
+            # Forgotten once its last link is met, so the map holds only inodes some of whose
+            # links are still ahead (or outside the backup).
+            if seen + 1 >= st.st_nlink:
+                self._hardlinks.pop(key, None)
+            else:
+                self._hardlinks[key] = (shared, seen + 1)
         if first:
             try:
                 shared.set_result(self._read_file(path, st))
@@ -282,30 +312,61 @@ class Backup:
             chunker = self._local.chunker = self.repo.chunker()
         return chunker
 
-    def _read_file(self, path: bytes, st: os.stat_result) -> _Content:
+    def _read_file(self, path: bytes, st: os.stat_result, fd: int | None = None) -> _Content:
         self.emit(FileStarted(path.decode("utf-8", "surrogateescape")))
+        small = st.st_size < self._whole
         try:
-            fd = _open_noatime(path)
+            if fd is None:
+                fd = _open_noatime(path, advise=not small)
         except OSError as e:
             self._warn(path, e)
             raise _Skip from e
+        try:
+            try:
+                done = self._read_small(fd, st) if small else None
+                after = None
+                if done is None:
+                    done = self._read_chunked(fd)
+                    after = os.fstat(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            self._warn(path, e)
+            raise _Skip from e
+        # A small file came whole from one read of the size lstat gave; had it changed after
+        # that lstat, its node keeps the older mtime, so the next backup reads it again.
+        if after is not None and (after.st_mtime_ns, after.st_size) != (st.st_mtime_ns, done.size):
+            self._warn(path, "file changed while being read")
+        return done
+
+    def _read_small(self, fd: int, st: os.stat_result) -> _Content | None:
+        """A file below the chunker's minimum is one chunk (FastCDC would cut it whole too):
+        one read into this thread's buffer, no chunker. None when the read did not return
+        the size lstat gave (the file grew, or a short read): then it is chunked after all."""
+        buf: bytearray | None = getattr(self._local, "buffer", None)
+        if buf is None:
+            buf = self._local.buffer = bytearray(self._whole)
+        n = os.readv(fd, [buf])
+        if n != st.st_size:
+            os.lseek(fd, 0, os.SEEK_SET)
+            return None
+        if n == 0:
+            return _Content([], 0, 0)
+        blob_id, added = self.writer.add_blob(BlobKind.DATA, memoryview(buf)[:n])
+        self.emit(BytesDone(n))
+        return _Content([blob_id], n, n if added else 0)
+
+    def _read_chunked(self, fd: int) -> _Content:
         content: list[bytes] = []
         size = new = 0
-        try:
-            with os.fdopen(fd, "rb", buffering=0) as f:
-                for chunk in self._chunker().chunks(f):
-                    blob_id, added = self.writer.add_blob(BlobKind.DATA, chunk)
-                    content.append(blob_id)
-                    size += len(chunk)
-                    if added:
-                        new += len(chunk)
-                    self.emit(BytesDone(len(chunk)))
-                after = os.fstat(f.fileno())
-        except OSError as e:
-            self._warn(path, e)
-            raise _Skip from e
-        if after.st_mtime_ns != st.st_mtime_ns or after.st_size != size:
-            self._warn(path, "file changed while being read")
+        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
+            for chunk in self._chunker().chunks(f):
+                blob_id, added = self.writer.add_blob(BlobKind.DATA, chunk)
+                content.append(blob_id)
+                size += len(chunk)
+                if added:
+                    new += len(chunk)
+                self.emit(BytesDone(len(chunk)))
         return _Content(content, size, new)
 
     def _count_file(self, path: bytes, size: int, new: int) -> None:
@@ -388,14 +449,17 @@ def _unchanged(old: Node, st: os.stat_result) -> bool:
     )
 
 
-def _open_noatime(path: bytes) -> int:
-    """Open for reading, and ask the kernel to read ahead: on a cold cache the disk then
-    works while this thread hashes and compresses."""
+def _open_noatime(path: bytes, *, advise: bool) -> int:
+    """Open for reading; with ``advise``, ask the kernel to read ahead: on a cold cache the
+    disk then works while this thread hashes and compresses. A small file is read by one
+    call, which the advice would only delay by two system calls."""
     flags = os.O_RDONLY | os.O_NOFOLLOW
     try:
         fd = os.open(path, flags | os.O_NOATIME)
     except PermissionError:
         fd = os.open(path, flags)
+    if not advise:
+        return fd
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
     os.posix_fadvise(fd, 0, _READ_AHEAD, os.POSIX_FADV_WILLNEED)
     return fd

@@ -36,12 +36,29 @@ _RAW, _ZSTD = b"\x00", b"\x01"
 MAX_SEALED_PLAIN = 1 << 30
 
 
+_NONCES_AT_ONCE = 4096
+_forks = [0]  # a forked child must never reuse nonces its parent drew
+os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+
+
 class _ThreadLocalCodecs(threading.local):
-    """zstd (de)compressor objects are not thread-safe: one pair per thread."""
+    """zstd (de)compressor objects are not thread-safe: one pair per thread. Nonces are
+    drawn from the OS's CSPRNG many at a time: a system call per small blob cost more
+    than encrypting it."""
 
     def __init__(self) -> None:
         self.compressor = zstandard.ZstdCompressor(level=1)
         self.decompressor = zstandard.ZstdDecompressor()
+        self.nonces = b""
+        self.at = 0
+        self.fork = _forks[0]
+
+    def nonce(self) -> bytes:
+        if self.at >= len(self.nonces) or self.fork != _forks[0]:
+            self.nonces, self.at = os.urandom(NONCE_SIZE * _NONCES_AT_ONCE), 0
+            self.fork = _forks[0]
+        self.at += NONCE_SIZE
+        return self.nonces[self.at - NONCE_SIZE : self.at]
 
 
 _codecs = _ThreadLocalCodecs()
@@ -76,7 +93,7 @@ class MasterKey:
                 flag, body = _ZSTD, packed
         out = bytearray(HEADER_SIZE + len(body) + TAG_SIZE)
         out[0:1] = flag
-        nonce = os.urandom(NONCE_SIZE)
+        nonce = _codecs.nonce()
         out[1:HEADER_SIZE] = nonce
         self._aead.encrypt_into(nonce, body, flag, memoryview(out)[HEADER_SIZE:])
         return out

@@ -21,6 +21,7 @@ _TRAILER = struct.Struct("<I")
 MAX_DATA_RAW = 64 * 1024 * 1024
 MAX_TREE_RAW = 256 * 1024 * 1024
 MAX_HEADER = 64 * 1024 * 1024  # sealed header bytes: ~1.3 million blobs
+_SMALL = 4096
 
 
 class BlobKind(IntEnum):
@@ -59,19 +60,30 @@ class PackWriter:
 
     def __init__(self) -> None:
         self._parts: list[Buffer] = []
+        self._small = bytearray()  # small blobs, copied together: an object each cost 3x them
         self.entries: list[PackEntry] = []
         self.size = 0
 
     def add(self, blob_id: bytes, kind: BlobKind, sealed: Buffer, raw_length: int) -> None:
         self.entries.append(PackEntry(blob_id, kind, self.size, len(sealed), raw_length))
-        self._parts.append(sealed)
+        if len(sealed) < _SMALL:
+            self._small += sealed
+        else:
+            self._end_small()
+            self._parts.append(sealed)
         self.size += len(sealed)
+
+    def _end_small(self) -> None:
+        if self._small:
+            self._parts.append(self._small)
+            self._small = bytearray()
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def finish(self, key: MasterKey) -> tuple[str, bytes]:
         """The pack's id and bytes."""
+        self._end_small()
         header = key.seal(msgspec.msgpack.encode(self.entries))
         self._parts += [header, _TRAILER.pack(len(header))]
         data = b"".join(self._parts)

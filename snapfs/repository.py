@@ -88,6 +88,10 @@ _RANGE_MAX = 4 * 1024 * 1024  # smaller ranges spread decoding over the threads 
 _INDEX_EVERY_PACKS = 64
 BLOBS_PER_INDEX_FILE = 1 << 18  # rewritten index files: few, ~13 MB sealed each
 _INDEX_PREFETCH = 1  # index files read ahead of the one being decoded (each up to ~50 MB)
+_INDEX_EVERY_BLOBS = 65_536
+_PACK_BLOBS = 65_536  # a pack of tiny blobs ends sooner: each costs ~200 bytes until stored
+_TREES_KEPT = 4096
+_TREE_NODES_KEPT = 128 * 1024
 T = TypeVar("T")
 
 
@@ -118,6 +122,7 @@ class Repository:
         self._trust_index_cache = True
         self._trees: OrderedDict[bytes, Tree] = OrderedDict()
         self._trees_lock = threading.Lock()
+        self._tree_nodes = 0  # nodes of the trees in _trees
         self._pool = ThreadPoolExecutor(backend.connections, "snapfs-read")
 
     # -- opening -------------------------------------------------------------------------
@@ -432,11 +437,14 @@ class Repository:
             yield blob_id, plain
 
     # -- trees and snapshots -------------------------------------------------------------
-    def load_tree(self, tree_id: bytes) -> Tree:
+    def load_tree(self, tree_id: bytes, *, keep: bool = True) -> Tree:
         """The directory ``tree_id``, validated (``tree.validate``, and each subtree id must
         name a tree blob): refused entries are left out and listed in ``Tree.problems``, so
         every reader sees the same clean tree and may warn about the rest. IntegrityError
-        when the blob is missing, damaged, not a tree blob, or does not decode as one."""
+        when the blob is missing, damaged, not a tree blob, or does not decode as one.
+        Trees come from an LRU of at most 4096 trees and 128k nodes in all (about 50 MB);
+        ``keep=False``: a caller that reads each tree once (a backup, its parent's) leaves
+        the LRU to the trees others will ask for again."""
         with self._trees_lock:
             tree = self._trees.get(tree_id)
             if tree is not None:
@@ -448,10 +456,16 @@ class Repository:
         except IntegrityError as e:
             raise IntegrityError(f"tree {tree_id.hex()[:16]} is damaged: {e}") from None
         tree = self._checked_subtrees(tree)
+        if not keep:
+            return tree
         with self._trees_lock:
-            self._trees[tree_id] = tree
-            if len(self._trees) > 4096:
-                self._trees.popitem(last=False)
+            if tree_id not in self._trees:
+                self._trees[tree_id] = tree
+                self._tree_nodes += len(tree.nodes)
+            while len(self._trees) > 1 and (
+                len(self._trees) > _TREES_KEPT or self._tree_nodes > _TREE_NODES_KEPT
+            ):
+                self._tree_nodes -= len(self._trees.popitem(last=False)[1].nodes)
         return tree
 
     def _checked_subtrees(self, tree: Tree) -> Tree:
@@ -715,7 +729,7 @@ class Writer:
             pack.add(blob_id, kind, sealed, len(data))
             self.stored_bytes += len(sealed)
             self.blobs_added += 1
-            if pack.size >= self.repo.config.pack_size:
+            if pack.size >= self.repo.config.pack_size or len(pack) >= _PACK_BLOBS:
                 full = self._open.pop(kind)
         if full is not None:
             self._upload(full)
@@ -765,7 +779,10 @@ class Writer:
                 self.repo.index.add_pack(pack_id, pack.entries)
                 self._pending.difference_update(e.blob_id for e in pack.entries)
                 self._stored.append((pack_id, pack.entries))
-                due = len(self._stored) >= _INDEX_EVERY_PACKS
+                # Blobs too: packs of small files hold 40,000 blobs each, whose entries
+                # would otherwise wait in memory for the backup's end.
+                blobs = sum(len(entries) for _pack, entries in self._stored)
+                due = len(self._stored) >= _INDEX_EVERY_PACKS or blobs >= _INDEX_EVERY_BLOBS
             if due:
                 self._write_stored_index()
         finally:

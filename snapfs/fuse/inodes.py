@@ -1,19 +1,28 @@
 """Inode numbers for view items: stable for the life of a mount, shared by hardlinks,
 counted by lookups and released on ``forget``.
 
-A number, once given to a (parent, name), is never given to anything else, and the same
-(parent, name) always gets it back: the small key maps stay after ``forget``; the item itself
-(a Node, possibly with a long content list) is dropped when the kernel lets go of it.
+A number is derived from what names the item, as restic's mount does: a hash of (parent
+inode, name), or for a hardlinked file of (snapshot, device, inode), so the same item always
+gets it back and nothing is kept for items the kernel has forgotten. The table holds only the
+live inodes (those the kernel holds a lookup on): memory follows the kernel's inode cache,
+which the kernel shrinks under memory pressure, sending ``forget``.
+
+Two live items whose hashes meet (at a million live items, about one chance in 10^7) are
+told apart by probing: the later one gets the next free number of its probe sequence, and
+keeps it for the life of the mount (``_moved``, which holds only such rare items).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from snapfs.tree import DIR
+from snapfs.tree import DIR, Node
 from snapfs.view import Item, VirtualDir, node_of
 
 ROOT_INODE = 1
+_MASK = (1 << 64) - 1
+
+_Key = tuple[object, ...]
 
 
 @dataclass(slots=True)
@@ -25,13 +34,13 @@ class Inode:
 
 
 class InodeTable:
+    """Not thread-safe: the trio loop alone calls it."""
+
     def __init__(self, root: Item, *, single_snapshot: bool) -> None:
         self._inodes: dict[int, Inode] = {
             ROOT_INODE: Inode(root, ROOT_INODE, ROOT_INODE if single_snapshot else 0, 1)
         }
-        self._by_name: dict[tuple[int, bytes], int] = {}
-        self._by_link: dict[tuple[int, int, int], int] = {}
-        self._next = ROOT_INODE + 1
+        self._moved: dict[_Key, int] = {}
 
     def __len__(self) -> int:
         return len(self._inodes)
@@ -47,7 +56,8 @@ class InodeTable:
         snapshot = up.snapshot
         if not snapshot and not isinstance(item, VirtualDir) and node.subtree is not None:
             snapshot = -1  # a snapshot root in the layout: it is its own snapshot
-        ino = self._number(parent, snapshot, item)
+        key = _key(parent, snapshot, node)
+        ino = self._number(key)
         live = self._inodes.get(ino)
         if live is None:
             self._inodes[ino] = Inode(item, parent, ino if snapshot == -1 else snapshot)
@@ -55,30 +65,41 @@ class InodeTable:
             live.item = item
         return ino
 
-    def _number(self, parent: int, snapshot: int, item: Item) -> int:
-        node = node_of(item)
-        name_key = (parent, node.name)
-        ino = self._by_name.get(name_key)
-        if ino is not None:
-            return ino
-        link_key = (snapshot, node.device, node.inode)
-        hardlinked = snapshot > 0 and node.type != DIR and node.links > 1 and node.inode
-        if hardlinked and link_key in self._by_link:
-            ino = self._by_link[link_key]
-        else:
-            ino, self._next = self._next, self._next + 1
-            if hardlinked:
-                self._by_link[link_key] = ino
-        self._by_name[name_key] = ino
-        return ino
+    def _number(self, key: _Key) -> int:
+        moved = self._moved.get(key)
+        if moved is not None:
+            return moved
+        probe = 0
+        while True:
+            ino = hash(key if probe == 0 else (key, probe)) & _MASK
+            live = self._inodes.get(ino)
+            if ino > ROOT_INODE and (live is None or _key_of(live) == key):
+                if probe:
+                    self._moved[key] = ino
+                return ino
+            probe += 1
 
     def remember(self, ino: int, count: int = 1) -> None:
         self._inodes[ino].lookups += count
 
-    def forget(self, ino: int, count: int) -> None:
+    def forget(self, ino: int, count: int) -> bool:
+        """Drop ``count`` lookups; True when that made the kernel let go of the inode."""
         inode = self._inodes.get(ino)
         if inode is None or ino == ROOT_INODE:
-            return
+            return False
         inode.lookups -= count
         if inode.lookups <= 0:
             del self._inodes[ino]
+            return True
+        return False
+
+
+def _key_of(inode: Inode) -> _Key:
+    return _key(inode.parent, inode.snapshot, node_of(inode.item))
+
+
+def _key(parent: int, snapshot: int, node: Node) -> _Key:
+    """What names an item: hardlinks of one snapshot are one item wherever they appear."""
+    if snapshot > 0 and node.type != DIR and node.links > 1 and node.inode:
+        return ("link", snapshot, node.device, node.inode)
+    return (parent, node.name)

@@ -3,6 +3,7 @@ unmounted or signalled, then unmount cleanly."""
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -36,6 +37,10 @@ def serve(
     check_mountpoint(mountpoint)
     # Resolved now: once mounted, resolving it would ask this very process (a deadlock).
     real = os.path.realpath(mountpoint)
+    # A mount keeps a tree's nodes for every inode the kernel holds: with Python's default
+    # thresholds the collector re-traversed them so often that decoding a tree of 100 nodes
+    # cost 3x more (400 us, against 125 us with these). Nodes hold no cycles.
+    gc.set_threshold(50_000, 20, 100)
     view = View(repo, snapshot)
     cache = ChunkCache(view.read_chunks, cache_bytes)
     ops = SnapshotOperations(view, cache)

@@ -114,7 +114,8 @@ class SnapshotOperations(pyfuse3.Operations):
 
     def forget(self, inode_list: list[tuple[int, int]]) -> None:  # type: ignore[override]
         for ino, count in inode_list:
-            self.inodes.forget(ino, count)
+            if self.inodes.forget(ino, count):
+                self._walks.pop(ino, None)  # per directory: kept no longer than its inode
 
     async def readlink(self, inode: int, ctx: pyfuse3.RequestContext) -> bytes:
         node = node_of(self._inode(inode).item)

@@ -3,6 +3,7 @@ tests/integration/test_mount.py)."""
 
 from __future__ import annotations
 
+import tracemalloc
 from datetime import datetime
 
 from snapfs.fuse.inodes import ROOT_INODE, InodeTable
@@ -77,3 +78,25 @@ def test_forget_drops_the_item_but_the_number_comes_back_for_the_same_name() -> 
     assert table.child(ROOT_INODE, _file(b"x")) == ino
     table.forget(ROOT_INODE, 5)  # the root is never forgotten
     assert table.get(ROOT_INODE).lookups == 1
+
+
+def test_a_forgotten_item_leaves_nothing_behind_and_gets_its_number_back() -> None:
+    table = InodeTable(_root(), single_snapshot=True)
+    files = [_file(b"f%d" % i, inode=i + 2, links=1 + i % 2) for i in range(20_000)]
+    first = {}
+    for node in files[:100]:
+        first[node.name] = table.child(ROOT_INODE, node)
+        table.forget(first[node.name], 0)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for node in files:
+            ino = table.child(ROOT_INODE, node)
+            table.remember(ino)
+            assert table.forget(ino, 1)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(table) == 1
+    assert grown < 64 * 1024  # a map kept per name would hold 20,000 entries: megabytes
+    assert {n.name: table.child(ROOT_INODE, n) for n in files[:100]} == first
