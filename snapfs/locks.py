@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import msgspec
 
 from snapfs.crypto import MasterKey
-from snapfs.errors import RepositoryLocked, SnapfsError
+from snapfs.errors import IntegrityError, RepositoryLocked, SnapfsError
 from snapfs.store.base import Backend, NotFound
 
 REFRESH_EVERY = 120.0
@@ -38,12 +38,19 @@ class LockRecord(msgspec.Struct, frozen=True):
     refreshed: float
 
 
+# Stands for a lock record that does not open or decode (damaged, or planted): stale at
+# once, so it blocks nothing, and ``unlock`` removes it.
+DAMAGED = LockRecord("", "", 0, "damaged", 0.0, 0.0)
+
+
 @dataclass(frozen=True)
 class HeldLock:
     key: str
     record: LockRecord
 
     def describe(self) -> str:
+        if self.record is DAMAGED:
+            return f"a damaged lock record ({self.key.rpartition('/')[2][:16]})"
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.record.started))
         r = self.record
         return f"{r.kind} (pid {r.pid} on {r.host}, since {since})"
@@ -68,10 +75,12 @@ def list_locks(backend: Backend, key: MasterKey) -> list[HeldLock]:
     out = []
     for info in backend.list("locks/"):
         try:
-            plain = key.open(backend.get(info.key))
+            record = msgspec.msgpack.decode(key.open(backend.get(info.key)), type=LockRecord)
         except NotFound:
             continue  # released while we listed
-        out.append(HeldLock(info.key, msgspec.msgpack.decode(plain, type=LockRecord)))
+        except (IntegrityError, msgspec.DecodeError):
+            record = DAMAGED
+        out.append(HeldLock(info.key, record))
     return out
 
 

@@ -214,3 +214,23 @@ def test_refreshing_goes_on_after_the_store_failed(monkeypatch: pytest.MonkeyPat
         time.sleep(0.01)
     lock.release()
     assert backend.writes > 3
+
+
+def test_a_lock_record_that_does_not_open_or_decode_blocks_nothing_and_unlock_removes_it(
+    store: Store,
+) -> None:
+    backend, key = store
+    backend.put("locks/" + "a" * 32, b"not sealed at all")
+    backend.put("locks/" + "b" * 32, bytes(key.seal(msgspec.msgpack.encode({"kind": 1}))))
+    held = list_locks(backend, key)
+    assert sorted(h.describe() for h in held) == [
+        "a damaged lock record (aaaaaaaaaaaaaaaa)",
+        "a damaged lock record (bbbbbbbbbbbbbbbb)",
+    ]
+    assert live_ids(backend, key, frozenset({"backup", "damaged"})) == set()
+    acquire(backend, key, "prune").release()  # an exclusive lock is not refused
+    assert sorted(h.key for h in remove_stale(backend, key)) == [
+        "locks/" + "a" * 32,
+        "locks/" + "b" * 32,
+    ]
+    assert list_locks(backend, key) == []
