@@ -153,13 +153,17 @@ def _sweep_pack(
     repo: Repository, pack_id: str, entries: list[PackEntry], size: int, reachable: set[bytes],
     indexed: set[str], report: PruneReport,
 ) -> None:  # fmt: skip
+    # An index names it again (a backup that was running at marking time indexed it since):
+    # deleting it would leave that entry naming nothing, and a backup deduplicating against
+    # it would lose data. The marking that follows decides about it afresh.
+    if pack_id in indexed:
+        return
     # Needed for a used blob that no other indexed pack holds (a repacked pack's live blobs
     # live on in the new packs; a blob or tree a racing backup reused or stored lives only
-    # here, and that backup may have indexed this very pack since it was condemned).
+    # here).
     if any(e.blob_id in reachable and _only_here(repo, e.blob_id, pack_id) for e in entries):
-        if pack_id not in indexed:
-            repo.write_index([(pack_id, entries)])
-            report.kept_again += 1
+        repo.write_index([(pack_id, entries)])
+        report.kept_again += 1
         return
     repo.delete_pack(pack_id)
     report.deleted_packs += 1
