@@ -20,9 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import synthrepo
-from bench import Measure, run
+from bench import PASSWORD, Measure, run
 
-PASSWORD = "bench-password-not-secret"
 SNAPFS = [sys.executable, "-m", "snapfs"]
 
 
@@ -79,16 +78,21 @@ def index_rows(blobs: int, work: Path) -> list[str]:
     return rows
 
 
+def bench(blobs: int, workdir: Path | None) -> None:
+    """Print the rows for ``blobs``, working in a temporary directory under ``workdir``."""
+    work = Path(tempfile.mkdtemp(prefix="snapfs-index-bench-", dir=workdir or "/var/tmp"))
+    try:
+        print("\n".join(index_rows(blobs, work)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("blobs", type=int)
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="snapfs-index-bench-", dir=args.workdir or "/var/tmp"))
-    try:
-        print("\n".join(index_rows(args.blobs, work)))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    bench(args.blobs, args.workdir)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from snapfs.crypto import MasterKey, content_id
+from snapfs.index import decode_index_file
+from snapfs.pack import BlobKind
 from snapfs.repository import BLOBS_PER_INDEX_FILE, Repository
 from snapfs.store.local import LocalBackend
 
@@ -54,6 +56,22 @@ def index_file(packs: int, template: np.ndarray) -> bytes:
     return b"\xdd" + packs.to_bytes(4, "big") + body.tobytes()
 
 
+def check_layout(plain: bytes, packs: int) -> None:
+    """The repository's own decoder must read the hand-laid msgpack as meant: ``packs``
+    packs of BLOBS_PER_PACK data blobs at 65,600-byte steps (run on the first file, so a
+    drift of the template stops the script instead of making a repository that lies)."""
+    listing = decode_index_file(plain)
+    ok = len(listing) == packs and all(
+        len(pack_id) == 64 and [tuple(e)[1:] for e in entries] == _EXPECTED
+        for pack_id, entries in listing
+    )
+    if not ok:
+        sys.exit("synthrepo: the index file layout does not decode as intended")
+
+
+_EXPECTED = [(BlobKind.DATA, i * 65_600, 65_600, 65_536) for i in range(BLOBS_PER_PACK)]
+
+
 def write(repo: Repository, key: MasterKey, blobs: int, per_file: int) -> int:
     template = _pack_template()
     packs = -(-blobs // BLOBS_PER_PACK)
@@ -61,7 +79,10 @@ def write(repo: Repository, key: MasterKey, blobs: int, per_file: int) -> int:
     files = 0
     while packs > 0:
         n = min(per_file_packs, packs)
-        sealed = key.seal(index_file(n, template))
+        plain = index_file(n, template)
+        if files == 0:
+            check_layout(plain, n)
+        sealed = key.seal(plain)
         repo.backend.put(f"index/{content_id(sealed)}", sealed)
         packs -= n
         files += 1

@@ -253,8 +253,9 @@ Examples:
 @click.option(
     "--no-cache",
     is_flag=True,
-    help="S3: fetch index and snapshot files from the store instead of the local cache "
-    "(~/.cache/snapfs; env SNAPFS_CACHE_DIR, 'off' for none).",
+    help="S3: fetch index and snapshot files from the store, not from their local copies "
+    "(~/.cache/snapfs; env SNAPFS_CACHE_DIR). The index cache stays in use; "
+    "SNAPFS_CACHE_DIR=off turns both off.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.version_option(__version__, prog_name="snapfs")

@@ -15,16 +15,12 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
-from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import blake3
-import msgspec
-
-from snapfs.buffers import Buffer
-from snapfs.errors import IntegrityError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,10 +36,6 @@ _VALUE = struct.Struct("<IIII")
 _PER_BUCKET = 8  # records a fan-out bucket holds at most on average
 _RAW = f"V{RECORD}"  # a record as opaque bytes: how numpy moves records without repacking
 CHUNK_RECORDS = 1 << 20  # records a merge sorts at once: ~100 MB of arrays at most
-
-BlobIdBytes = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
-_PACKS = msgspec.msgpack.Decoder(list[tuple[str, msgspec.Raw]])
-_ENTRIES = msgspec.msgpack.Decoder(list[tuple[BlobIdBytes, int, int, int, int]])
 
 
 class DamagedRun(Exception):
@@ -194,39 +186,6 @@ def record_dtype() -> np.dtype[Any]:
     })  # fmt: skip
 
 
-@lru_cache(maxsize=512)
-def _entries_struct(n: int) -> struct.Struct:
-    return struct.Struct("<" + "32sIIII" * n)
-
-
-def records_of_index_file(plain: Buffer, name: str) -> tuple[np.ndarray[Any, Any], list[bytes]]:
-    """One decoded index file as records (pack numbers counting from 0 in file order, one
-    per listing) and the pack ids they number. All per-blob work runs in C: msgspec decodes
-    each pack's entries, ``struct`` packs them straight into records (kind where the pack
-    number goes), numpy adds the pack numbers. IntegrityError names the file when it does
-    not hold what FORMAT.md says."""
-    import numpy as np
-
-    try:
-        listing = _PACKS.decode(plain)
-        packed, counts, packs = [], [], []
-        for pack_hex, raw in listing:
-            entries = _ENTRIES.decode(raw)
-            if len(pack_hex) != 64:
-                raise ValueError("pack id")
-            packs.append(bytes.fromhex(pack_hex))
-            counts.append(len(entries))
-            packed.append(_entries_struct(len(entries)).pack(*chain.from_iterable(entries)))
-    except (msgspec.DecodeError, msgspec.ValidationError, ValueError, struct.error):
-        raise IntegrityError(f"index file {name[:16]} is damaged") from None
-    out = np.frombuffer(bytearray().join(packed), record_dtype())  # one copy, writable
-    if len(out) and int(out["pk"].max()) > 1:
-        raise IntegrityError(f"index file {name[:16]} is damaged")
-    numbers = np.repeat(np.arange(len(packs), dtype=np.uint32), counts)
-    out["pk"] |= numbers << 1
-    return out, packs
-
-
 def sort_unique(records: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     """``records`` in key order, one record an id (of several, any: each names a valid copy)."""
     import numpy as np
@@ -268,7 +227,8 @@ def renumber(
 
 class RunWriter:
     """Writes one run at ``path`` from record chunks given in key order, sized for at most
-    ``capacity`` records. The file is fsynced by ``finish``; the caller renames it."""
+    ``capacity`` records. Not fsynced: the cache fsyncs the runs it publishes (a run merged
+    away before that never needs to reach the disk); the caller renames it."""
 
     def __init__(self, path: Path, repo_id: bytes, capacity: int, packs: bytes) -> None:
         import numpy as np
@@ -299,7 +259,7 @@ class RunWriter:
         self._count += len(records)
 
     def finish(self) -> tuple[int, int, bytes]:
-        """Write the fan-out and pack table, fsync; returns (records, file size, checksum)."""
+        """Write the fan-out and pack table; returns (records, file size, checksum)."""
         import numpy as np
 
         fan = np.zeros(len(self._counts) + 1, "<u8")
@@ -311,8 +271,6 @@ class RunWriter:
         packs = len(self._packs) // PACK_ID
         f.seek(0)
         f.write(_HEADER.pack(MAGIC, RUN_VERSION, self._bits, self._count, packs, self._repo_id))
-        f.flush()
-        os.fsync(f.fileno())
         f.close()
         return self._count, run_size(self._count, self._bits, packs), self._hash.digest()
 
@@ -373,8 +331,15 @@ def merge_runs(runs: Sequence[Run], path: Path, *, repo_id: bytes) -> tuple[int,
     table, chunks = merged_chunks(runs)
     writer = RunWriter(path, repo_id, sum(run.count for run in runs), table)
     try:
-        for records in chunks:
-            writer.add(records)
+        # a chunk is written and hashed on a thread while the next is read and sorted
+        with ThreadPoolExecutor(1, "snapfs-index-merge") as pool:
+            writing: Future[None] | None = None
+            for records in chunks:
+                if writing is not None:
+                    writing.result()
+                writing = pool.submit(writer.add, records)
+            if writing is not None:
+                writing.result()
         return writer.finish()
     except BaseException:
         writer.abort()
