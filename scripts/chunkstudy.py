@@ -39,6 +39,7 @@ CANDIDATES = [
     ChunkerParams(16 * KIB, 64 * KIB, 128 * KIB),
     ChunkerParams(16 * KIB, 64 * KIB, 512 * KIB),
     ChunkerParams(32 * KIB, 128 * KIB, 256 * KIB),
+    ChunkerParams(32 * KIB, 128 * KIB, 1024 * KIB),  # half the blobs of ours, max 8 × avg
     ChunkerParams(64 * KIB, 256 * KIB, 512 * KIB),
     ChunkerParams(128 * KIB, 512 * KIB, 1024 * KIB),
     ChunkerParams(256 * KIB, 1024 * KIB, 2048 * KIB),
@@ -115,13 +116,15 @@ def lake_figures(params: ChunkerParams, lake: Path) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=200, help="lake size in MB")
+    parser.add_argument("--only", help="comma-separated min/avg/max labels, e.g. 16K/64K/512K")
     args = parser.parse_args()
+    chosen = [p for p in CANDIDATES if not args.only or _label(p) in args.only.split(",")]
     cases = edits()
     with tempfile.TemporaryDirectory() as tmp:
         lake = Path(tmp) / "lake"
         lakegen.generate(lake, args.scale)
         rows = []
-        for params in CANDIDATES:
+        for params in chosen:
             shares = [reused(params, a, b) for a, b in cases.values()]
             mean, worst = prepend_worst(params)
             per_gb, stored = lake_figures(params, lake)

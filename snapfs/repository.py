@@ -19,7 +19,7 @@ import threading
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -231,6 +231,14 @@ class Repository:
                 self._index_cache = IndexCache(directory, self.config.id, self._cache_mac)
         return self._index_cache
 
+    def _index_cache_adding(self) -> AbstractContextManager[Callable[[str, Buffer], None]]:
+        """The shared index cache's ``adding``; a sink that keeps nothing when this process
+        uses a private cache (removed at close: nobody would read what it learnt)."""
+        cache = self._cache()
+        if str(cache.directory) in self._private_caches:
+            return nullcontext(lambda _name, _plain: None)
+        return cache.adding()
+
     def _private_cache(self) -> IndexCache:
         directory = tempfile.mkdtemp(prefix="snapfs-index-")
         self._private_caches.append(directory)
@@ -284,7 +292,10 @@ class Repository:
 
     def write_index(self, packs: list[tuple[str, list[PackEntry]]]) -> str:
         """Store one index file naming ``packs``; returns its id."""
-        sealed = self.key.seal(encode_index_file(packs))
+        return self._store_index(encode_index_file(packs))
+
+    def _store_index(self, plain: bytes) -> str:
+        sealed = self.key.seal(plain)
         index_id = content_id(sealed)
         try:
             self.backend.put(f"index/{index_id}", sealed)
@@ -605,21 +616,26 @@ class Repository:
         """Write the listings of the index files ``superseded`` whose pack ``keep`` accepts
         (each pack once) into few large index files, up to BLOBS_PER_INDEX_FILE blobs each,
         then delete ``superseded``. A crash between the two leaves both, whose union is
-        still a correct index. Memory: one index file's listings at a time."""
+        still a correct index. The shared index cache is given each file as it is written,
+        so the next open here reads none of them. Memory: one index file's listings at a
+        time, and the cache's build batches."""
         batch: list[tuple[str, list[PackEntry]]] = []
         blobs = 0
         seen: set[str] = set()
-        for pack_id, entries in self.index_packs(superseded):
-            if pack_id in seen or not keep(pack_id):
-                continue
-            seen.add(pack_id)
-            batch.append((pack_id, entries))
-            blobs += len(entries)
-            if blobs >= BLOBS_PER_INDEX_FILE:
-                self.write_index(batch)
-                batch, blobs = [], 0
-        if batch:
-            self.write_index(batch)
+        with self._index_cache_adding() as add:
+            for pack_id, entries in self.index_packs(superseded):
+                if pack_id in seen or not keep(pack_id):
+                    continue
+                seen.add(pack_id)
+                batch.append((pack_id, entries))
+                blobs += len(entries)
+                if blobs >= BLOBS_PER_INDEX_FILE:
+                    plain = encode_index_file(batch)
+                    add(self._store_index(plain), plain)
+                    batch, blobs = [], 0
+            if batch:
+                plain = encode_index_file(batch)
+                add(self._store_index(plain), plain)
         for key in superseded:
             self.backend.delete(key)
 

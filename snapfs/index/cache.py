@@ -17,7 +17,7 @@ import fcntl
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -188,33 +188,11 @@ class IndexCache:
         return [run for _info, run in kept]
 
     def _build(self, names: list[str], read: ReadFiles) -> list[tuple[RunInfo, Run]]:
-        """New runs holding the blobs of the index files ``names``, BUILD_BATCH records
-        sorted at a time. A batch is sorted and written on a thread (numpy releases the GIL)
-        while the next one is decoded: at most two batches in memory."""
-        built: list[tuple[RunInfo, Run]] = []
-        batch: list[np.ndarray[Any, Any]] = []
-        packs: list[bytes] = []
-        files: list[str] = []
-        size = 0
-        with ThreadPoolExecutor(1, "snapfs-index-build") as pool:
-            writing: Future[tuple[RunInfo, Run]] | None = None
+        """New runs holding the blobs of the index files ``names``."""
+        with _Batches(self._write) as batches:
             for name, plain in read(names) if names else iter(()):
-                records, file_packs = records_of_index_file(plain, name)
-                records["pk"] += len(packs) << 1
-                batch.append(records)
-                packs += file_packs
-                files.append(name)
-                size += len(records)
-                if size >= BUILD_BATCH:
-                    if writing is not None:
-                        built.append(writing.result())
-                    writing = pool.submit(self._write, concatenate(batch), packs, files)
-                    batch, packs, files, size = [], [], [], 0
-            if writing is not None:
-                built.append(writing.result())
-        if files:
-            built.append(self._write(concatenate(batch), packs, files))
-        return built
+                batches.add(name, plain)
+            return batches.finish()
 
     def _write(
         self, records: np.ndarray[Any, Any], packs: list[bytes], files: list[str]
@@ -288,6 +266,44 @@ class IndexCache:
             if name not in live:
                 (self.directory / name).unlink(missing_ok=True)
 
+    @contextmanager
+    def adding(self) -> Iterator[Callable[[str, Buffer], None]]:
+        """Inside, ``add(name, plain)`` gives the cache each index file this process writes
+        (prune's rewrite, which knows what it wrote); on a clean exit they become runs,
+        published beside the runs there already, so that once the files they replace are
+        deleted the next open finds all covered and reads nothing. Holds the lock
+        throughout (a backup's ``add`` then leaves its file to the next open). A cache
+        that cannot be written, or has no manifest yet, takes nothing: the next open reads
+        the files, as on any other machine."""
+        with ExitStack() as stack:
+            manifest, feeding = None, None
+            try:
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                stack.enter_context(self._locked(blocking=True))
+                manifest = self._read_manifest()
+            except OSError:
+                pass
+            if manifest is not None:
+                feeding = stack.enter_context(_Batches(self._write))
+
+            def add(name: str, plain: Buffer) -> None:
+                nonlocal feeding
+                try:
+                    if feeding is not None:
+                        feeding.add(name, plain)
+                except OSError:
+                    feeding = None  # what it wrote is swept by the next update
+
+            yield add
+            if feeding is not None and manifest is not None:
+                try:
+                    built = self._compact(feeding.finish(), limit=None, read=None, wanted=None)
+                    self._publish([*manifest.runs, *(info for info, _run in built)])
+                except OSError:
+                    return  # the next open reads the files
+                for _info, run in built:
+                    run.close()
+
     def add(self, name: str, plain: Buffer) -> Run | None:
         """Add the index file ``name`` (just written by this process; ``plain`` is its
         content) as a run of its own, unless another process holds the lock (then the next
@@ -319,3 +335,55 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class _Batches:
+    """Index files gathered into runs of about BUILD_BATCH records: a batch is sorted and
+    written on a thread (numpy releases the GIL) while the next one is decoded, so memory
+    holds at most two batches. ``finish`` writes the last and gives every run written."""
+
+    def __init__(
+        self, write: Callable[[np.ndarray[Any, Any], list[bytes], list[str]], tuple[RunInfo, Run]]
+    ) -> None:
+        self._write = write
+        self._pool = ThreadPoolExecutor(1, "snapfs-index-build")
+        self._writing: Future[tuple[RunInfo, Run]] | None = None
+        self._built: list[tuple[RunInfo, Run]] = []
+        self._batch: list[np.ndarray[Any, Any]] = []
+        self._packs: list[bytes] = []
+        self._files: list[str] = []
+        self._size = 0
+
+    def __enter__(self) -> _Batches:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(self, name: str, plain: Buffer) -> None:
+        records, file_packs = records_of_index_file(plain, name)
+        records["pk"] += len(self._packs) << 1
+        self._batch.append(records)
+        self._packs += file_packs
+        self._files.append(name)
+        self._size += len(records)
+        if self._size >= BUILD_BATCH:
+            self._wait()
+            batch = concatenate(self._batch)
+            self._writing = self._pool.submit(self._write, batch, self._packs, self._files)
+            self._batch, self._packs, self._files, self._size = [], [], [], 0
+
+    def _wait(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            self._built.append(writing.result())
+
+    def finish(self) -> list[tuple[RunInfo, Run]]:
+        self._wait()
+        if self._files:
+            self._built.append(self._write(concatenate(self._batch), self._packs, self._files))
+            self._batch, self._packs, self._files, self._size = [], [], [], 0
+        return self._built
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

@@ -212,6 +212,62 @@ def test_the_overlay_answers_until_published(tmp_path: Path) -> None:
     )
 
 
+def _rewrite(files: Files, cache: IndexCache, *, drop: int, fail: bool = False) -> list[str]:
+    """What prune's rewrite does: the listings of every file but one pack (``drop``-th) into
+    two new files given to the cache as written, then the old files deleted."""
+    old = list(files.files)
+    listings = [listing for name in old for listing in files.files[name]]
+    del listings[drop]
+    new = {}
+    for part in (listings[::2], listings[1::2]):
+        new[files.rng.randbytes(32).hex()] = part
+    with cache.adding() as add:
+        for name, listing in new.items():
+            files.files[name] = listing
+            add(name, encode_index_file(listing))
+        if fail:
+            raise RuntimeError("the rewrite failed")
+    for name in old:
+        del files.files[name]
+    return list(new)
+
+
+def test_a_rewrite_given_to_the_cache_is_read_by_nobody(tmp_path: Path) -> None:
+    """After prune rewrote the index here, the next open reads no index file."""
+    files = Files(11)
+    for _ in range(3):
+        files.add(packs=3, blobs=100)
+    _open(tmp_path / "c", files)
+    _rewrite(files, IndexCache(tmp_path / "c", REPO, _mac), drop=4)
+    files.read.clear()
+    disk = _open(tmp_path / "c", files)
+    assert files.read == []
+    _same_answers(disk, files.memory_index(), random.Random(12))
+    runs = {p.name for p in (tmp_path / "c").iterdir() if p.name.startswith("run-")}
+    assert runs == {run.path.name for run in disk.runs}  # the old runs are gone
+
+
+def test_a_rewrite_that_fails_leaves_its_files_to_the_next_open(tmp_path: Path) -> None:
+    files = Files(13)
+    old = files.add(packs=3, blobs=100)
+    _open(tmp_path / "c", files)
+    with pytest.raises(RuntimeError):
+        _rewrite(files, IndexCache(tmp_path / "c", REPO, _mac), drop=0, fail=True)
+    files.read.clear()
+    _same_answers(_open(tmp_path / "c", files), files.memory_index(), random.Random(14))
+    assert sorted(files.read) == sorted(set(files.files) - {old})  # the new files, afresh
+
+
+def test_a_rewrite_into_a_cache_never_built_adds_nothing(tmp_path: Path) -> None:
+    """Another machine, or a cache not built yet: the next open reads the files."""
+    files = Files(15)
+    files.add(packs=3, blobs=50)
+    new = _rewrite(files, IndexCache(tmp_path / "c", REPO, _mac), drop=1)
+    files.read.clear()
+    _same_answers(_open(tmp_path / "c", files), files.memory_index(), random.Random(16))
+    assert sorted(files.read) == sorted(new)
+
+
 def test_runs_to_merge_keeps_few_runs() -> None:
     assert runs_to_merge([1000]) == []
     assert runs_to_merge([1000, 10]) == []
