@@ -43,7 +43,10 @@ if TYPE_CHECKING:
 
 MANIFEST_VERSION = 1
 MAX_RUNS = 8
-BUILD_BATCH = 1 << 20  # records sorted in memory at once while building (~50 MB)
+# Records sorted at once while building: 24 MB of them, so numpy's temporaries stay under
+# glibc's mmap threshold (32 MB) and are reused from the heap; at 2^20 each one was a fresh
+# mapping, faulted in page by page (2.6 GB of page faults, 4.7 s of system time for 10M).
+BUILD_BATCH = 1 << 19
 PUBLISH_MERGE_LIMIT = 1 << 22  # a writer merges at most this many records on its own
 _MAC = 32
 _TMP = ".tmp-"

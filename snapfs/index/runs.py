@@ -35,7 +35,7 @@ _FAN = struct.Struct("<QQ")
 _VALUE = struct.Struct("<IIII")
 _PER_BUCKET = 8  # records a fan-out bucket holds at most on average
 _RAW = f"V{RECORD}"  # a record as opaque bytes: how numpy moves records without repacking
-CHUNK_RECORDS = 1 << 20  # records a merge sorts at once: ~100 MB of arrays at most
+CHUNK_RECORDS = 1 << 19  # records a merge sorts at once (24 MB: as cache.BUILD_BATCH)
 
 
 class DamagedRun(Exception):
