@@ -30,7 +30,7 @@ def _listing(rng: random.Random, packs: int, blobs: int) -> list[tuple[str, list
     ]  # fmt: skip
 
 
-def _expected(listing: list[tuple[str, list[PackEntry]]]) -> list[tuple[object, ...]]:
+def _expected(listing: list[tuple[str, list[PackEntry]]]) -> list[tuple[bytes, int, int, int, int]]:
     return [
         (e.blob_id, (number << 1) | e.kind, e.offset, e.length, e.raw_length)
         for number, (_pack, entries) in enumerate(listing)
@@ -38,7 +38,7 @@ def _expected(listing: list[tuple[str, list[PackEntry]]]) -> list[tuple[object, 
     ]
 
 
-def _got(plain: bytes) -> tuple[list[tuple[object, ...]], list[bytes]]:
+def _got(plain: bytes) -> tuple[list[tuple[bytes, int, int, int, int]], list[bytes]]:
     records, packs = records_of_index_file(plain, "ab" * 32)
     rows = [(bytes(r["id"]), int(r["pk"]), int(r["offset"]), int(r["length"]), int(r["raw"]))
             for r in records]  # fmt: skip
