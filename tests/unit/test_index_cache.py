@@ -194,6 +194,24 @@ def test_a_damaged_run_is_rebuilt_before_it_is_merged(tmp_path: Path) -> None:
     assert first in files.read
 
 
+def test_a_run_this_process_published_is_checked_before_it_is_merged(tmp_path: Path) -> None:
+    """Only runs written in the same update skip the checksum: a long-lived process (a
+    mount) that built a run earlier verifies it like anyone else's."""
+    files = Files()
+    first = files.add(packs=2, blobs=100)
+    cache = IndexCache(tmp_path / "c", REPO, _mac)
+    cache.open_runs(list(files.files), files.reader)
+    (run,) = [p for p in (tmp_path / "c").iterdir() if p.name.startswith("run-")]
+    with open(run, "r+b") as f:
+        f.seek(64 + 40)
+        f.write(b"\xff\xff\xff\xff")
+    files.add(packs=2, blobs=100)
+    files.read.clear()
+    disk = LayeredIndex(cache.open_runs(list(files.files), files.reader))
+    _same_answers(disk, files.memory_index(), random.Random(10))
+    assert first in files.read
+
+
 def test_the_overlay_answers_until_published(tmp_path: Path) -> None:
     files = Files()
     files.add()
