@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import struct
+import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
@@ -228,18 +229,22 @@ def renumber(
 class RunWriter:
     """Writes one run at ``path`` from record chunks given in key order, sized for at most
     ``capacity`` records. Not fsynced: the cache fsyncs the runs it publishes (a run merged
-    away before that never needs to reach the disk); the caller renames it."""
+    away before that never needs to reach the disk); the caller renames it.
+
+    The fan-out is written as the chunks come (entry i, "records whose bucket is below i",
+    is final once a record of bucket i or later arrived) into an unnamed temporary file,
+    appended at ``finish``: memory stays a chunk's worth, where a table of 2^b counts held
+    in memory cost 134 MB at 100 million records, three times over."""
 
     def __init__(self, path: Path, repo_id: bytes, capacity: int, packs: bytes) -> None:
-        import numpy as np
-
         self.path = path
         self._repo_id = repo_id
         self._bits = fanout_bits(capacity)
         self._packs = packs
-        self._counts = np.zeros(1 << self._bits, np.uint64)
         self._count = 0
+        self._next = 0  # the next fan-out entry to write
         self._file = open(path, "wb")  # noqa: SIM115 - closed by finish or abort
+        self._fan = tempfile.TemporaryFile(dir=path.parent)  # noqa: SIM115 - as _file
         self._file.write(bytes(HEADER_SIZE))
         self._hash = blake3.blake3(max_threads=blake3.blake3.AUTO)
 
@@ -249,10 +254,13 @@ class RunWriter:
         if not len(records):
             return
         if self._bits:
-            buckets = (records["k"] >> np.uint64(64 - self._bits)).astype(np.intp)
-            self._counts += np.bincount(buckets, minlength=len(self._counts)).astype(np.uint64)
+            buckets = records["k"] >> np.uint64(64 - self._bits)
         else:
-            self._counts[0] += len(records)
+            buckets = np.zeros(len(records), np.uint64)
+        last = int(buckets[-1])
+        entries = np.arange(self._next, last + 1, dtype=np.uint64)
+        self._fan.write((np.searchsorted(buckets, entries) + self._count).astype("<u8").data)
+        self._next = last + 1
         data = records.view(np.uint8).data
         self._hash.update(data)
         self._file.write(data)
@@ -262,12 +270,19 @@ class RunWriter:
         """Write the fan-out and pack table; returns (records, file size, checksum)."""
         import numpy as np
 
-        fan = np.zeros(len(self._counts) + 1, "<u8")
-        np.cumsum(self._counts, out=fan[1:])
+        end = (1 << self._bits) + 1  # every entry after the last record's bucket: all of them
+        while self._next < end:
+            n = min(end - self._next, 1 << 20)
+            self._fan.write(np.full(n, self._count, "<u8").data)
+            self._next += n
         f = self._file
-        for part in (fan.tobytes(), self._packs):
-            self._hash.update(part)
-            f.write(part)
+        self._fan.seek(0)
+        while block := self._fan.read(8 << 20):
+            self._hash.update(block)
+            f.write(block)
+        self._fan.close()
+        self._hash.update(self._packs)
+        f.write(self._packs)
         packs = len(self._packs) // PACK_ID
         f.seek(0)
         f.write(_HEADER.pack(MAGIC, RUN_VERSION, self._bits, self._count, packs, self._repo_id))
@@ -275,6 +290,7 @@ class RunWriter:
         return self._count, run_size(self._count, self._bits, packs), self._hash.digest()
 
     def abort(self) -> None:
+        self._fan.close()
         self._file.close()
         self.path.unlink(missing_ok=True)
 
