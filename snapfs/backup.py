@@ -1,13 +1,15 @@
 """Backup: walk the source, chunk and store what is new, save trees bottom-up, then the
 snapshot. Files unchanged since the parent snapshot (same size, mtime, ctime, inode) reuse its
-blob ids without being read. File contents are processed on a bounded pool of threads (hashing,
-compression, encryption and reads release the GIL); the walk and tree assembly stay on the
-calling thread, and a bounded number of files is in flight, so memory stays flat."""
+blob ids without being read, and a directory whose entries all equal the parent's reuses its
+tree without encoding it. File contents are processed on a bounded pool of threads (hashing,
+compression, encryption and reads release the GIL); the walk stays on the calling thread, and
+a bounded number of files is in flight, so memory stays flat."""
 
 from __future__ import annotations
 
 import getpass
 import os
+import resource
 import stat
 import threading
 import time
@@ -15,12 +17,13 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import cast
 
 import msgspec
 
 from snapfs.chunker import Chunker
-from snapfs.errors import PathNotFound
+from snapfs.errors import IntegrityError, PathNotFound
 from snapfs.events import (
     BytesDone,
     EventHandler,
@@ -40,8 +43,13 @@ from snapfs.walk import PathFilter
 
 _IN_FLIGHT = 64
 _BATCH = 64
+_OPEN_AHEAD = 16  # descriptors a worker holds open at once for read-ahead (at most)
 _OWN_TASK = 1024 * 1024
 _READ_AHEAD = 64 * 1024 * 1024
+_NAME = attrgetter("name")
+
+# An entry on its way to a worker: path, name, the path as shown in events, its lstat.
+_Item = tuple[bytes, bytes, str, os.stat_result]
 
 
 @dataclass
@@ -52,6 +60,12 @@ class _Counts:
     bytes_added: int = 0
     warnings: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, files: int, size: int, new: int) -> None:
+        with self.lock:
+            self.files += files
+            self.bytes += size
+            self.bytes_added += new
 
 
 @dataclass(frozen=True)
@@ -66,9 +80,11 @@ class _Skip(Exception):
 
 
 class Backup:
-    """One backup run. The calling thread walks directories (``scandir``, which needs no
-    stat) and assembles trees; every other entry -- its lstat, metadata, and contents -- is
-    handled on the worker pool, so metadata reads of a cold tree and file reads overlap."""
+    """One backup run. The calling thread walks directories (``os.scandir``, in the order
+    the file system lists them) and lstats every entry (``DirEntry.stat``): an unchanged
+    file is settled there, against the parent snapshot's node. Every other leaf -- its
+    xattrs, link target and contents -- is handled on the worker pool, in batches; a
+    directory's tree is saved by whichever thread completes it."""
 
     def __init__(
         self,
@@ -86,11 +102,12 @@ class Backup:
         self.counts = _Counts()
         self._pool = ThreadPoolExecutor(workers, "snapfs-backup")
         self._slots = threading.BoundedSemaphore(_IN_FLIGHT)
+        self._ahead = _fds_ahead(workers)
         # (device, inode) -> the content's future and how many of its links were met
         self._hardlinks: dict[tuple[int, int], tuple[Future[_Content], int]] = {}
         self._hardlinks_lock = threading.Lock()
         self._local = threading.local()
-        self._whole = repo.config.chunker.min_size  # files below it are one blob
+        self._min = repo.config.chunker.min_size  # files below it are one blob
         self._failure: BaseException | None = None
 
     def close(self) -> None:
@@ -116,102 +133,114 @@ class Backup:
             else:
                 level[parts[-1]] = True
         done: Future[bytes] = Future()
-        root = _DirJob(self, b"", None, None, on_tree=done.set_result)
+        old = self._load("/", parent_tree)
+        root = _DirJob(self, b"", None, None, on_tree=done.set_result, old=old, old_id=parent_tree)
         if spec:
-            self._walk_virtual(root, b"", spec, parent_tree)
+            self._walk_virtual(root, b"", spec)
         else:
-            self._walk_dir(root, b"/", parent_tree)
+            self._walk_dir(root, b"/")
         root.walked()
         tree_id = done.result()
         if self._failure is not None:
             raise self._failure
         return tree_id
 
-    def _walk_virtual(
-        self, job: _DirJob, dirpath: bytes, spec: dict[bytes, object], parent: bytes | None
-    ) -> None:
-        old = self._load(parent)
+    def _walk_virtual(self, job: _DirJob, dirpath: bytes, spec: dict[bytes, object]) -> None:
+        olds = _by_name(job.old)
         for name in sorted(spec):
             path = dirpath + b"/" + name
-            old_node = old.find(name) if old else None
+            shown = _shown(path)
+            old_node = olds.get(name)
             st = os.lstat(path)
             sub = spec[name]
             if sub is not True or stat.S_ISDIR(st.st_mode):
-                child = job.subdir(name, path, st)
+                child = self._subdir(job, name, path, shown, st, old_node)
                 if sub is True:
-                    self._walk_dir(child, path, _sub(old_node))
+                    self._walk_dir(child, path)
                 else:
-                    self._walk_virtual(child, path, cast(dict[bytes, object], sub), _sub(old_node))
+                    self._walk_virtual(child, path, cast(dict[bytes, object], sub))
                 child.walked()
-            else:
-                self._leaf_entry(job, [], path, name, st, old_node)
+            elif not self._reused(job, shown, st, old_node):
+                self._submit(job, [(path, name, shown, st)])
 
-    def _load(self, tree_id: bytes | None) -> Tree | None:
-        return self.repo.load_tree(tree_id, keep=False) if tree_id else None
+    def _subdir(
+        self, job: _DirJob, name: bytes, path: bytes, shown: str, st: os.stat_result,
+        old: Node | None,
+    ) -> _DirJob:  # fmt: skip
+        old_id = old.subtree if old is not None and old.type == DIR else None
+        return job.subdir(name, path, st, self._load(shown, old_id), old_id)
 
-    def _walk_dir(self, job: _DirJob, path: bytes, parent: bytes | None) -> None:
-        old = self._load(parent)
-        batch: list[tuple[bytes, bytes, os.stat_result]] = []
+    def _load(self, shown: str, tree_id: bytes | None) -> Tree | None:
+        """The parent snapshot's tree of a directory. A damaged one is warned about, and the
+        directory backed up as new: every file below it is read again."""
+        if tree_id is None:
+            return None
+        try:
+            return self.repo.load_tree(tree_id, keep=False)
+        except IntegrityError as e:
+            self._warn(shown, f"the parent snapshot's tree is unreadable, backed up anew: {e}")
+            return None
+
+    def _walk_dir(self, job: _DirJob, path: bytes) -> None:
+        olds = _by_name(job.old)
+        batch: list[_Item] = []
+        reused: list[Node] = []
+        files = size = 0
         base = path.rstrip(b"/") + b"/"
-        for name, st in self._list(path):
+        for entry in self._scan(path):
+            name = entry.name
             child = base + name
-            if self.excludes and self.excludes.excluded(child.decode("utf-8", "surrogateescape")):
+            shown = child.decode("utf-8", "surrogateescape")
+            if self.excludes and self.excludes.excluded(shown):
                 continue
-            old_node = old.find(name) if old else None
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as e:
+                self._warn(shown, e)
+                continue
+            old = olds.get(name)
             if stat.S_ISDIR(st.st_mode):
-                sub = job.subdir(name, child, st)
-                self._walk_dir(sub, child, _sub(old_node))
+                sub = self._subdir(job, name, child, shown, st, old)
+                self._walk_dir(sub, child)
                 sub.walked()
+            elif old is not None and stat.S_ISREG(st.st_mode) and _unchanged(old, st):
+                # Settled here, without a worker: counted once for the whole directory.
+                self.emit(BytesDone(st.st_size))
+                self.emit(FileDone(shown, st.st_size, 0))
+                reused.append(_kept(old, st))
+                files += 1
+                size += st.st_size
+            elif stat.S_ISREG(st.st_mode) and st.st_size >= _OWN_TASK:
+                self._submit(job, [(child, name, shown, st)])  # a large file: a task of its own
             else:
-                batch = self._leaf_entry(job, batch, child, name, st, old_node)
+                batch.append((child, name, shown, st))
+                if len(batch) >= _BATCH:  # handing work to a thread costs more than a small file
+                    self._submit(job, batch)
+                    batch = []
         if batch:
             self._submit(job, batch)
+        job.add(reused)
+        self.counts.add(files, size, 0)
         with self.counts.lock:
             self.counts.dirs += 1
 
-    def _leaf_entry(
-        self, job: _DirJob, batch: list[tuple[bytes, bytes, os.stat_result]], path: bytes,
-        name: bytes, st: os.stat_result, old: Node | None,
-    ) -> list[tuple[bytes, bytes, os.stat_result]]:  # fmt: skip
-        """Reuse an unchanged file now, give a large file a task of its own, and batch the
-        rest: handing work between threads costs more than reading a small file."""
-        if stat.S_ISREG(st.st_mode) and old is not None and _unchanged(old, st):
-            job.add(self._reuse(path, st, old))
-        elif stat.S_ISREG(st.st_mode) and st.st_size >= _OWN_TASK:
-            self._submit(job, [(path, name, st)])
-        else:
-            batch.append((path, name, st))
-            if len(batch) >= _BATCH:
-                self._submit(job, batch)
-                return []
-        return batch
+    def _reused(self, job: _DirJob, shown: str, st: os.stat_result, old: Node | None) -> bool:
+        """Whether a file was unchanged, and went into ``job`` as the parent has it."""
+        if old is None or not stat.S_ISREG(st.st_mode) or not _unchanged(old, st):
+            return False
+        self.emit(BytesDone(st.st_size))
+        self._count_file(shown, st.st_size, 0)
+        job.add([_kept(old, st)])
+        return True
 
-    def _list(self, path: bytes) -> list[tuple[bytes, os.stat_result]]:
-        """Names and lstat results; entries that vanish meanwhile are warned about."""
+    def _scan(self, path: bytes) -> list[os.DirEntry[bytes]]:
+        """The directory's entries, unsorted (trees are sorted when saved)."""
         try:
             with os.scandir(path) as it:
-                entries = list(it)
+                return list(it)
         except OSError as e:
-            self._warn(path, e)
+            self._warn(_shown(path), e)
             return []
-        out = []
-        for entry in entries:
-            try:
-                out.append((entry.name, entry.stat(follow_symlinks=False)))
-            except OSError as e:
-                self._warn(entry.path, e)
-        return out
-
-    def _reuse(self, path: bytes, st: os.stat_result, old: Node) -> Node:
-        """An unchanged file: the parent snapshot's node, without reading a byte or listing
-        its xattrs. Changing a file's mode, owner, link count or xattrs moves its ctime,
-        which ``_unchanged`` compared; only what the inode does not hold is looked at."""
-        self.emit(BytesDone(st.st_size))
-        self._count_file(path, st.st_size, 0)
-        user, group = user_name(st.st_uid), group_name(st.st_gid)
-        if (old.device, old.user, old.group) == (st.st_dev, user, group):
-            return old
-        return msgspec.structs.replace(old, device=st.st_dev, user=user, group=group)
 
     def fail(self, error: BaseException) -> None:
         """An unexpected error on a worker: the first one is raised when the walk ends."""
@@ -219,7 +248,7 @@ class Backup:
             self._failure = error
 
     # -- files and other leaves, on the workers ----------------------------------------
-    def _submit(self, job: _DirJob, batch: list[tuple[bytes, bytes, os.stat_result]]) -> None:
+    def _submit(self, job: _DirJob, batch: list[_Item]) -> None:
         self._slots.acquire()
         job.expect()
         try:
@@ -236,28 +265,31 @@ class Backup:
             self.fail(error)
         job.arrived([] if error is not None else fut.result())
 
-    def _leaves(self, batch: list[tuple[bytes, bytes, os.stat_result]]) -> list[Node]:
+    def _leaves(self, batch: list[_Item]) -> list[Node]:
+        """The batch's nodes, ``self._ahead`` files opened ahead at a time."""
         nodes = []
-        opened = self._open_ahead(batch)
-        try:
-            for i, (path, name, st) in enumerate(batch):
-                try:
-                    nodes.append(self._leaf(path, name, st, opened.pop(i, None)))
-                except _Skip:
-                    continue
-        finally:
-            for fd in opened.values():
-                os.close(fd)
+        for at in range(0, len(batch), self._ahead):
+            window = batch[at : at + self._ahead]
+            opened = self._open_ahead(window)
+            try:
+                for i, item in enumerate(window):
+                    try:
+                        nodes.append(self._leaf(item, opened.pop(i, None)))
+                    except _Skip:
+                        continue
+            finally:
+                for fd in opened.values():
+                    os.close(fd)
         return nodes
 
-    def _open_ahead(self, batch: list[tuple[bytes, bytes, os.stat_result]]) -> dict[int, int]:
-        """Open the batch's small files and ask the kernel for all their pages at once: on a
-        cold cache the disk then has a batch of reads queued (and merges neighbours) instead
-        of one at a time. A file that fails to open here is opened again, and warned about,
-        where it is read."""
+    def _open_ahead(self, window: list[_Item]) -> dict[int, int]:
+        """Open the window's small files and ask the kernel for all their pages at once: on
+        a cold cache the disk then has a batch of reads queued (and merges neighbours)
+        instead of one at a time. A file that fails to open here is opened again, and
+        warned about, where it is read."""
         opened = {}
-        for i, (path, _name, st) in enumerate(batch):
-            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and 0 < st.st_size < self._whole:
+        for i, (path, _name, _shown, st) in enumerate(window):
+            if st.st_nlink <= 1 and st.st_size and self._small(st):
                 try:
                     fd = _open_noatime(path, advise=False)
                 except OSError:
@@ -266,24 +298,30 @@ class Backup:
                 os.posix_fadvise(fd, 0, st.st_size, os.POSIX_FADV_WILLNEED)
         return opened
 
-    def _leaf(self, path: bytes, name: bytes, st: os.stat_result, fd: int | None) -> Node:
+    def _small(self, st: os.stat_result) -> bool:
+        """A regular file below the chunker's minimum: one blob, read whole by one call."""
+        return stat.S_ISREG(st.st_mode) and st.st_size < self._min
+
+    def _leaf(self, item: _Item, fd: int | None) -> Node:
+        path, name, shown, st = item
         if stat.S_ISLNK(st.st_mode):
             try:
                 return node_from_stat(name, path, st, target=os.readlink(path))
             except OSError as e:
-                self._warn(path, e)
+                self._warn(shown, e)
                 raise _Skip from e
         if not stat.S_ISREG(st.st_mode):
             return node_from_stat(name, path, st)
-        done = self._content(path, st, fd)
+        done = self._content(item, fd)
         return node_from_stat(name, path, st, content=done.content, size=done.size)
 
-    def _content(self, path: bytes, st: os.stat_result, fd: int | None) -> _Content:
+    def _content(self, item: _Item, fd: int | None) -> _Content:
         """A file's blobs; a hardlinked inode is read once, by whichever worker comes first.
         ``fd``: the file, opened already (it is closed here)."""
+        _path, _name, shown, st = item
         if st.st_nlink <= 1:
-            done = self._read_file(path, st, fd)
-            self._count_file(path, done.size, done.new)
+            done = self._read_file(item, fd)
+            self._count_file(shown, done.size, done.new)
             return done
         key = (st.st_dev, st.st_ino)
         with self._hardlinks_lock:
@@ -299,11 +337,11 @@ class Backup:
                 self._hardlinks[key] = (shared, seen + 1)
         if first:
             try:
-                shared.set_result(self._read_file(path, st))
+                shared.set_result(self._read_file(item))
             except BaseException as e:
                 shared.set_exception(e)
         done = shared.result()
-        self._count_file(path, done.size, done.new if first else 0)
+        self._count_file(shown, done.size, done.new if first else 0)
         return done
 
     def _chunker(self) -> Chunker:
@@ -312,14 +350,15 @@ class Backup:
             chunker = self._local.chunker = self.repo.chunker()
         return chunker
 
-    def _read_file(self, path: bytes, st: os.stat_result, fd: int | None = None) -> _Content:
-        self.emit(FileStarted(path.decode("utf-8", "surrogateescape")))
-        small = st.st_size < self._whole
+    def _read_file(self, item: _Item, fd: int | None = None) -> _Content:
+        path, _name, shown, st = item
+        self.emit(FileStarted(shown))
+        small = self._small(st)
         try:
             if fd is None:
                 fd = _open_noatime(path, advise=not small)
         except OSError as e:
-            self._warn(path, e)
+            self._warn(shown, e)
             raise _Skip from e
         try:
             try:
@@ -331,12 +370,12 @@ class Backup:
             finally:
                 os.close(fd)
         except OSError as e:
-            self._warn(path, e)
+            self._warn(shown, e)
             raise _Skip from e
         # A small file came whole from one read of the size lstat gave; had it changed after
         # that lstat, its node keeps the older mtime, so the next backup reads it again.
         if after is not None and (after.st_mtime_ns, after.st_size) != (st.st_mtime_ns, done.size):
-            self._warn(path, "file changed while being read")
+            self._warn(shown, "file changed while being read")
         return done
 
     def _read_small(self, fd: int, st: os.stat_result) -> _Content | None:
@@ -345,7 +384,7 @@ class Backup:
         the size lstat gave (the file grew, or a short read): then it is chunked after all."""
         buf: bytearray | None = getattr(self._local, "buffer", None)
         if buf is None:
-            buf = self._local.buffer = bytearray(self._whole)
+            buf = self._local.buffer = bytearray(self._min)
         n = os.readv(fd, [buf])
         if n != st.st_size:
             os.lseek(fd, 0, os.SEEK_SET)
@@ -369,45 +408,49 @@ class Backup:
                 self.emit(BytesDone(len(chunk)))
         return _Content(content, size, new)
 
-    def _count_file(self, path: bytes, size: int, new: int) -> None:
-        with self.counts.lock:
-            self.counts.files += 1
-            self.counts.bytes += size
-            self.counts.bytes_added += new
-        self.emit(FileDone(path.decode("utf-8", "surrogateescape"), size, new))
+    def _count_file(self, shown: str, size: int, new: int) -> None:
+        self.counts.add(1, size, new)
+        self.emit(FileDone(shown, size, new))
 
-    def _warn(self, path: bytes, error: OSError | str) -> None:
+    def _warn(self, shown: str, error: OSError | str) -> None:
         message = error if isinstance(error, str) else (error.strerror or str(error)).lower()
         with self.counts.lock:
             self.counts.warnings += 1
-        self.emit(FileWarning(path.decode("utf-8", "surrogateescape"), message))
+        self.emit(FileWarning(shown, message))
 
 
 class _DirJob:
     """A directory whose tree is saved when its walk has ended and every task holding some
-    of its entries has finished; then its own node goes to its parent. Thread-safe."""
+    of its entries has finished; then its own node goes to its parent. ``old``: the parent
+    snapshot's tree of it (``old_id``), whose id is reused when every entry equals its
+    node. Thread-safe."""
 
     def __init__(
         self, run: Backup, name: bytes, path: bytes | None, st: os.stat_result | None,
         parent: _DirJob | None = None, on_tree: Callable[[bytes], object] | None = None,
+        old: Tree | None = None, old_id: bytes | None = None,
     ) -> None:  # fmt: skip
         self.run, self.name, self.path, self.st = run, name, path, st
         self.parent, self.on_tree = parent, on_tree
+        self.old, self.old_id = old, old_id
         self.nodes: list[Node] = []
         self.pending = 1  # the walk itself
         self.lock = threading.Lock()
 
-    def subdir(self, name: bytes, path: bytes, st: os.stat_result) -> _DirJob:
+    def subdir(
+        self, name: bytes, path: bytes, st: os.stat_result, old: Tree | None,
+        old_id: bytes | None,
+    ) -> _DirJob:  # fmt: skip
         self.expect()
-        return _DirJob(self.run, name, path, st, parent=self)
+        return _DirJob(self.run, name, path, st, parent=self, old=old, old_id=old_id)
 
     def expect(self) -> None:
         with self.lock:
             self.pending += 1
 
-    def add(self, node: Node) -> None:
+    def add(self, nodes: list[Node]) -> None:
         with self.lock:
-            self.nodes.append(node)
+            self.nodes.extend(nodes)
 
     def walked(self) -> None:
         self.arrived([])
@@ -421,12 +464,16 @@ class _DirJob:
             self._complete()
 
     def _complete(self) -> None:
+        nodes = sorted(self.nodes, key=_NAME)
+        old, self.old, self.nodes = self.old, None, []
         try:
-            tree_id = self.run.writer.save_tree(self.nodes)
+            if old is not None and self.old_id is not None and _same(old, nodes):
+                tree_id = self.old_id  # encodes to the very blob: no need to encode it
+            else:
+                tree_id = self.run.writer.save_tree(nodes)
         except BaseException as e:
             self.run.fail(e)
             tree_id = b""
-        self.nodes = []
         if self.on_tree is not None:
             self.on_tree(tree_id)
         if self.parent is not None:
@@ -435,8 +482,18 @@ class _DirJob:
             self.parent.arrived([node])
 
 
-def _sub(node: Node | None) -> bytes | None:
-    return node.subtree if node is not None and node.type == DIR else None
+def _same(old: Tree, nodes: list[Node]) -> bool:
+    """Whether ``nodes`` (sorted) are the parent's tree entry for entry: the ones it stores,
+    since a tree that lost refused entries in loading has problems."""
+    return not old.problems and nodes == old.nodes
+
+
+def _by_name(tree: Tree | None) -> dict[bytes, Node]:
+    return dict(zip(map(_NAME, tree.nodes), tree.nodes, strict=True)) if tree else {}
+
+
+def _shown(path: bytes) -> str:
+    return path.decode("utf-8", "surrogateescape")
 
 
 def _unchanged(old: Node, st: os.stat_result) -> bool:
@@ -449,10 +506,30 @@ def _unchanged(old: Node, st: os.stat_result) -> bool:
     )
 
 
+def _kept(old: Node, st: os.stat_result) -> Node:
+    """An unchanged file: the parent snapshot's node, without reading a byte or listing its
+    xattrs. Changing a file's mode, owner, link count or xattrs moves its ctime, which
+    ``_unchanged`` compared; only what the inode does not hold is looked at again."""
+    user, group = user_name(st.st_uid), group_name(st.st_gid)
+    if (old.device, old.user, old.group) == (st.st_dev, user, group):
+        return old
+    return msgspec.structs.replace(old, device=st.st_dev, user=user, group=group)
+
+
+def _fds_ahead(workers: int) -> int:
+    """Descriptors each worker may hold open ahead: at most _OPEN_AHEAD, and all workers
+    together at most a quarter of the soft RLIMIT_NOFILE, so many cores never exhaust it."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return _OPEN_AHEAD
+    return max(1, min(_OPEN_AHEAD, soft // (4 * max(workers, 1))))
+
+
 def _open_noatime(path: bytes, *, advise: bool) -> int:
     """Open for reading; with ``advise``, ask the kernel to read ahead: on a cold cache the
     disk then works while this thread hashes and compresses. A small file is read by one
-    call, which the advice would only delay by two system calls."""
+    call: its advice (WILLNEED for its size) comes from ``Backup._open_ahead``, for a
+    window of files at once."""
     flags = os.O_RDONLY | os.O_NOFOLLOW
     try:
         fd = os.open(path, flags | os.O_NOATIME)
