@@ -91,7 +91,7 @@ class RestoreSummary:
 class _Dir:
     """A directory of the snapshot on its way to the target: ``fd`` once it is created."""
 
-    __slots__ = ("failed", "fd", "name", "node", "parent", "rel")
+    __slots__ = ("failed", "fd", "fresh", "name", "node", "parent", "rel")
 
     def __init__(self, parent: _Dir | None, node: Node | None, rel: bytes) -> None:
         self.parent = parent
@@ -100,6 +100,7 @@ class _Dir:
         self.rel = rel  # relative path in the snapshot: names checked, so "/" splits it
         self.fd: int | None = None
         self.failed = False
+        self.fresh = False  # made by this restore: nothing of an earlier run is in it
 
 
 @dataclass(eq=False)
@@ -253,7 +254,7 @@ class Restore:
                 d.failed = True
                 return None
             try:
-                d.fd = _make_dir(parent_fd, d.name)
+                d.fd, d.fresh = _make_dir(parent_fd, d.name)
             except OSError as e:
                 d.failed = True
                 self._warn(self._where(d.rel), e.strerror or str(e))
@@ -310,10 +311,12 @@ class Restore:
             self._grown()
             return
         primary = _Primary(rel) if key is not None else None
-        try:
-            st: os.stat_result | None = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            st = None
+        st: os.stat_result | None = None
+        if not parent.fresh:  # a new directory holds no earlier run's files: no lookup
+            try:
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
         if st is not None and _resumable(st, node):
             with self._lock:  # restored by an earlier, interrupted run
                 self.summary.skipped += 1
@@ -409,10 +412,11 @@ class Restore:
 
     def _places(self, f: _File) -> list[tuple[bytes, int]]:
         """Where each of the file's blobs goes; IntegrityError when the index cannot say."""
-        places, offset = [], 0
-        for blob_id in f.node.content:
-            places.append((blob_id, offset))
-            offset += self.repo.blob_entry(blob_id).raw_length
+        content = f.node.content
+        places, offset = [(content[0], 0)], 0
+        for i in range(1, len(content)):  # the last blob's length is no blob's offset
+            offset += self.repo.blob_entry(content[i - 1]).raw_length
+            places.append((content[i], offset))
         return places
 
     def _damaged(self, f: _File, error: IntegrityError) -> None:
@@ -451,6 +455,9 @@ class Restore:
     ) -> None:
         zero = data[:1] == b"\0" and data.count(0) == len(data)
         for f, offset in places:
+            if len(f.node.content) == 1:  # a small file: no other blob, no other thread
+                self._write_whole(f, data, zero)
+                continue
             fd = fds.get(f)
             if fd is None:
                 fd = fds[f] = self._open(f)
@@ -462,6 +469,26 @@ class Restore:
                 complete = f.remaining <= 0
             if complete:
                 self._file_done(f, fds.pop(f))
+
+    def _write_whole(self, f: _File, data: Data, zero: bool) -> None:
+        """A file of one blob, whole: created, written and finished here, with only the
+        system calls it needs (sized only when the blob leaves its end unwritten; its inode
+        asked for only when a hardlink will need it)."""
+        fd = _create_file(f.parent, f.node.name)
+        try:
+            if zero or len(data) < f.node.size:
+                os.ftruncate(fd, f.node.size)
+            if not zero:
+                os.pwrite(fd, data, 0)
+            if f.primary is not None:
+                st = os.fstat(fd)
+                f.ident = (st.st_dev, st.st_ino)
+            f.created = True
+        except BaseException:
+            os.close(fd)
+            raise
+        self.emit(BytesDone(len(data)))
+        self._file_done(f, fd)
 
     def _open(self, f: _File) -> int:
         """A descriptor for writing ``f``; the first caller creates it at its full size.
@@ -589,18 +616,21 @@ def _close(d: _Dir) -> None:
         d.fd = None
 
 
-def _make_dir(dir_fd: int, name: bytes) -> int:
-    """A descriptor of the directory ``name`` in ``dir_fd``: an existing directory is kept,
-    anything else there is removed first. A new one is private (0700) until its metadata
-    is set, so nobody else can plant entries in it meanwhile."""
+def _make_dir(dir_fd: int, name: bytes) -> tuple[int, bool]:
+    """A descriptor of the directory ``name`` in ``dir_fd``, and whether this call made it:
+    an existing directory is kept, anything else there is removed first. A new one is
+    private (0700) until its metadata is set, so nobody else can plant entries in it
+    meanwhile."""
     try:
         os.mkdir(name, 0o700, dir_fd=dir_fd)
+        fresh = True
     except FileExistsError:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        if not stat.S_ISDIR(st.st_mode):
+        fresh = not stat.S_ISDIR(st.st_mode)
+        if fresh:
             _remove(dir_fd, name, st)
             os.mkdir(name, 0o700, dir_fd=dir_fd)
-    return os.open(name, _DIR_OPEN, dir_fd=dir_fd)
+    return os.open(name, _DIR_OPEN, dir_fd=dir_fd), fresh
 
 
 def _create_file(d: _Dir, name: bytes) -> int:
