@@ -22,13 +22,14 @@ already match the snapshot is skipped, so an interrupted restore resumes where i
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import stat
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -53,7 +54,7 @@ class RestoreSource(Protocol):
     key: MasterKey
 
     def lock(self, kind: str) -> AbstractContextManager[object]: ...
-    def load_tree(self, tree_id: bytes) -> Tree: ...
+    def load_tree(self, tree_id: bytes, *, keep: bool = True) -> Tree: ...
     def blob_entry(self, blob_id: bytes) -> IndexEntry: ...
     def read_blob_ranges(
         self,
@@ -227,7 +228,8 @@ class Restore:
             return
         here = b"/" + d.rel
         try:
-            tree = self.repo.load_tree(tree_id)
+            # Each tree is read once: past the LRU, whose nodes the collector would walk.
+            tree = self.repo.load_tree(tree_id, keep=False)
         except IntegrityError as e:
             self._warn(here, f"{e}: its entries are skipped")
             return
@@ -760,6 +762,34 @@ def restore(
     counts = snapshot.summary
     totals = Planned(counts.files, counts.bytes) if counts.files and not filt else None
     run = Restore(repo, where, filt, on_event, limits or Limits(), planned=totals, verify=verify)
-    with repo.lock("read"):
+    with repo.lock("read"), _full_collections_deferred():
         run.run(bytes.fromhex(snapshot.tree))
     return run.summary
+
+
+_deferring = 0  # restores running in this process (the TUI may run several)
+_deferring_lock = threading.Lock()
+_saved_threshold = gc.get_threshold()
+
+
+@contextmanager
+def _full_collections_deferred() -> Iterator[None]:
+    """While a restore runs, the collector's full passes wait. A window's objects (nodes,
+    files, places) live long enough to reach the oldest generation, and each full pass
+    walked them all again: a quarter of a small-file restore's Python time. They form no
+    cycles (refcounts free them); young cycles, such as a caught exception's, are still
+    collected by the younger generations."""
+    global _deferring, _saved_threshold
+    with _deferring_lock:
+        if _deferring == 0:
+            _saved_threshold = gc.get_threshold()
+            young, middle, _ = _saved_threshold
+            gc.set_threshold(young, middle, 1 << 30)
+        _deferring += 1
+    try:
+        yield
+    finally:
+        with _deferring_lock:
+            _deferring -= 1
+            if _deferring == 0:
+                gc.set_threshold(*_saved_threshold)
