@@ -338,13 +338,13 @@ class Repository:
     def _open_blob(self, blob_id: bytes, sealed: Buffer, pack_id: str, raw_length: int) -> Data:
         """Decrypted, decompressed to at most ``raw_length`` bytes (the length recorded for
         it: a zstd bomb fails here, before it allocates), and checked against its id."""
-        damaged = f"blob {blob_id.hex()[:16]} in pack {pack_id[:16]} is damaged"
         try:
             data = self.key.open(sealed, raw_length)
         except IntegrityError:
-            raise IntegrityError(damaged) from None
-        if len(data) != raw_length or self.key.blob_id(data) != blob_id:
-            raise IntegrityError(damaged)
+            data = None
+        if data is None or len(data) != raw_length or self.key.blob_id(data) != blob_id:
+            # named only on failure: formatting it for every blob cost a small file's restore
+            raise IntegrityError(f"blob {blob_id.hex()[:16]} in pack {pack_id[:16]} is damaged")
         return data
 
     def read_blob_ranges(

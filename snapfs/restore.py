@@ -112,16 +112,23 @@ class _Primary:
     ident: tuple[int, int] | None = None
 
 
-@dataclass(eq=False)
 class _File:
-    parent: _Dir
-    node: Node
-    display: bytes
-    primary: _Primary | None
-    remaining: int = 0
-    created: bool = False  # made (and sized) by the first writer that needs it
-    damaged: bool = False  # a blob could not be read: never completed
-    ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of what this restore created
+    """A regular file of a window, until its last blob is written."""
+
+    __slots__ = ("created", "damaged", "display", "ident", "node", "parent", "primary",
+                 "remaining")  # fmt: skip
+
+    def __init__(
+        self, parent: _Dir, node: Node, display: bytes, primary: _Primary | None, remaining: int
+    ) -> None:
+        self.parent = parent
+        self.node = node
+        self.display = display
+        self.primary = primary
+        self.remaining = remaining
+        self.created = False  # made (and sized) by the first writer that needs it
+        self.damaged = False  # a blob could not be read: never completed
+        self.ident = (0, 0)  # (st_dev, st_ino) of what this restore created
 
 
 @dataclass
@@ -238,12 +245,11 @@ class Restore:
             self._warn(where, f"{problem.message}: skipped")
         seen: set[bytes] = set()
         for node in tree.nodes:
-            shown = _joined(here, node.name)
             why = refusal(node.name)
             if why is None and node.name in seen:
                 why = "a second entry of that name"
             if why is not None:
-                self._warn(shown, f"{why}: skipped")
+                self._warn(_joined(here, node.name), f"{why}: skipped")
                 continue
             seen.add(node.name)
             yield node
@@ -434,8 +440,10 @@ class Restore:
         self, blobs: Iterator[tuple[bytes, Data]], targets: dict[bytes, list[tuple[_File, int]]]
     ) -> None:
         """Write a range's blobs; neighbours mostly belong to one file, so its descriptor
-        is opened once for the range."""
+        is opened once for the range. Progress is told once a range (an event a blob cost
+        as much as writing a small file's blob)."""
         fds: dict[_File, int] = {}
+        written = 0
         try:
             for blob_id, data in blobs:
                 if self._stop.is_set():
@@ -448,9 +456,12 @@ class Restore:
                         raise
                     where = _shown(places[0][0].display)
                     raise OSError(e.errno, e.strerror, where) from None
+                written += len(data) * len(places)
         finally:
             for fd in fds.values():
                 os.close(fd)
+            if written:
+                self.emit(BytesDone(written))
 
     def _write_blob(
         self, data: Data, places: list[tuple[_File, int]], fds: dict[_File, int]
@@ -465,7 +476,6 @@ class Restore:
                 fd = fds[f] = self._open(f)
             if not zero:
                 os.pwrite(fd, data, offset)
-            self.emit(BytesDone(len(data)))
             with self._lock:
                 f.remaining -= 1
                 complete = f.remaining <= 0
@@ -489,7 +499,6 @@ class Restore:
         except BaseException:
             os.close(fd)
             raise
-        self.emit(BytesDone(len(data)))
         self._file_done(f, fd)
 
     def _open(self, f: _File) -> int:
