@@ -110,4 +110,3 @@ def test_full_collections_wait_during_a_restore_and_resume_after(
     with pytest.raises((OSError, SnapfsError)):
         restore(repo, snap, str(blocker / "below"))  # a failed restore leaves it too
     assert gc.get_threshold() == before
-
