@@ -14,7 +14,9 @@ directories); while it plans the next, another thread completes the window: the 
 fetches its blobs pack by pack (each pack read once a window, coalesced ranges, decoded and
 verified on threads), each blob is ``pwrite``n to every place it goes, then come the
 window's hardlinks and the metadata of the directories completed in it (post-order:
-children before parents). All-zero chunks are not written,
+children before parents). A file of one blob is created, written and finished at once by
+the thread that decoded its blob, with no more system calls than it needs; full garbage
+collections wait while a restore runs. All-zero chunks are not written,
 so holes stay holes (files are sized with ftruncate first). A file whose size and mtime
 already match the snapshot is skipped, so an interrupted restore resumes where it stopped
 (mtime is set only after a file's contents are complete)."""
