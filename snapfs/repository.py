@@ -349,13 +349,13 @@ class Repository:
     def _open_blob(self, blob_id: bytes, sealed: Buffer, pack_id: str, raw_length: int) -> Data:
         """Decrypted, decompressed to at most ``raw_length`` bytes (the length recorded for
         it: a zstd bomb fails here, before it allocates), and checked against its id."""
-        damaged = f"blob {blob_id.hex()[:16]} in pack {pack_id[:16]} is damaged"
         try:
             data = self.key.open(sealed, raw_length)
         except IntegrityError:
-            raise IntegrityError(damaged) from None
-        if len(data) != raw_length or self.key.blob_id(data) != blob_id:
-            raise IntegrityError(damaged)
+            data = None
+        if data is None or len(data) != raw_length or self.key.blob_id(data) != blob_id:
+            # named only on failure: formatting it for every blob cost a small file's restore
+            raise IntegrityError(f"blob {blob_id.hex()[:16]} in pack {pack_id[:16]} is damaged")
         return data
 
     def read_blob_ranges(
@@ -375,8 +375,9 @@ class Repository:
         A blob that is missing, damaged or out of bounds raises IntegrityError, unless
         ``on_damaged`` is given: then it is told (blob id, error), on a read thread, and
         ``consume`` never sees that blob; the others still come."""
-        ranges = self._plan_ranges(ids, on_damaged)
-        with ThreadPoolExecutor(threads or self.backend.connections, "snapfs-range") as pool:
+        threads = threads or self.backend.connections
+        ranges = self._plan_ranges(ids, on_damaged, spread=threads)
+        with ThreadPoolExecutor(threads, "snapfs-range") as pool:
             # A generator runs where it is iterated: on the worker, inside ``consume``.
             futures = [pool.submit(consume, self._decode_range(*r, on_damaged)) for r in ranges]
             try:
@@ -395,9 +396,16 @@ class Repository:
         return out
 
     def _plan_ranges(
-        self, ids: Iterable[bytes], on_damaged: Callable[[bytes, IntegrityError], None] | None
+        self,
+        ids: Iterable[bytes],
+        on_damaged: Callable[[bytes, IntegrityError], None] | None,
+        spread: int = 0,
     ) -> list[tuple[str, int, int, list[tuple[bytes, IndexEntry]]]]:
+        """Coalesced ranges of the blobs, by pack. ``spread``: the threads that will decode
+        them; ranges are then cut to give each thread several (a small file's window is a
+        few MB: three 4 MiB ranges on two threads left one idle for a third of the time)."""
         by_pack: dict[str, list[tuple[bytes, IndexEntry]]] = defaultdict(list)
+        total = 0
         for blob_id in dict.fromkeys(ids):
             try:
                 entry = self.blob_entry(blob_id)
@@ -407,13 +415,17 @@ class Repository:
                 on_damaged(blob_id, error)
                 continue
             by_pack[entry.pack_id].append((blob_id, entry))
+            total += entry.length
+        most = _RANGE_MAX
+        if spread:
+            most = max(_COALESCE_GAP, min(_RANGE_MAX, total // (4 * spread)))
         ranges = []
         for pack_id, blobs in by_pack.items():
             blobs.sort(key=lambda b: b[1].offset)
             start = end = blobs[0][1].offset
             group: list[tuple[bytes, IndexEntry]] = []
             for blob_id, e in blobs:
-                if e.offset - end > _COALESCE_GAP or end - start > _RANGE_MAX:
+                if e.offset - end > _COALESCE_GAP or end - start > most:
                     ranges.append((pack_id, start, end - start, group))
                     start, group = e.offset, []
                 group.append((blob_id, e))

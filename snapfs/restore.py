@@ -14,7 +14,9 @@ directories); while it plans the next, another thread completes the window: the 
 fetches its blobs pack by pack (each pack read once a window, coalesced ranges, decoded and
 verified on threads), each blob is ``pwrite``n to every place it goes, then come the
 window's hardlinks and the metadata of the directories completed in it (post-order:
-children before parents). All-zero chunks are not written,
+children before parents). A file of one blob is created, written and finished at once by
+the thread that decoded its blob, with no more system calls than it needs; full garbage
+collections wait while a restore runs. All-zero chunks are not written,
 so holes stay holes (files are sized with ftruncate first). A file whose size and mtime
 already match the snapshot is skipped, so an interrupted restore resumes where it stopped
 (mtime is set only after a file's contents are complete)."""
@@ -22,13 +24,14 @@ already match the snapshot is skipped, so an interrupted restore resumes where i
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import stat
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -53,7 +56,7 @@ class RestoreSource(Protocol):
     key: MasterKey
 
     def lock(self, kind: str) -> AbstractContextManager[object]: ...
-    def load_tree(self, tree_id: bytes) -> Tree: ...
+    def load_tree(self, tree_id: bytes, *, keep: bool = True) -> Tree: ...
     def blob_entry(self, blob_id: bytes) -> IndexEntry: ...
     def read_blob_ranges(
         self,
@@ -91,7 +94,7 @@ class RestoreSummary:
 class _Dir:
     """A directory of the snapshot on its way to the target: ``fd`` once it is created."""
 
-    __slots__ = ("failed", "fd", "name", "node", "parent", "rel")
+    __slots__ = ("failed", "fd", "fresh", "name", "node", "parent", "rel")
 
     def __init__(self, parent: _Dir | None, node: Node | None, rel: bytes) -> None:
         self.parent = parent
@@ -100,6 +103,7 @@ class _Dir:
         self.rel = rel  # relative path in the snapshot: names checked, so "/" splits it
         self.fd: int | None = None
         self.failed = False
+        self.fresh = False  # made by this restore: nothing of an earlier run is in it
 
 
 @dataclass(eq=False)
@@ -110,16 +114,23 @@ class _Primary:
     ident: tuple[int, int] | None = None
 
 
-@dataclass(eq=False)
 class _File:
-    parent: _Dir
-    node: Node
-    display: bytes
-    primary: _Primary | None
-    remaining: int = 0
-    created: bool = False  # made (and sized) by the first writer that needs it
-    damaged: bool = False  # a blob could not be read: never completed
-    ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino) of what this restore created
+    """A regular file of a window, until its last blob is written."""
+
+    __slots__ = ("created", "damaged", "display", "ident", "node", "parent", "primary",
+                 "remaining")  # fmt: skip
+
+    def __init__(
+        self, parent: _Dir, node: Node, display: bytes, primary: _Primary | None, remaining: int
+    ) -> None:
+        self.parent = parent
+        self.node = node
+        self.display = display
+        self.primary = primary
+        self.remaining = remaining
+        self.created = False  # made (and sized) by the first writer that needs it
+        self.damaged = False  # a blob could not be read: never completed
+        self.ident = (0, 0)  # (st_dev, st_ino) of what this restore created
 
 
 @dataclass
@@ -226,7 +237,8 @@ class Restore:
             return
         here = b"/" + d.rel
         try:
-            tree = self.repo.load_tree(tree_id)
+            # Each tree is read once: past the LRU, whose nodes the collector would walk.
+            tree = self.repo.load_tree(tree_id, keep=False)
         except IntegrityError as e:
             self._warn(here, f"{e}: its entries are skipped")
             return
@@ -235,12 +247,11 @@ class Restore:
             self._warn(where, f"{problem.message}: skipped")
         seen: set[bytes] = set()
         for node in tree.nodes:
-            shown = _joined(here, node.name)
             why = refusal(node.name)
             if why is None and node.name in seen:
                 why = "a second entry of that name"
             if why is not None:
-                self._warn(shown, f"{why}: skipped")
+                self._warn(_joined(here, node.name), f"{why}: skipped")
                 continue
             seen.add(node.name)
             yield node
@@ -253,7 +264,7 @@ class Restore:
                 d.failed = True
                 return None
             try:
-                d.fd = _make_dir(parent_fd, d.name)
+                d.fd, d.fresh = _make_dir(parent_fd, d.name)
             except OSError as e:
                 d.failed = True
                 self._warn(self._where(d.rel), e.strerror or str(e))
@@ -310,10 +321,12 @@ class Restore:
             self._grown()
             return
         primary = _Primary(rel) if key is not None else None
-        try:
-            st: os.stat_result | None = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            st = None
+        st: os.stat_result | None = None
+        if not parent.fresh:  # a new directory holds no earlier run's files: no lookup
+            try:
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
         if st is not None and _resumable(st, node):
             with self._lock:  # restored by an earlier, interrupted run
                 self.summary.skipped += 1
@@ -409,10 +422,11 @@ class Restore:
 
     def _places(self, f: _File) -> list[tuple[bytes, int]]:
         """Where each of the file's blobs goes; IntegrityError when the index cannot say."""
-        places, offset = [], 0
-        for blob_id in f.node.content:
-            places.append((blob_id, offset))
-            offset += self.repo.blob_entry(blob_id).raw_length
+        content = f.node.content
+        places, offset = [(content[0], 0)], 0
+        for i in range(1, len(content)):  # the last blob's length is no blob's offset
+            offset += self.repo.blob_entry(content[i - 1]).raw_length
+            places.append((content[i], offset))
         return places
 
     def _damaged(self, f: _File, error: IntegrityError) -> None:
@@ -428,8 +442,10 @@ class Restore:
         self, blobs: Iterator[tuple[bytes, Data]], targets: dict[bytes, list[tuple[_File, int]]]
     ) -> None:
         """Write a range's blobs; neighbours mostly belong to one file, so its descriptor
-        is opened once for the range."""
+        is opened once for the range. Progress is told once a range (an event a blob cost
+        as much as writing a small file's blob)."""
         fds: dict[_File, int] = {}
+        written = 0
         try:
             for blob_id, data in blobs:
                 if self._stop.is_set():
@@ -442,26 +458,50 @@ class Restore:
                         raise
                     where = _shown(places[0][0].display)
                     raise OSError(e.errno, e.strerror, where) from None
+                written += len(data) * len(places)
         finally:
             for fd in fds.values():
                 os.close(fd)
+            if written:
+                self.emit(BytesDone(written))
 
     def _write_blob(
         self, data: Data, places: list[tuple[_File, int]], fds: dict[_File, int]
     ) -> None:
         zero = data[:1] == b"\0" and data.count(0) == len(data)
         for f, offset in places:
+            if len(f.node.content) == 1:  # a small file: no other blob, no other thread
+                self._write_whole(f, data, zero)
+                continue
             fd = fds.get(f)
             if fd is None:
                 fd = fds[f] = self._open(f)
             if not zero:
                 os.pwrite(fd, data, offset)
-            self.emit(BytesDone(len(data)))
             with self._lock:
                 f.remaining -= 1
                 complete = f.remaining <= 0
             if complete:
                 self._file_done(f, fds.pop(f))
+
+    def _write_whole(self, f: _File, data: Data, zero: bool) -> None:
+        """A file of one blob, whole: created, written and finished here, with only the
+        system calls it needs (sized only when the blob leaves its end unwritten; its inode
+        asked for only when a hardlink will need it)."""
+        fd = _create_file(f.parent, f.node.name)
+        try:
+            if zero or len(data) < f.node.size:
+                os.ftruncate(fd, f.node.size)
+            if not zero:
+                os.pwrite(fd, data, 0)
+            if f.primary is not None:
+                st = os.fstat(fd)
+                f.ident = (st.st_dev, st.st_ino)
+            f.created = True
+        except BaseException:
+            os.close(fd)
+            raise
+        self._file_done(f, fd)
 
     def _open(self, f: _File) -> int:
         """A descriptor for writing ``f``; the first caller creates it at its full size.
@@ -589,18 +629,21 @@ def _close(d: _Dir) -> None:
         d.fd = None
 
 
-def _make_dir(dir_fd: int, name: bytes) -> int:
-    """A descriptor of the directory ``name`` in ``dir_fd``: an existing directory is kept,
-    anything else there is removed first. A new one is private (0700) until its metadata
-    is set, so nobody else can plant entries in it meanwhile."""
+def _make_dir(dir_fd: int, name: bytes) -> tuple[int, bool]:
+    """A descriptor of the directory ``name`` in ``dir_fd``, and whether this call made it:
+    an existing directory is kept, anything else there is removed first. A new one is
+    private (0700) until its metadata is set, so nobody else can plant entries in it
+    meanwhile."""
     try:
         os.mkdir(name, 0o700, dir_fd=dir_fd)
+        fresh = True
     except FileExistsError:
         st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        if not stat.S_ISDIR(st.st_mode):
+        fresh = not stat.S_ISDIR(st.st_mode)
+        if fresh:
             _remove(dir_fd, name, st)
             os.mkdir(name, 0o700, dir_fd=dir_fd)
-    return os.open(name, _DIR_OPEN, dir_fd=dir_fd)
+    return os.open(name, _DIR_OPEN, dir_fd=dir_fd), fresh
 
 
 def _create_file(d: _Dir, name: bytes) -> int:
@@ -730,6 +773,34 @@ def restore(
     counts = snapshot.summary
     totals = Planned(counts.files, counts.bytes) if counts.files and not filt else None
     run = Restore(repo, where, filt, on_event, limits or Limits(), planned=totals, verify=verify)
-    with repo.lock("read"):
+    with repo.lock("read"), _full_collections_deferred():
         run.run(bytes.fromhex(snapshot.tree))
     return run.summary
+
+
+_deferring = 0  # restores running in this process (the TUI may run several)
+_deferring_lock = threading.Lock()
+_saved_threshold = gc.get_threshold()
+
+
+@contextmanager
+def _full_collections_deferred() -> Iterator[None]:
+    """While a restore runs, the collector's full passes wait. A window's objects (nodes,
+    files, places) live long enough to reach the oldest generation, and each full pass
+    walked them all again: a quarter of a small-file restore's Python time. They form no
+    cycles (refcounts free them); young cycles, such as a caught exception's, are still
+    collected by the younger generations."""
+    global _deferring, _saved_threshold
+    with _deferring_lock:
+        if _deferring == 0:
+            _saved_threshold = gc.get_threshold()
+            young, middle, _ = _saved_threshold
+            gc.set_threshold(young, middle, 1 << 30)
+        _deferring += 1
+    try:
+        yield
+    finally:
+        with _deferring_lock:
+            _deferring -= 1
+            if _deferring == 0:
+                gc.set_threshold(*_saved_threshold)
