@@ -48,7 +48,7 @@ class Mount:
         self.groups = _groups_decoded(self.cache, names)
 
     def _head(self, ino: int) -> bytes:
-        return node_of(self.ops.inodes.get(ino).item).content[0]
+        return node_of(trio.run(self.ops._item, ino)[0]).content[0]
 
     async def _lookup(self, parent: int, name: str) -> int:
         return int((await self.ops.lookup(parent, name.encode(), self.ctx)).st_ino)
