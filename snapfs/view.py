@@ -162,6 +162,10 @@ class View:
         assert isinstance(self.root, VirtualDir)
         _merge(self.root, repository_layout(self._repo.snapshots()))
 
+    def load(self, tree_id: bytes) -> None:
+        """Decode a tree into the repository's LRU (to have it ready)."""
+        self._repo.load_tree(tree_id)
+
     def ready(self, source: Source) -> bool:
         """Whether ``listing``, ``find`` and ``at`` of ``source`` answer without I/O."""
         return isinstance(source, VirtualDir) or self._repo.tree_if_cached(source) is not None

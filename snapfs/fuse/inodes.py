@@ -46,6 +46,8 @@ class Dir:
     refs: int = 0
     # The order-of-opens guess (ops): position of the last open, siblings asked for below.
     walk: tuple[int, int] | None = None
+    # Trees decoded ahead (ops): (entries scanned, slot whose opening queues the next ones)
+    ahead: tuple[int, int] | None = None
 
     @property
     def layout(self) -> bool:

@@ -57,6 +57,7 @@ def serve(
         unmounted = not _mounted_at(real)
     finally:
         pyfuse3.close(unmount=not unmounted)
+        ops.close()
         cache.close()
 
 

@@ -12,7 +12,7 @@ import functools
 import inspect
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
@@ -20,7 +20,15 @@ import trio
 
 from snapfs.errors import SnapfsError
 from snapfs.fuse.inodes import ROOT_INODE, SLOT_BITS, Dir, InodeTable
-from snapfs.fuse.reader import ChunkCache, OpenFile, prefetch_heads, prefetch_opened, read
+from snapfs.fuse.reader import (
+    ChunkCache,
+    OpenFile,
+    prefetch_heads,
+    prefetch_opened,
+    read,
+    wait_for,
+)
+from snapfs.fuse.trees import TreesAhead
 from snapfs.metadata import full_mode
 from snapfs.tree import DIR, FILE, SYMLINK, Node
 from snapfs.view import Item, View, VirtualDir, node_of
@@ -30,6 +38,7 @@ log = logging.getLogger("snapfs.fuse")
 _SNAPSHOT_TIMEOUT = 24 * 3600.0  # a snapshot never changes
 _LAYOUT_TIMEOUT = 1.0  # the snapshot list does, when backups run
 _INLINE_CHUNKS = 64
+_TREES_AHEAD = 32  # directories whose trees are decoded ahead of their opening
 _NEXT_FILES = 32  # siblings whose first chunks one task decodes ahead of their opens
 _SLOT_MASK = (1 << SLOT_BITS) - 1
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
@@ -55,6 +64,7 @@ class SnapshotOperations(pyfuse3.Operations):
         self._files: dict[int, OpenFile] = {}
         # open directory -> (it, its entries, their slots: None when entry i has slot i + 1)
         self._dirs: dict[int, tuple[Dir, list[Item], list[int] | None]] = {}
+        self._trees = TreesAhead(view.load, view.ready)
         self._next_handle = 1
         self._uid, self._gid = os.getuid(), os.getgid()
 
@@ -156,12 +166,47 @@ class SnapshotOperations(pyfuse3.Operations):
         except KeyError:
             await self._item(inode)  # ENOENT when it is nothing live
             raise pyfuse3.FUSEError(errno.ENOTDIR) from None
+        source = folder.source
         if folder.layout and self._view.stale:
             await _off_loop(self._view.refresh)
-        entries, slots = await _off_loop(self._view.listing, folder.source)
+        if isinstance(source, bytes) and (ahead := self._trees.pending(source)) is not None:
+            await wait_for(ahead)
+        if self._view.ready(source):
+            entries, slots = self._view.listing(source)
+        else:
+            entries, slots = await _off_loop(self._view.listing, source)
+        if not folder.layout:
+            self._trees_ahead(folder, entries, 0)
+            self._more_trees_ahead(folder)
         handle = self._handle()
         self._dirs[handle] = (folder, entries, slots)
         return handle
+
+    def _trees_ahead(self, folder: Dir, entries: Sequence[Item], start: int) -> None:
+        """Decode ahead the trees of the next directories in ``entries`` from ``start``: a
+        reader that opened a directory usually goes into its directories next."""
+        ids: list[bytes] = []
+        mark = len(entries) + 1
+        i = start
+        while i < len(entries) and len(ids) < _TREES_AHEAD:
+            item = entries[i]
+            i += 1
+            if isinstance(item, Node) and item.subtree is not None:
+                ids.append(item.subtree)
+                if len(ids) == _TREES_AHEAD // 2:
+                    mark = i  # the slot of the directory half way
+        folder.ahead = (i, mark)
+        self._trees.want(ids)
+
+    def _more_trees_ahead(self, folder: Dir) -> None:
+        """``folder`` was opened: when it is half way through the directories its parent
+        had decoded ahead, the parent's next ones are queued."""
+        parent = folder.parent
+        if parent is None or parent.ahead is None or folder.ino & _SLOT_MASK < parent.ahead[1]:
+            return
+        siblings = self._view.decoded(parent.source)
+        if siblings is not None:
+            self._trees_ahead(parent, siblings, parent.ahead[0])
 
     async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
         folder, entries, slots = self._dirs[fh]
@@ -234,6 +279,9 @@ class SnapshotOperations(pyfuse3.Operations):
 
     async def release(self, fh: int) -> None:
         self._files.pop(fh, None)
+
+    def close(self) -> None:
+        self._trees.close()
 
     def _handle(self) -> int:
         self._next_handle += 1
