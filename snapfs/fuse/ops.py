@@ -94,25 +94,15 @@ class SnapshotOperations(pyfuse3.Operations):
 
     def _attributes(self, ino: int, item: Item, parent: Dir | None) -> pyfuse3.EntryAttributes:
         node = node_of(item)
-        attr = pyfuse3.EntryAttributes()
-        attr.st_ino = ino
-        attr.st_mode = full_mode(node)
-        attr.st_nlink = 1 if node.type == DIR else node.links
         if parent is None:  # the root, or a hardlinked file of a snapshot
-            virtual = ino == ROOT_INODE and self.inodes.root.layout
-            layout = virtual
+            virtual = layout = ino == ROOT_INODE and self.inodes.root.layout
         else:  # the layout's own items, and the snapshot roots it shows
             virtual = parent.layout
             layout = virtual and (isinstance(item, VirtualDir) or node.subtree is None)
-        attr.st_uid, attr.st_gid = (self._uid, self._gid) if virtual else (node.uid, node.gid)
-        attr.st_rdev = node.rdev
-        sizes = {DIR: 0, SYMLINK: len(node.target)}
-        attr.st_size = sizes.get(node.type, node.size)
-        attr.st_blksize = 128 * 1024
-        attr.st_blocks = (attr.st_size + 511) // 512
-        attr.st_mtime_ns = attr.st_atime_ns = node.mtime_ns
-        attr.st_ctime_ns = node.ctime_ns
-        attr.entry_timeout = attr.attr_timeout = _LAYOUT_TIMEOUT if layout else _SNAPSHOT_TIMEOUT
+        attr = _timed(pyfuse3.EntryAttributes(), _LAYOUT_TIMEOUT if layout else _SNAPSHOT_TIMEOUT)
+        _fill(attr, ino, node)
+        if virtual:
+            attr.st_uid, attr.st_gid = self._uid, self._gid
         return attr
 
     def _dir(self, ino: int) -> Dir:
@@ -212,6 +202,9 @@ class SnapshotOperations(pyfuse3.Operations):
         folder, entries, slots = self._dirs[fh]
         base = folder.id << SLOT_BITS
         number, reply, attributes = self.inodes.number, pyfuse3.readdir_reply, self._attributes
+        # In a snapshot every entry is a Node with the same timeouts: one attributes object,
+        # refilled for each (the reply copies it), is the cost that counts in a 1M-file find.
+        shared = None if folder.layout else _timed(pyfuse3.EntryAttributes(), _SNAPSHOT_TIMEOUT)
         replied = 0
         try:
             for i in range(start_id, len(entries)):
@@ -221,7 +214,8 @@ class SnapshotOperations(pyfuse3.Operations):
                 # A plain file needs no record: its number says where it lies.
                 plain = node.type != DIR and node.links == 1
                 ino = base | slot if plain else number(folder, slot, item)
-                if not reply(token, node.name, attributes(ino, item, folder), i + 1):
+                attr = attributes(ino, item, folder) if shared is None else _fill(shared, ino, node)
+                if not reply(token, node.name, attr, i + 1):
                     if not plain:
                         self.inodes.forget(ino, 0)  # not reported: drop it unless held
                     return
@@ -306,6 +300,29 @@ class SnapshotOperations(pyfuse3.Operations):
     # -- every change -------------------------------------------------------------------
     setattr = mknod = mkdir = unlink = rmdir = symlink = rename = link = _erofs  # type: ignore[assignment]
     create = write = setxattr = removexattr = _erofs  # type: ignore[assignment]
+
+
+def _timed(attr: pyfuse3.EntryAttributes, timeout: float) -> pyfuse3.EntryAttributes:
+    attr.entry_timeout = attr.attr_timeout = timeout
+    attr.st_blksize = 128 * 1024
+    return attr
+
+
+def _fill(attr: pyfuse3.EntryAttributes, ino: int, node: Node) -> pyfuse3.EntryAttributes:
+    """Every field that differs between entries, from the node (owner included)."""
+    kind = node.type
+    attr.st_ino = ino
+    attr.st_mode = full_mode(node)
+    attr.st_nlink = 1 if kind == DIR else node.links
+    attr.st_uid = node.uid
+    attr.st_gid = node.gid
+    attr.st_rdev = node.rdev
+    size = 0 if kind == DIR else len(node.target) if kind == SYMLINK else node.size
+    attr.st_size = size
+    attr.st_blocks = (size + 511) // 512
+    attr.st_mtime_ns = attr.st_atime_ns = node.mtime_ns
+    attr.st_ctime_ns = node.ctime_ns
+    return attr
 
 
 def _serving(handler: Callable[..., Any]) -> Callable[..., Any]:
