@@ -31,7 +31,7 @@ from snapfs.fuse.reader import (
 from snapfs.fuse.trees import TreesAhead
 from snapfs.metadata import full_mode
 from snapfs.tree import DIR, FILE, SYMLINK, Node
-from snapfs.view import Item, View, VirtualDir, node_of
+from snapfs.view import Item, Source, View, VirtualDir, node_of
 
 log = logging.getLogger("snapfs.fuse")
 
@@ -81,13 +81,17 @@ class SnapshotOperations(pyfuse3.Operations):
             parent, slot = self.inodes.place(ino)
         except KeyError:
             raise pyfuse3.FUSEError(errno.ENOENT) from None
-        if self._view.ready(parent.source):
-            item = self._view.at(parent.source, slot)
-        else:
-            item = await _off_loop(self._view.at, parent.source, slot)
+        item = await self._from_tree(self._view.at, parent.source, slot)
         if item is None:
             raise pyfuse3.FUSEError(errno.ENOENT)
         return item, parent
+
+    async def _from_tree(self, fn: Callable[..., R], source: Source, *args: object) -> R:
+        """``fn(source, *args)``: here when the directory's tree is decoded already, else
+        on a worker thread (it may read the repository)."""
+        if self._view.ready(source):
+            return fn(source, *args)
+        return await _off_loop(fn, source, *args)
 
     async def _node(self, ino: int) -> Node:
         return node_of((await self._item(ino))[0])
@@ -126,10 +130,7 @@ class SnapshotOperations(pyfuse3.Operations):
         else:
             if parent.layout and self._view.stale:
                 await _off_loop(self._view.refresh)
-            if self._view.ready(parent.source):
-                found = self._view.find(parent.source, name)
-            else:
-                found = await _off_loop(self._view.find, parent.source, name)
+            found = await self._from_tree(self._view.find, parent.source, name)
             if found is None:
                 raise pyfuse3.FUSEError(errno.ENOENT)
             slot, item = found
@@ -161,10 +162,7 @@ class SnapshotOperations(pyfuse3.Operations):
             await _off_loop(self._view.refresh)
         if isinstance(source, bytes) and (ahead := self._trees.pending(source)) is not None:
             await wait_for(ahead)
-        if self._view.ready(source):
-            entries, slots = self._view.listing(source)
-        else:
-            entries, slots = await _off_loop(self._view.listing, source)
+        entries, slots = await self._from_tree(self._view.listing, source)
         if not folder.layout:
             self._trees_ahead(folder, entries, 0)
             self._more_trees_ahead(folder)
