@@ -24,6 +24,7 @@ from snapfs.tree import DIR, SYMLINK, Node, Tree
 
 _REFRESH_SECONDS = 10.0
 _NAME = attrgetter("name")
+_PRELOAD_RAW = 1 << 20  # about 10,000 entries
 
 
 class ViewSource(Protocol):
@@ -162,9 +163,14 @@ class View:
         assert isinstance(self.root, VirtualDir)
         _merge(self.root, repository_layout(self._repo.snapshots()))
 
-    def load(self, tree_id: bytes) -> None:
-        """Decode a tree into the repository's LRU (to have it ready)."""
+    def preload(self, tree_id: bytes) -> bool:
+        """Decode a tree into the repository's LRU to have it ready, unless it is big:
+        decoding ahead is a guess, and a guess must cost little (a crafted tree of millions
+        of entries is decoded only when someone opens it). Whether it was decoded."""
+        if self._repo.blob_entry(tree_id).raw_length > _PRELOAD_RAW:
+            return False
         self._repo.load_tree(tree_id)
+        return True
 
     def ready(self, source: Source) -> bool:
         """Whether ``listing``, ``find`` and ``at`` of ``source`` answer without I/O."""

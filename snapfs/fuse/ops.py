@@ -64,7 +64,7 @@ class SnapshotOperations(pyfuse3.Operations):
         self._files: dict[int, OpenFile] = {}
         # open directory -> (it, its entries, their slots: None when entry i has slot i + 1)
         self._dirs: dict[int, tuple[Dir, list[Item], list[int] | None]] = {}
-        self._trees = TreesAhead(view.load, view.ready)
+        self._trees = TreesAhead(view.preload, view.ready)
         self._next_handle = 1
         self._uid, self._gid = os.getuid(), os.getgid()
 

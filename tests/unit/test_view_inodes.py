@@ -11,8 +11,10 @@ import pytest
 from snapfs import view
 from snapfs.fuse import inodes
 from snapfs.fuse.inodes import ROOT_INODE, InodeTable
+from snapfs.index import IndexEntry
+from snapfs.pack import BlobKind
 from snapfs.snapshot import Snapshot
-from snapfs.tree import DIR, FILE, Node
+from snapfs.tree import DIR, FILE, Node, Tree
 from snapfs.view import VirtualDir, repository_layout, snapshot_dir_name
 
 
@@ -151,3 +153,26 @@ def test_a_virtual_directory_keeps_each_name_s_number_across_refreshes() -> None
 def _merge_into(old: object, new: object) -> None:
     assert isinstance(old, VirtualDir) and isinstance(new, VirtualDir)
     view._merge(old, new)
+
+
+class _Trees:
+    """Tree blobs by id, each of the raw length asked for; counts the trees decoded."""
+
+    def __init__(self, raw_lengths: dict[bytes, int]) -> None:
+        self.raw_lengths = raw_lengths
+        self.decoded: list[bytes] = []
+
+    def blob_entry(self, blob_id: bytes) -> IndexEntry:
+        return IndexEntry("p" * 64, BlobKind.TREE, 0, 100, self.raw_lengths[blob_id])
+
+    def load_tree(self, tree_id: bytes) -> Tree:
+        self.decoded.append(tree_id)
+        return Tree([])
+
+
+def test_trees_are_decoded_ahead_only_when_small() -> None:
+    trees = _Trees({b"s" * 32: 50_000, b"b" * 32: 64 << 20})
+    snap = _snap("aa" * 32, "2026-11-01T00:00:00+00:00", "h", [])
+    shown = view.View(trees, snap)  # type: ignore[arg-type]
+    assert shown.preload(b"s" * 32) and not shown.preload(b"b" * 32)
+    assert trees.decoded == [b"s" * 32]  # a crafted tree of millions waits to be opened
