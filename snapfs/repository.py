@@ -123,6 +123,7 @@ class Repository:
         self._trees: OrderedDict[bytes, Tree] = OrderedDict()
         self._trees_lock = threading.Lock()
         self._tree_nodes = 0  # nodes of the trees in _trees
+        self._tree_nodes_kept = _TREE_NODES_KEPT
         self._pool = ThreadPoolExecutor(backend.connections, "snapfs-read")
 
     # -- opening -------------------------------------------------------------------------
@@ -465,7 +466,8 @@ class Repository:
         name a tree blob): refused entries are left out and listed in ``Tree.problems``, so
         every reader sees the same clean tree and may warn about the rest. IntegrityError
         when the blob is missing, damaged, not a tree blob, or does not decode as one.
-        Trees come from an LRU of at most 4096 trees and 128k nodes in all (about 50 MB);
+        Trees come from an LRU of at most 4096 trees and 128k nodes in all (about 100 MB: a
+        decoded node takes about 770 bytes), or the nodes ``keep_trees`` says;
         ``keep=False``: a caller that reads each tree once (a backup, its parent's) leaves
         the LRU to the trees others will ask for again."""
         with self._trees_lock:
@@ -486,7 +488,7 @@ class Repository:
                 self._trees[tree_id] = tree
                 self._tree_nodes += len(tree.nodes)
             while len(self._trees) > 1 and (
-                len(self._trees) > _TREES_KEPT or self._tree_nodes > _TREE_NODES_KEPT
+                len(self._trees) > _TREES_KEPT or self._tree_nodes > self._tree_nodes_kept
             ):
                 self._tree_nodes -= len(self._trees.popitem(last=False)[1].nodes)
         return tree
@@ -519,6 +521,11 @@ class Repository:
             except (IntegrityError, NotFound):  # a damaged copy, or pruned: ask the store
                 cache.forget(key)
         return self.read_blob(tree_id)
+
+    def keep_trees(self, nodes: int) -> None:
+        """Bound the LRU of decoded trees at ``nodes`` nodes in all from now on (at least
+        one tree is kept, however big)."""
+        self._tree_nodes_kept = nodes
 
     def tree_if_cached(self, tree_id: bytes) -> Tree | None:
         """The tree when it is decoded already, without any I/O; else None."""

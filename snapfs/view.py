@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Protocol
 
 from snapfs.buffers import Data
@@ -22,6 +23,8 @@ from snapfs.snapshot import Snapshot, sort_by_time
 from snapfs.tree import DIR, SYMLINK, Node, Tree
 
 _REFRESH_SECONDS = 10.0
+_NAME = attrgetter("name")
+_PRELOAD_RAW = 1 << 20  # about 10,000 entries
 
 
 class ViewSource(Protocol):
@@ -36,9 +39,28 @@ class ViewSource(Protocol):
 class VirtualDir:
     node: Node
     entries: dict[bytes, Item] = field(default_factory=dict)
+    # Each name ever shown here keeps one number (1, 2, ...) for the life of the view,
+    # whatever the snapshot list does meanwhile: inode numbers are made from it.
+    _numbers: dict[bytes, int] = field(default_factory=dict)
+    _names: list[bytes] = field(default_factory=list)
+
+    def number(self, name: bytes) -> int:
+        found = self._numbers.get(name)
+        if found is None:
+            self._names.append(name)
+            found = self._numbers[name] = len(self._names)
+        return found
+
+    def named(self, number: int) -> Item | None:
+        """The entry that ``number`` stands for, while it is still shown."""
+        if not 0 < number <= len(self._names):
+            return None
+        return self.entries.get(self._names[number - 1])
 
 
 Item = Node | VirtualDir
+# What a directory's entries come from: a tree id of a snapshot, or a virtual directory.
+Source = bytes | VirtualDir
 
 
 def node_of(item: Item) -> Node:
@@ -141,38 +163,50 @@ class View:
         assert isinstance(self.root, VirtualDir)
         _merge(self.root, repository_layout(self._repo.snapshots()))
 
-    def children(self, item: Item) -> list[Item]:
-        """The entries of a directory, sorted by name as bytes."""
-        if isinstance(item, VirtualDir):
-            return [item.entries[name] for name in sorted(item.entries)]
-        if item.type != DIR or item.subtree is None:
-            return []
-        return list(self._repo.load_tree(item.subtree).nodes)
+    def preload(self, tree_id: bytes) -> bool:
+        """Decode a tree into the repository's LRU to have it ready, unless it is big:
+        decoding ahead is a guess, and a guess must cost little (a crafted tree of millions
+        of entries is decoded only when someone opens it). Whether it was decoded."""
+        if self._repo.blob_entry(tree_id).raw_length > _PRELOAD_RAW:
+            return False
+        self._repo.load_tree(tree_id)
+        return True
 
-    def child(self, item: Item, name: bytes) -> Item | None:
-        if isinstance(item, VirtualDir):
-            return item.entries.get(name)
-        if item.type != DIR or item.subtree is None:
+    def ready(self, source: Source) -> bool:
+        """Whether ``listing``, ``find`` and ``at`` of ``source`` answer without I/O."""
+        return isinstance(source, VirtualDir) or self._repo.tree_if_cached(source) is not None
+
+    def listing(self, source: Source) -> tuple[list[Item], list[int] | None]:
+        """A directory's entries sorted by name as bytes, and their slots (None: the
+        entry at ``i`` has slot ``i + 1``, as in a tree)."""
+        if isinstance(source, VirtualDir):
+            names = sorted(source.entries)
+            return [source.entries[n] for n in names], [source.number(n) for n in names]
+        return list(self._repo.load_tree(source).nodes), None
+
+    def find(self, source: Source, name: bytes) -> tuple[int, Item] | None:
+        """The entry called ``name`` and its slot; None when there is none."""
+        if isinstance(source, VirtualDir):
+            item = source.entries.get(name)
+            return None if item is None else (source.number(name), item)
+        nodes = self._repo.load_tree(source).nodes
+        at = bisect.bisect_left(nodes, name, key=_NAME)
+        return (at + 1, nodes[at]) if at < len(nodes) and nodes[at].name == name else None
+
+    def at(self, source: Source, slot: int) -> Item | None:
+        """The entry at ``slot``; None when there is none (any more)."""
+        if isinstance(source, VirtualDir):
+            return source.named(slot)
+        nodes = self._repo.load_tree(source).nodes
+        return nodes[slot - 1] if 0 < slot <= len(nodes) else None
+
+    def decoded(self, source: Source) -> list[Node] | None:
+        """A snapshot directory's nodes when its tree is decoded already; else None (and
+        for a virtual directory). For guessing what a reader opens next."""
+        if isinstance(source, VirtualDir):
             return None
-        return self._repo.load_tree(item.subtree).find(name)
-
-    def ready(self, item: Item) -> bool:
-        """Whether ``children`` and ``child`` of ``item`` answer without I/O."""
-        if isinstance(item, VirtualDir) or item.subtree is None:
-            return True
-        return self._repo.tree_if_cached(item.subtree) is not None
-
-    def position(self, parent: Item, name: bytes) -> tuple[int, list[Node]]:
-        """Where ``name`` stands among its siblings, and the siblings, when the parent's tree
-        is decoded already; (-1, []) otherwise. For guessing what a reader opens next."""
-        if isinstance(parent, VirtualDir) or parent.subtree is None:
-            return -1, []
-        tree = self._repo.tree_if_cached(parent.subtree)
-        if tree is None:
-            return -1, []
-        nodes = tree.nodes
-        at = bisect.bisect_left(nodes, name, key=lambda n: n.name)
-        return (at, nodes) if at < len(nodes) and nodes[at].name == name else (-1, [])
+        tree = self._repo.tree_if_cached(source)
+        return None if tree is None else tree.nodes
 
     def chunk_starts(self, node: Node) -> list[int]:
         """Offset of each chunk of a file, then its size: ``starts[i]`` to ``starts[i+1]``.

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import cast
+from typing import TypeVar, cast
 
 import trio
 
@@ -24,6 +24,7 @@ _GROUP_CHUNKS = 8  # about 600 KiB decoded by one task
 _HEAD_CHUNKS = 4  # about 300 KiB: all of a small file, the footer-free start of a big one
 
 
+T = TypeVar("T")
 DecodeGroup = Callable[[list[bytes]], dict[bytes, Data]]
 
 
@@ -110,7 +111,7 @@ class ChunkCache:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-async def wait_for(fut: Future[Data]) -> Data:
+async def wait_for(fut: Future[T]) -> T:
     """Await a thread-pool future from trio without a thread of trio's own."""
     if not fut.done():
         token = trio.lowlevel.current_trio_token()
