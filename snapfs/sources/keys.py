@@ -1,4 +1,4 @@
-"""Object keys <-> path names: an exact, reversible mapping (docs/FORMAT.md, "S3 sources").
+"""Object keys <-> path names: an exact, reversible mapping (docs/FORMAT.md, "Trees of S3 sources").
 
 A key below a source prefix is split at every ``/`` into segments; all but the last name
 directories, the last names the file. Each segment becomes one path name:

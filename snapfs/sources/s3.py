@@ -1,5 +1,5 @@
 """A Source over S3 prefixes: the objects below ``s3://BUCKET/PREFIX`` as a tree, object
-``s3://B/P/K`` at path ``B/P/K`` (names by sources/keys.py, docs/FORMAT.md "S3 sources").
+``s3://B/P/K`` at path ``B/P/K`` (names by sources/keys.py, docs/FORMAT.md "Trees of S3 sources").
 
 Listing: one ListObjectsV2 walk with delimiter ``/`` per directory (a page holds up to
 1,000 entries), so every directory is its own listing and the directories the walk will
@@ -388,6 +388,7 @@ class _Prefetch:
         self._in_stack: set[_Dir] = set()
         self._started: dict[_Dir, Future[list[Item[Any]]]] = {}
         self._lock = threading.Lock()
+        self.misses = 0  # listings the walk had to wait for from the start
 
     def want(self, dirs: list[_Dir]) -> None:
         with self._lock:
@@ -409,15 +410,29 @@ class _Prefetch:
                     if dropped is not None:
                         dropped.cancel()
             fut = self._started.pop(where, None)
+            self.misses += fut is None
             self._start()
         return fut.result() if fut is not None else self._list(where)
 
     def _start(self) -> None:
-        for d in reversed(self._wanted):
-            if len(self._started) >= self._limit:
+        """List the ``limit`` directories wanted next, making room by dropping listings of
+        directories further ahead (one not yet started, or done: it is listed again when
+        reached); one in progress keeps its place."""
+        upcoming = self._wanted[-self._limit :]
+        ahead = set(upcoming)
+        for d in reversed(upcoming):
+            if d in self._started:
+                continue
+            if len(self._started) >= self._limit and not self._drop_one(ahead):
                 return
-            if d not in self._started:
-                self._started[d] = self._pool.submit(self._list, d)
+            self._started[d] = self._pool.submit(self._list, d)
+
+    def _drop_one(self, keep: set[_Dir]) -> bool:
+        for d, fut in self._started.items():
+            if d not in keep and (fut.cancel() or fut.done()):
+                del self._started[d]
+                return True
+        return False
 
     def close(self) -> None:
         with self._lock:
