@@ -23,7 +23,9 @@ from snapfs.tree import DIR, FILE
 from tests.s3.faultproxy import FaultPlan, FaultProxy
 from tests.s3.seaweed import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFS
 
-FAST_RETRY = {"base_delay": 0.001, "max_delay": 0.01}
+
+def fast_retry(attempts: int = 10) -> RetryPolicy:
+    return RetryPolicy(attempts=attempts, base_delay=0.001, max_delay=0.01)
 
 
 @pytest.fixture
@@ -44,7 +46,7 @@ def client(s3_env: SeaweedFS) -> Any:
 
 
 def source(url: str, **kw: Any) -> S3Source:
-    kw.setdefault("policy", RetryPolicy(**FAST_RETRY))
+    kw.setdefault("policy", fast_retry())
     return S3Source([url], **kw)
 
 
@@ -153,7 +155,7 @@ def _names(key: str, keys: dict[str, bytes]) -> list[bytes]:
 def test_several_sources_and_nesting(prefix: str, client: Any) -> None:
     put_many(client, [f"{prefix}/a/1", f"{prefix}/a/b/2", f"{prefix}/c/3", f"{prefix}/d/4"])
     urls = [f"s3://{BUCKET}/{prefix}/a/b", f"s3://{BUCKET}/{prefix}/c", f"s3://{BUCKET}/{prefix}/a"]
-    with S3Source(urls, policy=RetryPolicy(**FAST_RETRY)) as src:
+    with S3Source(urls, policy=fast_retry()) as src:
         assert src.paths == urls
         base = f"{BUCKET}/{prefix}/".encode()
         assert sorted(files(src)) == [base + b"a/1", base + b"a/b/2", base + b"c/3"]
@@ -272,7 +274,7 @@ def test_ten_percent_of_requests_failing(seaweedfs: SeaweedFS, prefix: str, clie
     plan = FaultPlan(rate=0.1, kinds=("500", "503", "reset"), seed=7)
     with FaultProxy(seaweedfs.s3_port, plan) as proxy, source(
         f"s3://{BUCKET}/{prefix}", endpoint_url=proxy.url, page_size=50, part_size=65536,
-        policy=RetryPolicy(attempts=12, **FAST_RETRY),
+        policy=fast_retry(12),
     ) as src:  # fmt: skip
         found = files(src)
         assert len(found) == len(keys)

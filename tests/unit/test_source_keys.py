@@ -41,9 +41,11 @@ def tree_of(keys: list[str]) -> dict[str, list[bytes]]:
             if p.continued:
                 level(list(p.continued), [*path, p.name])
             elif p.is_dir:
+                assert p.payload is not None
                 prefix, below = p.payload
                 level(listing(prefix, below), [*path, p.name])
             else:
+                assert isinstance(p.payload, str)
                 paths[p.payload] = [*path, p.name]
 
     def listing(prefix: str, keys: list[str]) -> list[Item[Any]]:
