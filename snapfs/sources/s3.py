@@ -34,16 +34,17 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from snapfs.errors import AccessDenied, BackendError, SnapfsError
+from snapfs.errors import SnapfsError
 from snapfs.sources.base import Entry, ObjectReplaced, ObjectVanished, SourceNotFound
 from snapfs.sources.keys import Item, Placed, encode_segment, plan_level
 from snapfs.store.base import Transient
 from snapfs.store.retry import RetryPolicy, attempts_from_env
 from snapfs.store.s3client import (
     is_auth_failure,
-    is_transient,
     make_client,
+    other_failure,
     read_body,
+    refused,
     resolve_endpoint,
     total_size,
     translated,
@@ -63,7 +64,7 @@ FILE_MODE = 0o644
 DIR_MODE = 0o755
 ETAG = b"user.s3.etag"
 # GetObject answer field -> xattr name; x-amz-meta-<name> becomes user.s3.meta.<name>.
-_HEADER_XATTRS = {
+HEADER_XATTRS = {
     "CacheControl": b"user.s3.cache-control",
     "ContentDisposition": b"user.s3.content-disposition",
     "ContentEncoding": b"user.s3.content-encoding",
@@ -266,13 +267,8 @@ class S3Source:
         if code == "PreconditionFailed" or status == 412:
             return ObjectReplaced(f"{where}: replaced since it was listed")
         if is_auth_failure(code, status):
-            return AccessDenied(
-                f"S3 refused access to source bucket {bucket!r} at {self.endpoint} ({code}): "
-                "check the source's credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
-                "--source-profile) and the bucket policy"
-            )
-        message = f"S3 {action} {where}: {code or status}: {text}".strip()
-        return Transient(message) if is_transient(code, status) else BackendError(message)
+            return refused("source", bucket, self.endpoint, code, "--source-profile")
+        return other_failure(code, status, text, f"{action} {where}")
 
 
 class S3Content:
@@ -483,7 +479,7 @@ def _entry(where: _Dir, placed: Placed[Any]) -> Entry:
 def _with_headers(listed: Node, response: Any) -> Node:
     """``listed`` with the object's headers as xattrs, sorted by name."""
     xattrs = dict(listed.xattrs)
-    for field, name in _HEADER_XATTRS.items():
+    for field, name in HEADER_XATTRS.items():
         value = response.get(field)
         if value:
             xattrs[name] = str(value).encode("utf-8", "surrogateescape")

@@ -17,7 +17,7 @@ import boto3
 import botocore.exceptions as bex
 from botocore.config import Config
 
-from snapfs.errors import AccessDenied, SnapfsError
+from snapfs.errors import AccessDenied, BackendError, SnapfsError
 from snapfs.store.base import Transient
 
 CONNECT_TIMEOUT = 10.0
@@ -93,6 +93,21 @@ def is_auth_failure(code: str, status: int) -> bool:
 
 def is_transient(code: str, status: int) -> bool:
     return code in TRANSIENT_CODES or status >= 500 or status == 429
+
+
+def other_failure(code: str, status: int, text: str, what: str) -> BackendError:
+    """An answer no caller has a meaning for: Transient if retrying may mend it."""
+    message = f"S3 {what}: {code or status}: {text}".strip()
+    return Transient(message) if is_transient(code, status) else BackendError(message)
+
+
+def refused(role: str, bucket: str, endpoint: str, code: str, option: str) -> AccessDenied:
+    """The one line for refused credentials of a source or target bucket."""
+    return AccessDenied(
+        f"S3 refused access to {role} bucket {bucket!r} at {endpoint} ({code}): check the "
+        f"{role}'s credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, {option}) and the "
+        "bucket policy"
+    )
 
 
 @contextmanager
