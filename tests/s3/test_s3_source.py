@@ -18,31 +18,14 @@ from snapfs.errors import AccessDenied, SnapfsError
 from snapfs.sources import ObjectReplaced, ObjectVanished, SourceNotFound, walk
 from snapfs.sources.keys import decode_names, encode_key
 from snapfs.sources.s3 import AHEAD_BYTES, S3Source, parse_source_url
-from snapfs.store.retry import RetryPolicy
 from snapfs.tree import DIR, FILE
-from tests.s3.faultproxy import FaultPlan, FaultProxy
+from tests.s3.faultproxy import FaultPlan, FaultProxy, fast_retry
 from tests.s3.seaweed import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFS
-
-
-def fast_retry(attempts: int = 10) -> RetryPolicy:
-    return RetryPolicy(attempts=attempts, base_delay=0.001, max_delay=0.01)
-
-
-@pytest.fixture
-def s3_env(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> SeaweedFS:
-    for name, value in seaweedfs.env().items():
-        monkeypatch.setenv(name, value)
-    return seaweedfs
 
 
 @pytest.fixture
 def prefix(s3_env: SeaweedFS) -> str:
     return f"src-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-def client(s3_env: SeaweedFS) -> Any:
-    return s3_env.client()
 
 
 def source(url: str, **kw: Any) -> S3Source:

@@ -15,30 +15,13 @@ import pytest
 from snapfs.errors import AccessDenied
 from snapfs.sources import walk
 from snapfs.sources.s3 import S3Source
-from snapfs.store.retry import RetryPolicy
 from snapfs.targets.s3 import S3Target, TargetNotFound
 from snapfs.tree import FILE, Node
-from tests.s3.faultproxy import FaultPlan, FaultProxy
+from tests.s3.faultproxy import FaultPlan, FaultProxy, fast_retry
 from tests.s3.seaweed import BUCKET, SeaweedFS
 
 MIB = 1024 * 1024
 PART = 5 * MIB  # the least S3 (and SeaweedFS) takes
-
-
-def fast_retry(attempts: int = 10) -> RetryPolicy:
-    return RetryPolicy(attempts=attempts, base_delay=0.001, max_delay=0.01)
-
-
-@pytest.fixture
-def s3_env(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> SeaweedFS:
-    for name, value in seaweedfs.env().items():
-        monkeypatch.setenv(name, value)
-    return seaweedfs
-
-
-@pytest.fixture
-def client(s3_env: SeaweedFS) -> Any:
-    return s3_env.client()
 
 
 @pytest.fixture
