@@ -79,6 +79,10 @@ class Source(Protocol):
         """Whether the file ``entry`` is provably the one ``old`` (a node of the parent
         snapshot at the same path) describes, so that ``old`` may stand for it unread."""
 
+    def refresh(self, entry: Entry) -> Entry | None:
+        """The file ``entry`` as the source shows it now, None if it is gone: to read again
+        a file that was replaced (ObjectReplaced)."""
+
     def open(self, entry: Entry) -> Content:
         """The file's contents. ObjectVanished, ObjectReplaced as ``Content.readinto``."""
 
