@@ -1,10 +1,12 @@
 """A Source over S3 prefixes: the objects below ``s3://BUCKET/PREFIX`` as a tree, object
 ``s3://B/P/K`` at path ``B/P/K`` (names by sources/keys.py, docs/FORMAT.md "Trees of S3 sources").
 
-Listing: one ListObjectsV2 walk with delimiter ``/`` per directory (a page holds up to
-1,000 entries), so every directory is its own listing and the directories the walk will
-enter next are listed ahead on LISTERS threads, at most PREFETCH_DIRS held at once, deepest
-first (the order a depth-first walk wants them). A listing gives key, size, LastModified and
+Listing: ListObjectsV2 with delimiter ``/`` per directory (a page holds up to 1,000
+entries), so every directory is its own listing, and the directories the walk will enter
+next are listed ahead on LISTERS threads, at most PREFETCH_DIRS held at once, deepest first
+(the order a depth-first walk wants them). A directory of many pages is listed as key ranges
+(StartAfter) on threads of their own: a range that sees more pages coming hands the upper
+half of what is left to a free thread (``split_point``). A listing gives key, size, LastModified and
 ETag, which is all the parent-snapshot comparison needs: an unchanged object costs no
 request beyond its share of a listing page. Its other metadata (Content-Type and the rest,
 x-amz-meta-*, the version id) comes back with the GET that reads a new or changed object, so
