@@ -4,9 +4,8 @@
 Listing: ListObjectsV2 with delimiter ``/`` per directory (a page holds up to 1,000
 entries), so every directory is its own listing, and the directories the walk will enter
 next are listed ahead on LISTERS threads, at most PREFETCH_DIRS held at once, deepest first
-(the order a depth-first walk wants them). A directory of many pages is listed as key ranges
-(StartAfter) on threads of their own: a range that sees more pages coming hands the upper
-half of what is left to a free thread (``split_point``). A listing gives key, size, LastModified and
+(the order a depth-first walk wants them). The pages of one directory are read one after
+another (each names the next). A listing gives key, size, LastModified and
 ETag, which is all the parent-snapshot comparison needs: an unchanged object costs no
 request beyond its share of a listing page. Its other metadata (Content-Type and the rest,
 x-amz-meta-*, the version id) comes back with the GET that reads a new or changed object, so
@@ -30,7 +29,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -113,20 +112,6 @@ class _Dir:
     fixed: tuple[Item[Any], ...] | None = None
 
 
-@dataclass(eq=False, slots=True)
-class _Range:
-    """Keys of one directory after ``start`` up to ``end`` (None: no bound), as one thread
-    lists them: its entries, and the ranges split off it (``future``: the thread's)."""
-
-    where: _Dir
-    start: str | None
-    end: str | None
-    items: list[Item[Any]] = field(default_factory=list)
-    spawned: list[_Range] = field(default_factory=list)
-    split_off: bool = False  # listed on a thread of its own, counted in _splitting
-    future: Future[None] | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class _Object:
     bucket: str
@@ -164,13 +149,6 @@ class S3Source:
         self.page_size = page_size
         self._client = make_client(self.endpoint_url, listers + readers, profile=profile)
         self._listers = ThreadPoolExecutor(listers, "snapfs-s3-list")
-        # Key ranges of one directory, on threads of their own: a directory's listing
-        # (on a lister) waits for its ranges, which never wait for anything.
-        self._splitters = ThreadPoolExecutor(listers, "snapfs-s3-range")
-        self._split_limit = listers - 1
-        self._splitting = 0
-        self._splits_lock = threading.Lock()
-        self.splits = 0  # ranges split off, for tests and figures
         self._readers = ThreadPoolExecutor(readers, "snapfs-s3-read")
         self._ahead = _Budget(ahead_bytes)
         self._root = _Dir("", "", tuple(_root_items(self._urls)))
@@ -234,7 +212,6 @@ class S3Source:
     def close(self) -> None:
         self._prefetch.close()
         self._listers.shutdown(wait=True, cancel_futures=True)
-        self._splitters.shutdown(wait=True, cancel_futures=True)
         self._readers.shutdown(wait=True, cancel_futures=True)
         self._client.close()
 
@@ -246,89 +223,29 @@ class S3Source:
 
     # -- requests --------------------------------------------------------------------------
     def _list(self, where: _Dir) -> list[Item[Any]]:
-        """The entries of one directory prefix, every page of them, each page retried. A
-        directory of many pages is listed as key ranges in parallel: a range whose page is
-        not its last hands the upper half of what is left to another thread while one is
-        free (see ``split_point``)."""
-        first = _Range(where, None, None)
-        ranges = [first]
+        """The entries of one directory prefix, every page of them, each page retried."""
         items: list[Item[Any]] = []
-        seen_dirs: set[str] = set()  # a common prefix may show in two neighbouring ranges
-        self._run_range(first)
-        while ranges:
-            done = ranges.pop()
-            if done.future is not None:
-                done.future.result()
-            ranges += done.spawned
-            for item in done.items:
-                if item.is_dir:
-                    if item.payload.prefix in seen_dirs:
-                        continue
-                    seen_dirs.add(item.payload.prefix)
-                items.append(item)
-        return items
+        token: str | None = None
+        while True:
+            page = self.policy.call(functools.partial(self._list_page, where, token))
+            skip = len(where.prefix)
+            for obj in page.get("Contents", ()):
+                key = obj["Key"]
+                found = _Object(where.bucket, key, obj["ETag"], int(obj["Size"]),
+                                _ns(obj["LastModified"]))  # fmt: skip
+                items.append(Item(encode_segment(key[skip:]), False, found))
+            for common in page.get("CommonPrefixes", ()):
+                sub = common["Prefix"]
+                items.append(Item(encode_segment(sub[skip:-1]), True, _Dir(where.bucket, sub)))
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return items
 
-    def _run_range(self, r: _Range) -> None:
-        """List the keys after ``r.start`` up to ``r.end`` (inclusive; None: to the end) into
-        ``r.items``, splitting off the top of what is left when a thread is free."""
-        try:
-            token: str | None = None
-            skip = len(r.where.prefix)
-            while True:
-                page = self.policy.call(functools.partial(self._list_page, r, token))
-                last = ""
-                for obj in page.get("Contents", ()):
-                    key = obj["Key"]
-                    last = max(last, key)
-                    if r.end is not None and key > r.end:
-                        continue
-                    found = _Object(r.where.bucket, key, obj["ETag"], int(obj["Size"]),
-                                    _ns(obj["LastModified"]))  # fmt: skip
-                    r.items.append(Item(encode_segment(key[skip:]), False, found))
-                for common in page.get("CommonPrefixes", ()):
-                    sub = common["Prefix"]
-                    last = max(last, sub)
-                    if r.end is not None and sub > r.end:
-                        continue
-                    sub_dir = _Dir(r.where.bucket, sub)
-                    r.items.append(Item(encode_segment(sub[skip:-1]), True, sub_dir))
-                token = page.get("NextContinuationToken")
-                if not page.get("IsTruncated") or not token:
-                    return
-                if not last or (r.end is not None and last >= r.end):
-                    return
-                self._split(r, last)
-        finally:
-            with self._splits_lock:
-                self._splitting -= r.split_off
-
-    def _split(self, r: _Range, last: str) -> None:
-        """Hand the upper half of what is left of ``r`` after ``last`` to a thread of its
-        own, when one is free."""
-        with self._splits_lock:
-            if self._splitting >= self._split_limit:
-                return
-            # Split below the directory's prefix, where its keys differ.
-            skip = len(r.where.prefix)
-            below = split_point(last[skip:], None if r.end is None else r.end[skip:])
-            if below is None:
-                return
-            middle = r.where.prefix + below
-            self._splitting += 1
-            self.splits += 1
-        upper = _Range(r.where, middle, r.end, split_off=True)
-        r.end = middle
-        upper.future = self._splitters.submit(self._run_range, upper)
-        r.spawned.append(upper)
-
-    def _list_page(self, r: _Range, token: str | None) -> Any:
-        if token:
-            more = {"ContinuationToken": token}
-        else:
-            more = {"StartAfter": r.start} if r.start is not None else {}
-        with self._errors("list", r.where.bucket, r.where.prefix):
+    def _list_page(self, where: _Dir, token: str | None) -> Any:
+        more = {"ContinuationToken": token} if token else {}
+        with self._errors("list", where.bucket, where.prefix):
             return self._client.list_objects_v2(
-                Bucket=r.where.bucket, Prefix=r.where.prefix, Delimiter="/",
+                Bucket=where.bucket, Prefix=where.prefix, Delimiter="/",
                 MaxKeys=self.page_size, **more,
             )  # fmt: skip
 
@@ -539,47 +456,6 @@ class _Prefetch:
             for fut in self._started.values():
                 fut.cancel()
             self._started.clear()
-
-
-_ASCII_END = 0x7F
-_LAST = 0x10FFFF
-
-
-def split_point(low: str, high: str | None) -> str | None:
-    """A key strictly between ``low`` and ``high`` (None: no bound) that halves the span of
-    the first character where they differ, within ASCII while ``low`` is ASCII there (lake
-    keys are), so a range of keys can be split without knowing where its keys lie: a split
-    into an empty span costs one page of nothing and the next split tries closer. None when
-    no such key is worth trying. Python orders str by code point, as S3 orders keys by
-    UTF-8 bytes."""
-    if high is not None and low >= high:
-        return None
-    p = 0
-    while high is not None and p < min(len(low), len(high)) and low[p] == high[p]:
-        p += 1
-    if high is not None and p == len(low):  # low is a prefix of high: a longer low
-        c = _between(0x20, ord(high[p]))
-        return None if c is None else low + chr(c)
-    a = ord(low[p])
-    b = ord(high[p]) if high is not None else _ASCII_END if a < _ASCII_END else _LAST
-    m = _between(a, b)
-    if m is not None:
-        return low[:p] + chr(m)
-    for q in range(p + 1, len(low) + 1):  # adjacent: go deeper into low
-        if q == len(low):
-            return low + "@"
-        x = ord(low[q])
-        if x < _ASCII_END - 1:
-            return low[:q] + chr(max(x + 1, (x + 0x80) // 2))
-    return None
-
-
-def _between(a: int, b: int) -> int | None:
-    """A character halfway between code points ``a`` and ``b`` (exclusive), not a surrogate."""
-    m = (a + b) // 2
-    if 0xD800 <= m <= 0xDFFF:  # surrogates are no characters of a key
-        m = 0xD7FF if a < 0xD7FF else 0xE000
-    return m if a < m < b else None
 
 
 def _root_items(urls: list[S3Url]) -> list[Item[_Dir]]:

@@ -146,26 +146,3 @@ def test_random_keys_round_trip() -> None:
         for key in keys:
             for segment in key.split("/"):
                 assert decode_segment(encode_segment(segment)) == segment
-
-
-def test_split_points_lie_strictly_between() -> None:
-    """Key ranges split at split_point: the point is inside the range, or there is none;
-    splitting again and again towards a bound keeps finding points (no stall)."""
-    from snapfs.sources.s3 import split_point
-
-    rng = random.Random(5)
-    alphabet = ["a", "z", "0", "9", "-", "/", "~", "\x7f", "é", "\U0010ffff", "\ud7ff", "\ue000"]
-    for _ in range(3000):
-        low, high = sorted("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6)))
-                           for _ in range(2))  # fmt: skip
-        for bound in (high, None):
-            point = split_point(low, bound)
-            if point is not None:
-                assert low < point and (bound is None or point < bound), (low, bound, point)
-                point.encode("utf-8")  # a key S3 can take
-    assert split_point("part-000999", None) == "w"
-    assert split_point("part-000999", "part-00~") == "part-00W"
-    low, high, found = "part-000999", "q", 0
-    while (point := split_point(low, high)) is not None and found < 50:
-        high, found = point, found + 1
-    assert found == 50  # it narrows on and on towards low
