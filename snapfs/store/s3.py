@@ -1,4 +1,4 @@
-"""Objects in an S3 bucket under a key prefix, through boto3. The only module importing boto3.
+"""Objects in an S3 bucket under a key prefix, through boto3 (its client from s3client.py).
 
 One request per call: put_object (multipart above MULTIPART_THRESHOLD), get_object with a
 Range header for get_range, head_object for stat and exists, list_objects_v2 pages for list,
@@ -8,24 +8,28 @@ which two writers of the same key can race (docs/S3.md says why that is harmless
 
 Failures come out as snapfs errors: NotFound, AlreadyExists, BucketNotFound, AccessDenied,
 Transient (throttling, 5xx, broken or timed-out connections, truncated bodies) for
-RetryBackend to retry, and BackendError for the rest. botocore's own retries are off, so the
-one retry policy lives in retry.py.
+RetryBackend to retry, and BackendError for the rest.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
-
-import boto3
-import botocore.exceptions as bex
-from botocore.config import Config
 
 from snapfs.buffers import Buffer
 from snapfs.errors import AccessDenied, BackendError, BucketNotFound, SnapfsError
 from snapfs.store.base import AlreadyExists, NotFound, ObjectInfo, Transient
+from snapfs.store.s3client import (
+    BOTO_ERRORS,
+    is_auth_failure,
+    is_transient,
+    make_client,
+    read_body,
+    resolve_endpoint,
+    total_size,
+    translated,
+)
 
 # Packs are 16 MiB: one PUT each. Multipart only pays for much larger objects, where a
 # broken connection would otherwise resend everything.
@@ -35,26 +39,6 @@ PART_SIZE = 16 * 1024 * 1024
 READ_CONNECTIONS = 8
 # The pool also serves the writer's 3 upload threads, lock refreshes and FUSE prefetch.
 EXTRA_POOL_CONNECTIONS = 8
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 60.0
-
-_AUTH_CODES = frozenset(
-    {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "InvalidToken",
-     "ExpiredToken", "TokenRefreshRequired", "AllAccessDisabled"}
-)  # fmt: skip
-_TRANSIENT_CODES = frozenset(
-    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
-     "InternalError", "ServiceUnavailable", "OperationAborted", "ConditionalRequestConflict"}
-)  # fmt: skip
-# Connection refused/reset/timed out before or while reading a response.
-_NETWORK_ERRORS: tuple[type[BaseException], ...] = (
-    bex.ConnectionError,
-    bex.HTTPClientError,
-    bex.ResponseStreamingError,
-    bex.IncompleteReadError,
-    ConnectionError,
-    TimeoutError,
-)
 
 
 def parse_location(location: str) -> tuple[str, str]:
@@ -65,35 +49,6 @@ def parse_location(location: str) -> tuple[str, str]:
         raise SnapfsError(f"bad S3 location {location!r}: expected s3://bucket/prefix")
     prefix = prefix.strip("/")
     return bucket, f"{prefix}/" if prefix else ""
-
-
-def resolve_endpoint(endpoint_url: str | None) -> str | None:
-    """The endpoint to use: an explicit one, else the AWS variables boto3 itself honours."""
-    return (
-        endpoint_url
-        or os.environ.get("AWS_ENDPOINT_URL_S3")
-        or os.environ.get("AWS_ENDPOINT_URL")
-        or None
-    )
-
-
-def make_client(endpoint_url: str | None, pool_size: int) -> Any:
-    """An S3 client with its own session (sessions are not thread-safe; clients are)."""
-    config = Config(
-        max_pool_connections=pool_size,
-        connect_timeout=CONNECT_TIMEOUT,
-        read_timeout=READ_TIMEOUT,
-        tcp_keepalive=True,
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        # No extra CRC32 pass over every upload: the body is already protected in transit
-        # (SigV4 signs its SHA-256 over http, TLS over https) and AEAD-sealed at rest.
-        # Measured on SeaweedFS, loopback, 2 cores: 94 -> 106 MiB/s for 16 MiB PUTs.
-        request_checksum_calculation="when_required",
-        # Self-hosted servers rarely have wildcard DNS for virtual-host buckets.
-        s3={"addressing_style": "path" if endpoint_url else "auto"},
-    )
-    session = boto3.session.Session()
-    return session.client("s3", endpoint_url=endpoint_url, config=config)
 
 
 class S3Backend:
@@ -122,27 +77,16 @@ class S3Backend:
         return str(self._client.meta.endpoint_url)
 
     # -- errors --------------------------------------------------------------------------
-    @contextmanager
-    def _errors(self, action: str, key: str = "") -> Iterator[None]:
-        """Turn boto3's exceptions into snapfs ones, each with a one-line message."""
-        try:
-            yield
-        except bex.ClientError as e:
-            raise self._client_error(e, action, key) from e
-        except (bex.NoCredentialsError, bex.PartialCredentialsError) as e:
-            raise AccessDenied(
-                "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                "(or AWS_PROFILE)"
-            ) from e
-        except bex.EndpointConnectionError as e:
-            raise Transient(f"cannot reach S3 endpoint {self.endpoint}{_reason(e)}") from e
-        except _NETWORK_ERRORS as e:
-            raise Transient(f"S3 {action} {key}: connection failed{_reason(e)}") from e
+    def _errors(self, action: str, key: str = "") -> AbstractContextManager[None]:
+        """boto3's exceptions as snapfs ones, each with a one-line message."""
+        return translated(
+            self.endpoint, f"{action} {key}",
+            lambda code, status, message: self._client_error(code, status, message, action, key),
+        )  # fmt: skip
 
-    def _client_error(self, e: bex.ClientError, action: str, key: str) -> SnapfsError:
-        error = e.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    def _client_error(
+        self, code: str, status: int, text: str, action: str, key: str
+    ) -> SnapfsError:
         if code in ("NoSuchKey", "404", "NotFound"):
             return NotFound(key)
         if code == "NoSuchBucket":
@@ -150,15 +94,15 @@ class S3Backend:
                 f"no repository at {self.location}: bucket {self.bucket!r} does not exist "
                 f"at {self.endpoint}"
             )
-        if code in _AUTH_CODES or status == 403:
+        if is_auth_failure(code, status):
             return AccessDenied(
                 f"S3 refused access to bucket {self.bucket!r} at {self.endpoint} ({code}): "
                 "check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket policy"
             )
         if code == "PreconditionFailed" or status == 412:
             return AlreadyExists(key)
-        message = f"S3 {action} {key}: {code or status}: {error.get('Message', '')}".strip()
-        if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+        message = f"S3 {action} {key}: {code or status}: {text}".strip()
+        if is_transient(code, status):
             return Transient(message)
         return BackendError(message)
 
@@ -220,13 +164,13 @@ class S3Backend:
             self._client.abort_multipart_upload(
                 Bucket=self.bucket, Key=full_key, UploadId=upload_id
             )
-        except (bex.BotoCoreError, bex.ClientError):
+        except BOTO_ERRORS:
             pass  # the upload already failed; a bucket lifecycle rule reaps leftovers
 
     def get(self, key: str) -> bytes:
         with self._errors("get", key):
             response = self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)
-            data = _read_body(response)
+            data = read_body(response)
         if len(data) != response["ContentLength"]:
             raise Transient(f"S3 get {key}: truncated, {len(data)} of {response['ContentLength']}")
         return data
@@ -240,14 +184,14 @@ class S3Backend:
                     Bucket=self.bucket, Key=self.prefix + key,
                     Range=f"bytes={offset}-{offset + length - 1}",
                 )  # fmt: skip
-                data = _read_body(response)
+                data = read_body(response)
         except BackendError as e:
             if "InvalidRange" in str(e):
                 raise BackendError(f"short read of {key}: nothing at {offset}") from e
             raise
         if len(data) == length:
             return data
-        total = _total_size(response.get("ContentRange", ""))
+        total = total_size(response.get("ContentRange", ""))
         if total is not None and offset + length > total:
             raise BackendError(f"short read of {key}: {len(data)} of {length} bytes at {offset}")
         raise Transient(f"S3 get {key}: truncated, {len(data)} of {length} bytes at {offset}")
@@ -306,31 +250,6 @@ class S3Backend:
         return True
 
 
-def _read_body(response: Any) -> bytes:
-    """The whole body; botocore checks it against Content-Length and raises if short."""
-    body = response["Body"]
-    try:
-        return bytes(body.read())
-    finally:
-        body.close()
-
-
-def _total_size(content_range: str) -> int | None:
-    """``bytes 0-99/1234`` -> 1234."""
-    _, _, total = content_range.rpartition("/")
-    return int(total) if total.isdigit() else None
-
-
 def _rejects_condition(error: Transient) -> bool:
     """A server without conditional writes answers 501 NotImplemented to If-None-Match."""
     return "NotImplemented" in str(error) or ": 501:" in str(error)
-
-
-def _reason(error: BaseException) -> str:
-    """The operating system's words for a network failure (``connection refused``), if any."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.strerror:
-            return f": {seen.strerror.lower()}"
-        seen = seen.__cause__ or seen.__context__
-    return ""

@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from snapfs.store.retry import RetryPolicy
+
 FAULT_KINDS = ("500", "503", "reset", "delay")
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
@@ -27,6 +29,11 @@ _S3_ERRORS = {
     "503": (503, "SlowDown"),
     "501": (501, "NotImplemented"),
 }
+
+
+def fast_retry(attempts: int = 10) -> RetryPolicy:
+    """A retry policy that waits milliseconds, for clients behind the proxy."""
+    return RetryPolicy(attempts=attempts, base_delay=0.001, max_delay=0.01)
 
 
 @dataclass

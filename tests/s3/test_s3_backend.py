@@ -18,13 +18,6 @@ from tests.s3.seaweed import BUCKET, SeaweedFS
 
 
 @pytest.fixture
-def s3_env(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> SeaweedFS:
-    for name, value in seaweedfs.env().items():
-        monkeypatch.setenv(name, value)
-    return seaweedfs
-
-
-@pytest.fixture
 def location(s3_env: SeaweedFS) -> str:
     return f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/backend"
 

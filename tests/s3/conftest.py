@@ -1,0 +1,24 @@
+"""Fixtures of the S3 tests: the session's SeaweedFS (tests/conftest.py starts it) reached
+through the environment, as snapfs is by users, and a boto3 client of the test's own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.s3.seaweed import SeaweedFS
+
+
+@pytest.fixture
+def s3_env(seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> SeaweedFS:
+    """The server, with its credentials and endpoint set in this process's environment."""
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    return seaweedfs
+
+
+@pytest.fixture
+def client(s3_env: SeaweedFS) -> Any:
+    """A plain boto3 client of the server, to arrange and inspect objects."""
+    return s3_env.client()
