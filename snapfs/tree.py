@@ -181,9 +181,17 @@ def _shape_ok(node: Node) -> bool:
     return _xattrs_ok(node.xattrs)
 
 
-def _entry_problem(node: Node) -> str:
-    if node.name in _BAD_NAMES or b"/" in node.name or 0 in node.name:
+def name_problem(name: bytes) -> str:
+    """Why ``name`` cannot be a directory entry (empty, ``.``, ``..``, holding ``/`` or
+    NUL: it could lead out of its directory), or "" when it can."""
+    if name in _BAD_NAMES or b"/" in name or 0 in name:
         return "a name no file system allows"
+    return ""
+
+
+def _entry_problem(node: Node) -> str:
+    if why := name_problem(node.name):
+        return why
     if node.type not in TYPES:
         return f"an unknown type {node.type!r}"
     if node.type == DIR and node.subtree is None:
