@@ -27,11 +27,13 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from snapfs.errors import IntegrityError
 from snapfs.events import EventHandler, FileWarning, ignore
 from snapfs.faults import fault_point
 from snapfs.pack import PackEntry
 from snapfs.repository import Repository
 from snapfs.snapshot import Snapshot, select
+from snapfs.store.base import NotFound
 from snapfs.tree import DIR, Tree, decode_tree
 
 GRACE_SECONDS = 3600.0
@@ -115,9 +117,12 @@ def sweep(repo: Repository, report: PruneReport, on_event: EventHandler) -> None
 
 
 def _header(repo: Repository, pack_id: str, on_event: EventHandler) -> list[PackEntry]:
+    """The pack's blobs; none when its header is damaged (its blobs are unreadable: garbage
+    either way) or it is gone. Any other failure (the store unreachable) ends the sweep, its
+    plans kept: without the header, the sweep cannot tell whether a snapshot needs the pack."""
     try:
         return repo.read_pack_header(pack_id)
-    except Exception as e:  # a damaged condemned pack is garbage either way
+    except (IntegrityError, NotFound) as e:
         on_event(FileWarning(pack_id, f"unreadable condemned pack: {e}"))
         return []
 
