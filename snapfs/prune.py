@@ -33,7 +33,7 @@ from snapfs.faults import fault_point
 from snapfs.pack import PackEntry
 from snapfs.repository import Repository
 from snapfs.snapshot import Snapshot, select
-from snapfs.store.base import NotFound
+from snapfs.store.base import NotFound, ObjectInfo
 from snapfs.tree import DIR, Tree, decode_tree
 
 GRACE_SECONDS = 3600.0
@@ -206,9 +206,7 @@ def _usage(repo: Repository, keys: list[str], reachable: set[bytes]) -> _Usage:
     return usage
 
 
-def _classify(
-    repo: Repository, usage: _Usage, stored: dict[str, int], threshold: float
-) -> _Marking:
+def _classify(usage: _Usage, stored: dict[str, ObjectInfo], threshold: float) -> _Marking:
     marking = _Marking()
     for pack_id, total in usage.total.items():
         used = usage.used[pack_id]
@@ -217,9 +215,8 @@ def _classify(
         elif used < threshold * total:
             marking.repack.append(pack_id)
     now = time.time()
-    mtimes = {info.key.rpartition("/")[2]: info.mtime for info in repo.backend.list("data/")}
     for pack_id in stored.keys() - usage.total.keys():
-        if now - mtimes.get(pack_id, now) > GRACE_SECONDS:
+        if now - stored[pack_id].mtime > GRACE_SECONDS:
             marking.unreferenced.append(pack_id)
     return marking
 
@@ -250,8 +247,8 @@ def mark(
     old_keys = list(repo.index_keys)
     reachable = reachable_blobs(repo, snaps)
     fault_point("prune-marked")
-    stored = repo.list_packs()
-    marking = _classify(repo, _usage(repo, old_keys, reachable), stored, threshold)
+    stored = repo.stored_packs()
+    marking = _classify(_usage(repo, old_keys, reachable), stored, threshold)
     _tally(report, marking, stored)
     if dry_run or not (marking.condemn or marking.repack or marking.unreferenced):
         return
@@ -266,11 +263,14 @@ def mark(
     fault_point("prune-plan-written")
 
 
-def _tally(report: PruneReport, marking: _Marking, stored: dict[str, int]) -> None:
+def _tally(report: PruneReport, marking: _Marking, stored: dict[str, ObjectInfo]) -> None:
+    def size(packs: list[str]) -> int:  # a pack indexed but not stored counts nothing
+        return sum(stored[p].size for p in packs if p in stored)
+
     report.condemned_packs = len(marking.condemn) + len(marking.unreferenced)
-    report.condemned_bytes = sum(stored.get(p, 0) for p in marking.condemn + marking.unreferenced)
+    report.condemned_bytes = size(marking.condemn + marking.unreferenced)
     report.repacked_packs = len(marking.repack)
-    report.repacked_bytes = sum(stored.get(p, 0) for p in marking.repack)
+    report.repacked_bytes = size(marking.repack)
     report.unreferenced_packs = len(marking.unreferenced)
 
 
