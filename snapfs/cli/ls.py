@@ -7,11 +7,11 @@ from datetime import datetime
 import click
 
 from snapfs.cli.main import EXIT_OK, EXIT_PARTIAL, Context, pass_ctx
-from snapfs.cli.render import emit_json, escaped, say
+from snapfs.cli.render import Warnings, emit_json, escaped
 from snapfs.metadata import full_mode
 from snapfs.repository import Repository
 from snapfs.tree import DIR, SYMLINK, Node
-from snapfs.walk import ProblemHandler, resolve, shown_path, walk
+from snapfs.walk import ProblemHandler, resolve, walk
 
 
 @click.command("ls")
@@ -32,13 +32,7 @@ def command(ctx: Context, snapshot: str, path: str, long_: bool, as_json: bool) 
     Example:
       snapfs ls latest /data/lake/warehouse --long
     """
-    warnings = 0
-
-    def warn(where: bytes, message: str) -> None:
-        nonlocal warnings
-        warnings += 1
-        say(f"warning: {escaped(shown_path(where))}: {message}")
-
+    warn = Warnings()
     with ctx.open() as repo:
         snap = repo.find_snapshot(snapshot)
         for shown, n in _entries(repo, bytes.fromhex(snap.tree), path, warn):
@@ -48,7 +42,7 @@ def command(ctx: Context, snapshot: str, path: str, long_: bool, as_json: bool) 
                 click.echo(_long_line(shown, n))
             else:
                 click.echo(escaped(shown))
-    return EXIT_PARTIAL if warnings else EXIT_OK
+    return EXIT_PARTIAL if warn.count else EXIT_OK
 
 
 def _entries(

@@ -14,14 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from snapfs.humanize import size
 from snapfs.progress import Tally
+from snapfs.walk import shown_path
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
 __all__ = [
-    "cell", "emit_json", "escaped", "printable", "progress", "progress_shown", "say", "size",
-    "stderr", "stdout",
+    "Warnings", "cell", "emit_json", "escaped", "printable", "progress", "progress_shown", "say",
+    "size", "stderr", "stdout",
 ]  # fmt: skip
 
 
@@ -44,6 +45,18 @@ def printable(line: str) -> str:
     if line.isprintable():
         return line
     return "".join(c if c.isprintable() else _escape_char(c) for c in line)
+
+
+class Warnings:
+    """A walk's ProblemHandler (walk.py) for a face: each problem one ``warning:`` line on
+    stderr, its path escaped, and counted (a command that warned exits 3)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, where: bytes, message: str) -> None:
+        self.count += 1
+        say(f"warning: {escaped(shown_path(where))}: {message}")
 
 
 _C_ESCAPES = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r"}
