@@ -50,12 +50,11 @@ def _entries(
 ) -> Iterator[tuple[bytes, Node]]:
     """(path as bytes, node) below ``path``, streamed as the walk finds them."""
     node = resolve(repo, root, path)
-    base = b"/" + path.strip("/").encode("utf-8", "surrogateescape") if path.strip("/") else b""
+    prefix = "/".join(p for p in path.split("/") if p).encode("utf-8", "surrogateescape")
     if node is not None and node.type != DIR:
-        yield base, node
+        yield b"/" + prefix, node
         return
     start = node.subtree if node is not None and node.subtree else root
-    prefix = base.lstrip(b"/")
     for rel, n in walk(repo, start, prefix, on_problem=warn):
         yield b"/" + rel, n
 
