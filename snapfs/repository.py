@@ -161,7 +161,10 @@ class Repository:
         except NotFound:
             raise RepositoryNotFound("no repository found there") from None
         key, key_id = _unlock(backend, password)
-        config = msgspec.msgpack.decode(key.open(sealed_config), type=Config)
+        try:
+            config = msgspec.msgpack.decode(key.open(sealed_config), type=Config)
+        except msgspec.MsgspecError as e:  # a newer version's, or planted
+            raise UnsupportedFormat(f"the repository config does not decode ({e})") from None
         if config.version != FORMAT_VERSION:
             raise UnsupportedFormat(f"repository format {config.version} is not supported")
         if not 0 < config.chunker.max_size <= MAX_DATA_RAW:
