@@ -1,5 +1,6 @@
-"""Restore's own name check, for a source whose trees come unvalidated: a name that could
-lead out of its directory is skipped with a warning, whatever the source hands over."""
+"""Names restore cannot create: one that could lead out of its directory is skipped with a
+warning whatever the source hands over (validated or not), and one longer than a file
+system holds is skipped without ending the restore."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from snapfs.crypto import MasterKey
 from snapfs.errors import IntegrityError
 from snapfs.events import Event, FileWarning
 from snapfs.index import IndexEntry
+from snapfs.repository import Repository
 from snapfs.restore import restore
 from snapfs.snapshot import Snapshot
 from snapfs.tree import Tree
-from tests.crafted import node
+from tests.crafted import file, node, snapshot
 
 
 class _Unvalidated:
@@ -63,3 +65,17 @@ def test_names_that_lead_elsewhere_are_skipped_even_from_an_unvalidated_tree(
     ]
     assert sorted(p.name for p in target.iterdir()) == ["ok"]
     assert summary.files == 1 and summary.warnings == 3
+
+
+def test_a_name_longer_than_a_file_system_holds_is_skipped_and_the_rest_restored(
+    memory_repo: Repository, tmp_path: Path
+) -> None:
+    long = b"x" * 256
+    with memory_repo.writer() as w:
+        snap = snapshot(w, w.save_tree([file(w, long, b"long\n"), file(w, b"ok", b"fine\n")]))
+    events: list[Event] = []
+    summary = restore(memory_repo, snap, str(tmp_path / "out"), on_event=events.append)
+    warnings = [(e.path, e.error) for e in events if isinstance(e, FileWarning)]
+    assert warnings == [("/" + "x" * 256, "a name no file system allows: skipped")]
+    assert (tmp_path / "out" / "ok").read_bytes() == b"fine\n"
+    assert summary.files == 1
