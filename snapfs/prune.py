@@ -34,7 +34,7 @@ from snapfs.pack import PackEntry
 from snapfs.repository import Repository
 from snapfs.snapshot import Snapshot, select
 from snapfs.store.base import NotFound, ObjectInfo
-from snapfs.tree import DIR, Tree, decode_tree
+from snapfs.tree import DIR, Tree, decode_tree, validate
 
 GRACE_SECONDS = 3600.0
 WRITER_KINDS = frozenset({"backup"})
@@ -151,7 +151,8 @@ class _TreesInCondemned:
         pack_id, entry = found
         if self._pack[0] != pack_id:
             self._pack = (pack_id, self._repo.read_pack_bytes(pack_id))
-        return decode_tree(self._repo.open_blob_in_pack(self._pack[1], pack_id, entry))
+        # Validated as load_tree's are: the same entries count, wherever the tree is read.
+        return validate(decode_tree(self._repo.open_blob_in_pack(self._pack[1], pack_id, entry)))
 
 
 def _sweep_pack(
