@@ -152,44 +152,66 @@ def prune_run(tools: list[Tool], lake: Path, snapshots: int) -> None:
         tool.record("prune freed MB", (before - du(tool.repo)) / 1e6)
 
 
+def init_repos(tools: list[Tool]) -> None:
+    for tool in tools:
+        shutil.rmtree(tool.repo, ignore_errors=True)
+        run(tool.init(tool), tool.env)
+
+
+def timed_backups(tools: list[Tool], src: Path, step: str, tag: str) -> bool:
+    """Each tool backs ``src`` up, caches dropped first: "``step`` s" and "``step`` peak RSS
+    MB". Whether the caches could be dropped."""
+    cold = True
+    for tool in tools:
+        cold &= drop_caches()
+        m = run(tool.backup(tool, src, tag), tool.env)
+        tool.record(f"{step} s", m.seconds)
+        tool.record(f"{step} peak RSS MB", m.peak_rss_mb)
+    return cold
+
+
+def timed_restores(tools: list[Tool], work: Path, src: Path) -> bool:
+    """Each tool restores its latest snapshot of ``src`` into an empty directory, caches
+    dropped first ("full restore s", "restore peak RSS MB"); the result is compared with
+    ``src`` ("restore identical") and removed. Whether the caches could be dropped."""
+    cold = True
+    for tool in tools:
+        out = work / f"restore-{tool.name}"
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir()
+        cmd, cwd = tool.restore(tool, src, out)
+        cold &= drop_caches()
+        m = run(cmd, tool.env, cwd=cwd)
+        tool.record("full restore s", m.seconds)
+        tool.record("restore peak RSS MB", m.peak_rss_mb)
+        restored = out / str(src).lstrip("/")
+        same = subprocess.run(["diff", "-rq", str(src), str(restored)], capture_output=True)
+        if same.returncode != 0:
+            print(f"{tool.name}: restore differs from the source!", file=sys.stderr)
+        tool.record("restore identical", float(same.returncode == 0))
+        shutil.rmtree(out)
+    return cold
+
+
 def one_run(tools: list[Tool], work: Path, scale: float, with_s3: bool) -> dict[str, object]:
     lake = work / "lake"
     shutil.rmtree(lake, ignore_errors=True)
     lakegen.generate(lake, scale)
     size = du(lake)
     files = sum(1 for p in lake.rglob("*") if p.is_file())
+    init_repos(tools)
     cold = True
-    for tool in tools:
-        shutil.rmtree(tool.repo, ignore_errors=True)
-        run(tool.init(tool), tool.env)
-    for step, tag in (("first backup", "day0"), ("unchanged re-backup", "day0b")):
+    for step, tag in (
+        ("first backup", "day0"),
+        ("unchanged re-backup", "day0b"),
+        ("day-1 backup", "day1"),
+    ):
+        if tag == "day1":
+            lakegen.evolve_day(lake, 1)
+        cold &= timed_backups(tools, lake, step, tag)
         for tool in tools:
-            cold &= drop_caches()
-            m = run(tool.backup(tool, lake, tag), tool.env)
-            tool.record(f"{step} s", m.seconds)
-            tool.record(f"{step} peak RSS MB", m.peak_rss_mb)
             tool.record(f"repo size after {step} MB", du(tool.repo) / 1e6)
-    lakegen.evolve_day(lake, 1)
-    for tool in tools:
-        cold &= drop_caches()
-        m = run(tool.backup(tool, lake, "day1"), tool.env)
-        tool.record("day-1 backup s", m.seconds)
-        tool.record("repo size after day-1 backup MB", du(tool.repo) / 1e6)
-    for tool in tools:
-        out = work / f"restore-{tool.name}"
-        shutil.rmtree(out, ignore_errors=True)
-        out.mkdir()
-        cmd, cwd = tool.restore(tool, lake, out)
-        cold &= drop_caches()
-        m = run(cmd, tool.env, cwd=cwd)
-        tool.record("full restore s", m.seconds)
-        tool.record("restore peak RSS MB", m.peak_rss_mb)
-        restored = out / str(lake).lstrip("/")
-        same = subprocess.run(["diff", "-rq", str(lake), str(restored)], capture_output=True)
-        if same.returncode != 0:
-            print(f"{tool.name}: restore differs from the source!", file=sys.stderr)
-        tool.record("restore identical", float(same.returncode == 0))
-        shutil.rmtree(out)
+    cold &= timed_restores(tools, work, lake)
     for tool in tools:
         cold &= mount_reads(tool, work, lake)
     snapfs = [t for t in tools if t.name == "snapfs"]

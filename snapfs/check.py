@@ -19,14 +19,12 @@ from snapfs.index import IndexEntry
 from snapfs.pack import BlobKind, PackEntry, entry_problem
 from snapfs.repository import Repository
 from snapfs.snapshot import Snapshot
-from snapfs.tree import DIR
 from snapfs.walk import shown_path, walk
 
 
 @dataclass
 class CheckReport:
     snapshots: int = 0
-    trees: int = 0
     packs: int = 0
     packs_read: int = 0
     errors: list[str] = field(default_factory=list)
@@ -183,7 +181,6 @@ def _check_snapshots(
 
         try:
             for path, node in walk(repo, bytes.fromhex(snap.tree), on_problem=damaged, seen=seen):
-                report.trees += node.type == DIR
                 why = _content_problem(repo, node.content, bad_blobs)
                 if why:
                     damaged(path, why)

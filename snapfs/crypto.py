@@ -29,7 +29,6 @@ NONCE_SIZE = 12
 TAG_SIZE = 16
 HEADER_SIZE = 1 + NONCE_SIZE
 SEAL_OVERHEAD = HEADER_SIZE + TAG_SIZE
-ID_SIZE = 32
 _RAW, _ZSTD = b"\x00", b"\x01"
 # What any sealed object may decompress to unless its reader knows better (a blob's recorded
 # raw length): a planted zstd frame of a few KiB must not claim gigabytes of memory.

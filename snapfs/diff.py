@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from snapfs.errors import IntegrityError
 from snapfs.tree import DIR, Node
-from snapfs.walk import MAX_DEPTH, ProblemHandler, TreeSource, raise_problem, walk
+from snapfs.walk import MAX_DEPTH, ProblemHandler, TreeSource, raise_problem, shown_path, walk
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def diff_trees(
             yield from _leaf(repo, path, old, new, report)
             continue
         if _meta(old) != _meta(new):
-            yield Change("U", _shown(path) + "/", 0, 0)
+            yield Change("U", shown_path(path) + "/", 0, 0)
         if old.subtree == new.subtree:
             continue
         if len(levels) >= MAX_DEPTH:
@@ -90,15 +90,15 @@ def _leaf(
         yield from _whole(repo, path, old, "-", report)
         yield from _whole(repo, path, new, "+", report)
     elif old.content != new.content or old.target != new.target:
-        yield Change("M", _shown(path), old.size, new.size)
+        yield Change("M", shown_path(path), old.size, new.size)
     elif _meta(old) != _meta(new):
-        yield Change("U", _shown(path), old.size, new.size)
+        yield Change("U", shown_path(path), old.size, new.size)
 
 
 def _whole(
     repo: TreeSource, path: bytes, node: Node, kind: str, report: ProblemHandler
 ) -> Iterator[Change]:
-    shown = _shown(path)
+    shown = shown_path(path)
     before, after = (node.size, 0) if kind == "-" else (0, node.size)
     yield Change(kind, shown + ("/" if node.type == DIR else ""), before, after)
     if node.type == DIR and node.subtree:
@@ -106,13 +106,9 @@ def _whole(
             size = child.size
             yield Change(
                 kind,
-                _shown(rel) + ("/" if child.type == DIR else ""),
+                shown_path(rel) + ("/" if child.type == DIR else ""),
                 *((size, 0) if kind == "-" else (0, size)),
             )
-
-
-def _shown(path: bytes) -> str:
-    return path.decode("utf-8", "surrogateescape")
 
 
 def _meta(n: Node) -> tuple[object, ...]:

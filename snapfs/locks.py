@@ -62,6 +62,8 @@ class HeldLock:
 
 
 def _alive(pid: int) -> bool:
+    if not 0 < pid < 2**31:  # no process has it (os.kill would signal a group, or overflow)
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -41,10 +41,6 @@ def group_name(gid: int) -> str:
         return ""
 
 
-def node_type(st: os.stat_result) -> str:
-    return _TYPES.get(stat.S_IFMT(st.st_mode), FILE)
-
-
 def full_mode(node: Node) -> int:
     """st_mode as the kernel reports it: type bits and permission bits."""
     return _MODE_BITS[node.type] | node.mode

@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from snapfs.errors import IntegrityError
 from snapfs.events import EventHandler, FileWarning, ignore
 from snapfs.faults import fault_point
 from snapfs.pack import PackEntry
 from snapfs.repository import Repository
 from snapfs.snapshot import Snapshot, select
-from snapfs.tree import DIR, Tree, decode_tree
+from snapfs.store.base import NotFound, ObjectInfo
+from snapfs.tree import DIR, Tree, decode_tree, validate
 
 GRACE_SECONDS = 3600.0
 WRITER_KINDS = frozenset({"backup"})
@@ -115,9 +117,12 @@ def sweep(repo: Repository, report: PruneReport, on_event: EventHandler) -> None
 
 
 def _header(repo: Repository, pack_id: str, on_event: EventHandler) -> list[PackEntry]:
+    """The pack's blobs; none when its header is damaged (its blobs are unreadable: garbage
+    either way) or it is gone. Any other failure (the store unreachable) ends the sweep, its
+    plans kept: without the header, the sweep cannot tell whether a snapshot needs the pack."""
     try:
         return repo.read_pack_header(pack_id)
-    except Exception as e:  # a damaged condemned pack is garbage either way
+    except (IntegrityError, NotFound) as e:
         on_event(FileWarning(pack_id, f"unreadable condemned pack: {e}"))
         return []
 
@@ -146,7 +151,8 @@ class _TreesInCondemned:
         pack_id, entry = found
         if self._pack[0] != pack_id:
             self._pack = (pack_id, self._repo.read_pack_bytes(pack_id))
-        return decode_tree(self._repo.open_blob_in_pack(self._pack[1], pack_id, entry))
+        # Validated as load_tree's are: the same entries count, wherever the tree is read.
+        return validate(decode_tree(self._repo.open_blob_in_pack(self._pack[1], pack_id, entry)))
 
 
 def _sweep_pack(
@@ -201,9 +207,7 @@ def _usage(repo: Repository, keys: list[str], reachable: set[bytes]) -> _Usage:
     return usage
 
 
-def _classify(
-    repo: Repository, usage: _Usage, stored: dict[str, int], threshold: float
-) -> _Marking:
+def _classify(usage: _Usage, stored: dict[str, ObjectInfo], threshold: float) -> _Marking:
     marking = _Marking()
     for pack_id, total in usage.total.items():
         used = usage.used[pack_id]
@@ -212,9 +216,8 @@ def _classify(
         elif used < threshold * total:
             marking.repack.append(pack_id)
     now = time.time()
-    mtimes = {info.key.rpartition("/")[2]: info.mtime for info in repo.backend.list("data/")}
     for pack_id in stored.keys() - usage.total.keys():
-        if now - mtimes.get(pack_id, now) > GRACE_SECONDS:
+        if now - stored[pack_id].mtime > GRACE_SECONDS:
             marking.unreferenced.append(pack_id)
     return marking
 
@@ -245,8 +248,8 @@ def mark(
     old_keys = list(repo.index_keys)
     reachable = reachable_blobs(repo, snaps)
     fault_point("prune-marked")
-    stored = repo.list_packs()
-    marking = _classify(repo, _usage(repo, old_keys, reachable), stored, threshold)
+    stored = repo.stored_packs()
+    marking = _classify(_usage(repo, old_keys, reachable), stored, threshold)
     _tally(report, marking, stored)
     if dry_run or not (marking.condemn or marking.repack or marking.unreferenced):
         return
@@ -261,11 +264,14 @@ def mark(
     fault_point("prune-plan-written")
 
 
-def _tally(report: PruneReport, marking: _Marking, stored: dict[str, int]) -> None:
+def _tally(report: PruneReport, marking: _Marking, stored: dict[str, ObjectInfo]) -> None:
+    def size(packs: list[str]) -> int:  # a pack indexed but not stored counts nothing
+        return sum(stored[p].size for p in packs if p in stored)
+
     report.condemned_packs = len(marking.condemn) + len(marking.unreferenced)
-    report.condemned_bytes = sum(stored.get(p, 0) for p in marking.condemn + marking.unreferenced)
+    report.condemned_bytes = size(marking.condemn + marking.unreferenced)
     report.repacked_packs = len(marking.repack)
-    report.repacked_bytes = sum(stored.get(p, 0) for p in marking.repack)
+    report.repacked_bytes = size(marking.repack)
     report.unreferenced_packs = len(marking.unreferenced)
 
 

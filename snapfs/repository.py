@@ -68,7 +68,7 @@ from snapfs.pack import (
 )
 from snapfs.prefix import match_prefix
 from snapfs.snapshot import Snapshot, decode_snapshot, encode_snapshot, select
-from snapfs.store.base import AlreadyExists, Backend, NotFound
+from snapfs.store.base import AlreadyExists, Backend, NotFound, ObjectInfo
 from snapfs.store.cache import bypassing, default_cache_dir, pack_cache, tag_cache_root
 from snapfs.tree import (
     DIR,
@@ -162,7 +162,10 @@ class Repository:
         except NotFound:
             raise RepositoryNotFound("no repository found there") from None
         key, key_id = _unlock(backend, password)
-        config = msgspec.msgpack.decode(key.open(sealed_config), type=Config)
+        try:
+            config = msgspec.msgpack.decode(key.open(sealed_config), type=Config)
+        except msgspec.MsgspecError as e:  # a newer version's, or planted
+            raise UnsupportedFormat(f"the repository config does not decode ({e})") from None
         if config.version != FORMAT_VERSION:
             raise UnsupportedFormat(f"repository format {config.version} is not supported")
         if not 0 < config.chunker.max_size <= MAX_DATA_RAW:
@@ -549,7 +552,11 @@ class Repository:
     # -- maintenance (check, prune, stats) -----------------------------------------------
     def list_packs(self) -> dict[str, int]:
         """Stored pack id -> size in bytes."""
-        return {info.key.rpartition("/")[2]: info.size for info in self.backend.list("data/")}
+        return {pack_id: info.size for pack_id, info in self.stored_packs().items()}
+
+    def stored_packs(self) -> dict[str, ObjectInfo]:
+        """Stored pack id -> its listing: size and mtime (prune's grace period)."""
+        return {info.key.rpartition("/")[2]: info for info in self.backend.list("data/")}
 
     @contextmanager
     def uncached(self) -> Iterator[None]:

@@ -42,7 +42,7 @@ from snapfs.events import BytesDone, EventHandler, FileDone, FileWarning, Planne
 from snapfs.index import IndexEntry
 from snapfs.metadata import apply_link_metadata, apply_metadata, full_mode
 from snapfs.snapshot import Snapshot
-from snapfs.tree import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, Tree
+from snapfs.tree import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, Tree, name_problem
 from snapfs.walk import PathFilter
 
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -141,19 +141,6 @@ class _Window:
     blobs: int = 0
 
 
-def refusal(name: bytes) -> str | None:
-    """Why ``name`` cannot be a directory entry, or None when it can."""
-    if not name:
-        return "an empty name"
-    if name in (b".", b".."):
-        return f"the name {name.decode()!r}"
-    if b"/" in name:
-        return "a name with '/'"
-    if b"\0" in name:
-        return "a name with NUL"
-    return None
-
-
 class Restore:
     def __init__(
         self,
@@ -247,10 +234,10 @@ class Restore:
             self._warn(where, f"{problem.message}: skipped")
         seen: set[bytes] = set()
         for node in tree.nodes:
-            why = refusal(node.name)
-            if why is None and node.name in seen:
+            why = name_problem(node.name)
+            if not why and node.name in seen:
                 why = "a second entry of that name"
-            if why is not None:
+            if why:
                 self._warn(_joined(here, node.name), f"{why}: skipped")
                 continue
             seen.add(node.name)

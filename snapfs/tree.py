@@ -129,15 +129,17 @@ def _entry_count(data: Data) -> int:
 
 
 _BAD_NAMES = frozenset((b"", b".", b".."))
+NAME_MAX = 255  # bytes in a name: Linux file systems hold no longer one (open: ENAMETOOLONG)
 
 
 def validate(tree: Tree) -> Tree:
     """``tree`` without the entries no file system could hold, with a TreeProblem for each:
-    a name that is empty, ``.``, ``..`` or holds ``/`` or NUL; a name met twice (the first
-    stays); an unknown type; a directory without a subtree, or a subtree on anything else;
-    a symlink target or xattr name holding NUL. Entries out of name order are put in order
-    (``Tree.find`` searches by bisection) and the directory is named as damaged. Pure, and
-    one pass in C over the common case: a backup reads every tree of its parent."""
+    a name that is empty, ``.``, ``..``, holds ``/`` or NUL or is longer than NAME_MAX
+    bytes; a name met twice (the first stays); an unknown type; a directory without a
+    subtree, or a subtree on anything else; a symlink target or xattr name holding NUL.
+    Entries out of name order are put in order (``Tree.find`` searches by bisection) and
+    the directory is named as damaged. Pure, and one pass in C over the common case: a
+    backup reads every tree of its parent."""
     return tree if _plain(tree.nodes) else _slow_validate(tree)
 
 
@@ -152,6 +154,7 @@ def _plain(nodes: list[Node]) -> bool:
         joined.count(0) == max(len(names) - 1, 0)  # no NUL inside a name
         and b"/" not in joined
         and not _BAD_NAMES & unique
+        and max(map(len, names), default=0) <= NAME_MAX
         and len(unique) == len(names)
         and names == sorted(names)  # no two alike (above), so strictly increasing
         and set(types) <= TYPES
@@ -181,9 +184,17 @@ def _shape_ok(node: Node) -> bool:
     return _xattrs_ok(node.xattrs)
 
 
-def _entry_problem(node: Node) -> str:
-    if node.name in _BAD_NAMES or b"/" in node.name or 0 in node.name:
+def name_problem(name: bytes) -> str:
+    """Why ``name`` cannot be a directory entry (empty, ``.``, ``..``, holding ``/`` or
+    NUL: it could lead out of its directory; longer than NAME_MAX), or "" when it can."""
+    if name in _BAD_NAMES or b"/" in name or 0 in name or len(name) > NAME_MAX:
         return "a name no file system allows"
+    return ""
+
+
+def _entry_problem(node: Node) -> str:
+    if why := name_problem(node.name):
+        return why
     if node.type not in TYPES:
         return f"an unknown type {node.type!r}"
     if node.type == DIR and node.subtree is None:

@@ -1,4 +1,6 @@
-"""The one tree walker: ls, diff, restore and check all see a snapshot through it."""
+"""The tree walker of ls, diff and check, and the path lookup of ls and dump. Restore,
+copy and prune's ``reachable_blobs`` walk trees on their own: restore holding a directory
+descriptor a level, copy translating trees bottom up, prune marking each tree once."""
 
 from __future__ import annotations
 

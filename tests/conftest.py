@@ -177,11 +177,17 @@ class Held:
         return out, err
 
 
+def init_small_packs(location: str) -> str:
+    """``location`` made a repository with 256 KiB packs, so a few MB make many of them."""
+    Repository.init(open_backend(location), PASSWORD, kdf=CHEAP_KDF, pack_size=256 * 1024).close()
+    return location
+
+
 def small_packs(tmp_path: Path, files: int) -> tuple[Path, Path]:
-    """A local repository with 256 KiB packs, so a few MB make many of them, and a source of
-    ``files`` random files of 200 kB: (repository, source)."""
+    """A local repository with small packs (``init_small_packs``) and a source of ``files``
+    random files of 200 kB: (repository, source)."""
     repo, src = tmp_path / "small-packs", tmp_path / "src"
-    Repository.init(open_backend(str(repo)), PASSWORD, kdf=CHEAP_KDF, pack_size=256 * 1024).close()
+    init_small_packs(str(repo))
     src.mkdir()
     for i in range(files):
         (src / f"f{i}.bin").write_bytes(os.urandom(200_000))

@@ -6,7 +6,7 @@ import click
 
 from snapfs.check import check
 from snapfs.cli.main import EXIT_ERROR, EXIT_OK, Context, pass_ctx
-from snapfs.cli.render import emit_json
+from snapfs.cli.render import emit_json, say
 
 
 def _subset(value: str | None) -> tuple[int, int] | float | None:
@@ -51,7 +51,7 @@ def command(ctx: Context, read_data: bool, read_data_subset: str | None, as_json
         )
     else:
         for line in report.errors:
-            click.echo(f"error: {line}", err=True)
+            say(f"error: {line}")
         verdict = "no errors were found" if report.ok else f"{len(report.errors)} errors found"
         click.echo(
             f"checked {report.snapshots} snapshots, {report.packs} packs"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import click
 
 from snapfs.cli.main import Context, pass_ctx, source_options
-from snapfs.cli.render import emit_json, progress, size
+from snapfs.cli.render import emit_json, printable, progress, size
 from snapfs.copy import copy_snapshots
 from snapfs.progress import Tally
 from snapfs.snapshot import Snapshot, select
@@ -54,7 +54,7 @@ def command(
         elif not ctx.quiet:
             what = f"{c.original.short_id} ({c.original.time[:19]}, {', '.join(c.original.paths)})"
             verb = "was copied already, as" if c.existed else "copied as"
-            click.echo(f"snapshot {what} {verb} {c.copy.short_id}")
+            click.echo(printable(f"snapshot {what} {verb} {c.copy.short_id}"))
     new = sum(not c.existed for c in result.copied)
     if as_json:
         emit_json({"message_type": "summary", "copied": new,

@@ -3,9 +3,8 @@ from __future__ import annotations
 import click
 
 from snapfs.cli.main import EXIT_OK, EXIT_PARTIAL, Context, pass_ctx
-from snapfs.cli.render import emit_json, escaped, say
+from snapfs.cli.render import Warnings, emit_json, escaped
 from snapfs.diff import diff_trees
-from snapfs.walk import shown_path
 
 
 @click.command("diff")
@@ -24,13 +23,7 @@ def command(ctx: Context, first: str, second: str, as_json: bool) -> int:
     Paths are printed as `ls -b` prints names; --json carries them exactly. Entries that
     no file system could hold are left out with a warning (exit code 3).
     """
-    warnings = 0
-
-    def warn(where: bytes, message: str) -> None:
-        nonlocal warnings
-        warnings += 1
-        say(f"warning: {escaped(shown_path(where))}: {message}")
-
+    warn = Warnings()
     with ctx.open() as repo:
         a, b = repo.find_snapshot(first), repo.find_snapshot(second)
         counts = {"+": 0, "-": 0, "M": 0, "U": 0}
@@ -53,4 +46,4 @@ def command(ctx: Context, first: str, second: str, as_json: bool) -> int:
             f"\nadded: {counts['+']}, removed: {counts['-']}, modified: {counts['M']}, "
             f"metadata only: {counts['U']}"
         )
-    return EXIT_PARTIAL if warnings else EXIT_OK
+    return EXIT_PARTIAL if warn.count else EXIT_OK

@@ -7,7 +7,7 @@ import click
 from rich.table import Table
 
 from snapfs.cli.main import Context, pass_ctx
-from snapfs.cli.render import emit_json, stdout
+from snapfs.cli.render import cell, emit_json, stdout
 from snapfs.cli.snapshots import snapshot_json
 from snapfs.forget import forget, forget_ids
 from snapfs.prune import prune
@@ -126,13 +126,14 @@ def _show_plan(plan: dict[tuple[object, ...], list[Decision]], groups: tuple[str
         return
     for key, decisions in plan.items():
         label = ", ".join(f"{g} {v}" for g, v in zip(groups, key, strict=True)) or "all"
-        table = Table(title=label, box=None, header_style="bold", title_justify="left")
+        table = Table(title=cell(label), box=None, header_style="bold", title_justify="left")
         for col in ("ID", "Time", "Tags", "Decision", "Reasons"):
             table.add_column(col)
         for d in decisions:
             verdict = "keep" if d.keep else ("would remove" if dry_run else "remove")
-            table.add_row(d.snapshot.short_id, d.snapshot.datetime.strftime("%Y-%m-%d %H:%M:%S"),
-                          ",".join(d.snapshot.tags), verdict, ", ".join(d.reasons))  # fmt: skip
+            when = d.snapshot.datetime.strftime("%Y-%m-%d %H:%M:%S")
+            tags = cell(",".join(d.snapshot.tags))
+            table.add_row(d.snapshot.short_id, when, tags, verdict, ", ".join(d.reasons))
         stdout().print(table)
         kept = sum(d.keep for d in decisions)
         stdout().print(

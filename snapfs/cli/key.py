@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from snapfs.cli.main import Context, new_password, pass_ctx, read_password_file
-from snapfs.cli.render import emit_json, stdout
+from snapfs.cli.render import cell, emit_json, stdout
 
 
 @click.group("key")
@@ -63,7 +63,8 @@ def list_keys(ctx: Context, as_json: bool) -> None:
         table.add_column(col)
     for i, k in keys:
         mark = "*" if i == current else ""
-        table.add_row(mark, i[:8], k.kdf, k.created[:19].replace("T", " "), k.host, k.user)
+        created = k.created[:19].replace("T", " ")
+        table.add_row(mark, i[:8], *map(cell, (k.kdf, created, k.host, k.user)))
     stdout().print(table)
 
 

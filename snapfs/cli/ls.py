@@ -7,11 +7,11 @@ from datetime import datetime
 import click
 
 from snapfs.cli.main import EXIT_OK, EXIT_PARTIAL, Context, pass_ctx
-from snapfs.cli.render import emit_json, escaped, say
+from snapfs.cli.render import Warnings, emit_json, escaped
 from snapfs.metadata import full_mode
 from snapfs.repository import Repository
 from snapfs.tree import DIR, SYMLINK, Node
-from snapfs.walk import ProblemHandler, resolve, shown_path, walk
+from snapfs.walk import ProblemHandler, resolve, walk
 
 
 @click.command("ls")
@@ -32,13 +32,7 @@ def command(ctx: Context, snapshot: str, path: str, long_: bool, as_json: bool) 
     Example:
       snapfs ls latest /data/lake/warehouse --long
     """
-    warnings = 0
-
-    def warn(where: bytes, message: str) -> None:
-        nonlocal warnings
-        warnings += 1
-        say(f"warning: {escaped(shown_path(where))}: {message}")
-
+    warn = Warnings()
     with ctx.open() as repo:
         snap = repo.find_snapshot(snapshot)
         for shown, n in _entries(repo, bytes.fromhex(snap.tree), path, warn):
@@ -48,7 +42,7 @@ def command(ctx: Context, snapshot: str, path: str, long_: bool, as_json: bool) 
                 click.echo(_long_line(shown, n))
             else:
                 click.echo(escaped(shown))
-    return EXIT_PARTIAL if warnings else EXIT_OK
+    return EXIT_PARTIAL if warn.count else EXIT_OK
 
 
 def _entries(
@@ -56,12 +50,11 @@ def _entries(
 ) -> Iterator[tuple[bytes, Node]]:
     """(path as bytes, node) below ``path``, streamed as the walk finds them."""
     node = resolve(repo, root, path)
-    base = b"/" + path.strip("/").encode("utf-8", "surrogateescape") if path.strip("/") else b""
+    prefix = "/".join(p for p in path.split("/") if p).encode("utf-8", "surrogateescape")
     if node is not None and node.type != DIR:
-        yield base, node
+        yield b"/" + prefix, node
         return
     start = node.subtree if node is not None and node.subtree else root
-    prefix = base.lstrip(b"/")
     for rel, n in walk(repo, start, prefix, on_problem=warn):
         yield b"/" + rel, n
 

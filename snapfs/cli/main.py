@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
 
+from snapfs.cli.render import printable
 from snapfs.errors import (
     BucketNotFound,
     RepositoryLocked,
@@ -302,17 +303,17 @@ def main() -> NoReturn:
     except KeyboardInterrupt:
         click.echo("snapfs: interrupted", err=True)
         _exit(130)
-    except SnapfsError as e:
-        click.echo(f"snapfs: {e}", err=True)
+    except SnapfsError as e:  # messages may quote names from the repository: printable()
+        click.echo(printable(f"snapfs: {e}"), err=True)
         _exit(exit_code(e))
     except OSError as e:
         where = f" {os.fsdecode(e.filename)}:" if e.filename else ""
-        click.echo(f"snapfs:{where} {e.strerror or e}", err=True)
+        click.echo(printable(f"snapfs:{where} {e.strerror or e}"), err=True)
         _exit(EXIT_ERROR)
     except Exception as e:  # the last line of defence: one line, never a traceback
         if os.environ.get("SNAPFS_DEBUG"):
             raise
-        click.echo(f"snapfs: internal error: {type(e).__name__}: {e}", err=True)
+        click.echo(printable(f"snapfs: internal error: {type(e).__name__}: {e}"), err=True)
         _exit(EXIT_ERROR)
     _exit(rc if isinstance(rc, int) else EXIT_OK)
 

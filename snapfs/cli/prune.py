@@ -3,7 +3,7 @@ from __future__ import annotations
 import click
 
 from snapfs.cli.main import Context, pass_ctx
-from snapfs.cli.render import emit_json, size
+from snapfs.cli.render import emit_json, say, size
 from snapfs.prune import prune, undelete
 
 
@@ -39,7 +39,7 @@ def command(ctx: Context, repack_threshold: float, dry_run: bool, retry_lock: fl
     """
     with ctx.open() as repo:
         r = prune(repo, repack_threshold=repack_threshold, dry_run=dry_run, lock_wait=retry_lock,
-                  on_lock_wait=lambda why: click.echo(f"snapfs: {why}", err=True))  # fmt: skip
+                  on_lock_wait=lambda why: say(f"snapfs: {why}"))  # fmt: skip
     if as_json:
         emit_json(r.__dict__)
         return

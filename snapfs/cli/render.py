@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from snapfs.humanize import size
 from snapfs.progress import Tally
+from snapfs.walk import shown_path
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
 __all__ = [
-    "emit_json", "escaped", "progress", "progress_shown", "say", "size", "stderr", "stdout",
+    "Warnings", "cell", "emit_json", "escaped", "printable", "progress", "progress_shown", "say",
+    "size", "stderr", "stdout",
 ]  # fmt: skip
 
 
@@ -31,11 +34,29 @@ def stderr() -> Console:
 
 
 def say(line: str) -> None:
-    """One plain line on stderr (above a live progress bar, if one is drawn). Characters
-    that are not printable are escaped: a warning may quote a name from a snapshot."""
-    if not line.isprintable():
-        line = "".join(c if c.isprintable() else _escape_char(c) for c in line)
-    stderr().print(line, markup=False, highlight=False, soft_wrap=True)  # one line, any width
+    """One plain line on stderr (above a live progress bar, if one is drawn), ``printable``."""
+    stderr().print(printable(line), markup=False, highlight=False, soft_wrap=True)  # any width
+
+
+def printable(line: str) -> str:
+    """``line`` with the characters that are not printable escaped as ``escaped`` does (a
+    backslash stays one): a message may quote a name, host or path from a repository,
+    which must not drive the terminal."""
+    if line.isprintable():
+        return line
+    return "".join(c if c.isprintable() else _escape_char(c) for c in line)
+
+
+class Warnings:
+    """A walk's ProblemHandler (walk.py) for a face: each problem one ``warning:`` line on
+    stderr, its path escaped, and counted (a command that warned exits 3)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, where: bytes, message: str) -> None:
+        self.count += 1
+        say(f"warning: {escaped(shown_path(where))}: {message}")
 
 
 _C_ESCAPES = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r"}
@@ -50,6 +71,14 @@ def escaped(name: str | bytes) -> str:
     if text.isprintable() and "\\" not in text:
         return text
     return "".join("\\\\" if c == "\\" else c if c.isprintable() else _escape_char(c) for c in text)
+
+
+def cell(value: str) -> Text:
+    """A table cell or title from a repository (a host, tag, path): ``escaped``, and never
+    read as rich markup, so ``[blink]`` in a crafted host name stays text."""
+    from rich.text import Text
+
+    return Text(escaped(value))
 
 
 def _escape_char(c: str) -> str:

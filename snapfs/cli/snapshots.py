@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from snapfs.cli.main import Context, pass_ctx
-from snapfs.cli.render import emit_json, size, stdout
+from snapfs.cli.render import cell, emit_json, size, stdout
 from snapfs.snapshot import Snapshot, sort_by_time
 
 
@@ -39,9 +40,9 @@ def command(ctx: Context, as_json: bool) -> None:
         table.add_row(
             s.short_id,
             s.datetime.strftime("%Y-%m-%d %H:%M:%S"),
-            s.host,
-            ",".join(s.tags),
-            "\n".join(s.paths),
+            cell(s.host),
+            cell(",".join(s.tags)),
+            Text("\n").join(cell(p) for p in s.paths),
             str(s.summary.files),
             size(s.summary.bytes),
             size(s.summary.bytes_added),

@@ -3,6 +3,7 @@ from __future__ import annotations
 import click
 
 from snapfs.cli.main import Context, pass_ctx
+from snapfs.cli.render import printable
 
 
 @click.command("unlock")
@@ -13,5 +14,5 @@ def command(ctx: Context, remove_all: bool) -> None:
     with ctx.open() as repo:
         removed = repo.remove_stale_locks(everything=remove_all)
     for held in removed:
-        click.echo(f"removed lock {held.describe()}")
+        click.echo(printable(f"removed lock {held.describe()}"))
     click.echo(f"{len(removed)} locks removed")

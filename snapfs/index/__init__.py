@@ -20,7 +20,6 @@ from snapfs.pack import BlobKind, PackEntry
 _REC = struct.Struct("<32sIIII")
 _RECORD = _REC.size
 _PER_BUCKET = 16
-FILE_BYTES_PER_BLOB = 48  # about, in an index file: sizes the table before loading
 IndexFile = list[tuple[str, list[PackEntry]]]  # (pack id, its blobs) for each pack
 
 

@@ -172,7 +172,11 @@ class CachedBackend:
         except OSError:
             return
         for folder in folders:
-            for name in os.listdir(root / folder):
+            try:
+                names = os.listdir(root / folder)
+            except OSError:  # not a folder of ours, or another process removed it meanwhile
+                continue
+            for name in names:
                 if not live(name) and not name.startswith(_TMP):
                     (root / folder / name).unlink(missing_ok=True)
 

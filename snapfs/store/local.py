@@ -114,8 +114,12 @@ class LocalBackend:
             fd = os.open(self._path(key), os.O_RDONLY)
         except FileNotFoundError:
             raise NotFound(key) from None
+        except OSError as e:
+            raise BackendError(f"cannot read {self._path(key)}: {e.strerror or e}") from e
         try:
             data = os.pread(fd, length, offset)
+        except OSError as e:
+            raise BackendError(f"cannot read {self._path(key)}: {e.strerror or e}") from e
         finally:
             os.close(fd)
         if len(data) != length:
@@ -127,6 +131,8 @@ class LocalBackend:
             st = os.stat(self._path(key))
         except FileNotFoundError:
             raise NotFound(key) from None
+        except OSError as e:
+            raise BackendError(f"cannot read {self._path(key)}: {e.strerror or e}") from e
         return ObjectInfo(key, st.st_size, st.st_mtime)
 
     def exists(self, key: str) -> bool:
@@ -154,8 +160,7 @@ class LocalBackend:
         except FileNotFoundError:
             pass
         except OSError as e:
-            if e.errno != errno.ENOENT:
-                raise BackendError(f"cannot delete {key}: {e.strerror or e}") from e
+            raise BackendError(f"cannot delete {key}: {e.strerror or e}") from e
 
     def close(self) -> None:
         pass

@@ -190,3 +190,5 @@ def test_ls_long_and_json_show_each_entry_exactly(cli: Cli, tmp_path: Path) -> N
         "user": "root", "group": "root", "size": 0, "mtime_ns": 1_500_000_000_000_000_000,
         "links": 1, "target": "dir/data.csv",
     }  # fmt: skip
+    doubled = cli.run("ls", sid, f"/{src}//dir/", check=True).stdout.decode().splitlines()
+    assert doubled == [f"{src}/dir/data.csv"]  # the path as the snapshot spells it

@@ -20,7 +20,7 @@ from snapfs.repository import Repository
 from snapfs.store.url import open_backend
 from snapfs.tree import FILE
 from snapfs.walk import walk
-from tests.conftest import BACKENDS, CHEAP_KDF, PASSWORD, Cli
+from tests.conftest import BACKENDS, PASSWORD, Cli, init_small_packs
 from tests.helpers import assert_same_tree
 
 pytestmark = pytest.mark.parametrize("backend_kind", BACKENDS)
@@ -34,9 +34,7 @@ def _write(root: Path, name: str, size: int) -> None:
 @pytest.fixture
 def prune_repo(new_location: Callable[[str], str], cli: Cli) -> str:
     """A repository with small packs, so that a few MB of data make many of them."""
-    location = new_location("prune-repo")
-    backend = open_backend(location)
-    Repository.init(backend, PASSWORD, kdf=CHEAP_KDF, pack_size=256 * 1024).close()
+    location = init_small_packs(new_location("prune-repo"))
     cli.repo = location
     return location
 

@@ -31,11 +31,18 @@ def test_a_clean_tree_passes_as_it_is_and_encodes_as_before() -> None:
     assert encode_tree(nodes) == msgspec.msgpack.encode([nodes])
 
 
-@pytest.mark.parametrize("name", [b"", b".", b"..", b"../x", b"a/../../x", b"a/b", b"a\0b"])
+@pytest.mark.parametrize(
+    "name", [b"", b".", b"..", b"../x", b"a/../../x", b"a/b", b"a\0b", b"a" * 256]
+)
 def test_a_name_no_file_system_allows_is_refused(name: bytes) -> None:
     tree = validate(Tree([node(name), node(b"kept")]))
     assert [n.name for n in tree.nodes] == [b"kept"]
     assert tree.problems == (TreeProblem(name, "a name no file system allows"),)
+
+
+def test_a_name_of_255_bytes_passes() -> None:
+    tree = Tree([node(b"x" * 255)])
+    assert validate(tree) is tree
 
 
 def test_a_name_met_twice_keeps_the_first() -> None:
