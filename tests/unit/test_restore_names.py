@@ -31,7 +31,7 @@ class _Unvalidated:
     def lock(self, kind: str) -> contextlib.nullcontext[None]:
         return contextlib.nullcontext()
 
-    def load_tree(self, tree_id: bytes) -> Tree:
+    def load_tree(self, tree_id: bytes, *, keep: bool = True) -> Tree:
         return self._tree
 
     def blob_entry(self, blob_id: bytes) -> IndexEntry:
