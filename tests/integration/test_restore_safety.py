@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from snapfs.backup import backup
-from snapfs.events import FileWarning
+from snapfs.errors import SnapfsError
+from snapfs.events import BytesDone, FileDone, FileWarning
 from snapfs.pack import BlobKind
 from snapfs.repository import Repository, Writer
 from snapfs.restore import Limits, RestoreSource, restore
@@ -383,3 +384,61 @@ def test_an_ordinary_tree_restores_whole_without_a_warning(
 
     assert (result.returncode, result.stderr) == (0, b"")
     assert_same_tree(lake_tree, out / str(lake_tree).lstrip("/"))
+
+
+class _OneReader(_Recording):
+    """Reads on one thread, so the ranges of a file are written one after another."""
+
+    def read_blob_ranges(self, ids: Iterable[bytes], consume: Any, *_: Any, **named: Any) -> None:
+        self.repo.read_blob_ranges(ids, consume, 1, **named)
+
+
+def test_a_file_swapped_for_a_link_to_another_during_the_restore_is_not_written(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """A file of several ranges: once its first range is written, its name is made a
+    hardlink to a file outside the target. The next range reopens it by name, meets another
+    inode, and stops the restore instead of writing into that file."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(12 << 20))  # three ranges of at most 4 MiB
+    snap = backup(repo, [str(src)])
+    out = tmp_path / "out"
+    big = out / str(src).lstrip("/") / "big"
+    victims: list[Path] = []
+
+    def swap(event: object) -> None:
+        if not isinstance(event, BytesDone) or victims:
+            return
+        made = big.stat().st_ino
+        for n in range(1000):  # one numbered above big's too: not just "an older inode"
+            victims.append(tmp_path / f"victim{n}")
+            victims[-1].write_bytes(b"not yours\n")
+            if victims[-1].stat().st_ino > made:
+                break
+        big.unlink()
+        os.link(victims[-1], big)
+
+    with pytest.raises(SnapfsError, match=r"/big: replaced by something else during the restore"):
+        restore(_OneReader(repo), snap, str(out), on_event=swap)
+    assert victims and all(v.read_bytes() == b"not yours\n" for v in victims)
+
+
+def test_verify_finds_a_restored_file_changed_before_it_rereads_it(
+    repo: Repository, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"as backed up\n")
+    (src / "b.txt").write_bytes(b"left alone\n")
+    snap = backup(repo, [str(src)])
+    out = tmp_path / "out"
+
+    def tamper(event: object) -> None:
+        if isinstance(event, FileDone) and event.path.endswith("/a.txt"):
+            (out / str(src).lstrip("/") / "a.txt").write_bytes(b"as tampered\n")
+
+    summary = restore(repo, snap, str(out), verify=True, on_event=tamper)
+
+    assert summary.verify_errors == [f"{out}{src}/a.txt: content differs"]
+    assert restore(repo, snap, str(tmp_path / "plain"), on_event=tamper).verify_errors == []
