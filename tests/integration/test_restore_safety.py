@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import resource
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -442,3 +443,21 @@ def test_verify_finds_a_restored_file_changed_before_it_rereads_it(
 
     assert summary.verify_errors == [f"{out}{src}/a.txt: content differs"]
     assert restore(repo, snap, str(tmp_path / "plain"), on_event=tamper).verify_errors == []
+
+
+def test_a_restore_holds_a_bounded_number_of_descriptors(repo: Repository, tmp_path: Path) -> None:
+    """300 directories restore under a limit of 128 open files: a directory's descriptor is
+    closed once its window completes (the window holds at most ``Limits.dirs`` of them)."""
+    src = tmp_path / "src"
+    for d in range(300):
+        (src / f"d{d:03}").mkdir(parents=True)
+        (src / f"d{d:03}" / "f").write_bytes(b"%d\n" % d)
+    snap = backup(repo, [str(src)])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+    try:
+        summary = restore(repo, snap, str(tmp_path / "out"), limits=Limits(dirs=16))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert summary.warnings == 0
+    assert_same_tree(src, tmp_path / "out" / str(src).lstrip("/"))
