@@ -42,6 +42,8 @@ class Target:
 
 
 LOCAL_PRUNE = "tests/integration/test_prune.py -k local"
+PRUNE_CORE = ("def sweep", "def _sweep_pack", "def _only_here", "def _classify", "def _repack",
+              "def mark", "def undelete")  # fmt: skip
 TARGETS = {
     "retention": Target(
         "snapfs/retention.py",
@@ -54,6 +56,12 @@ TARGETS = {
         "-k 'test_locks or (local and (unlock or another_host or exclude_each or retry_lock))'",
     ),
     "prune": Target("snapfs/prune.py", LOCAL_PRUNE),
+    # The parts of prune that decide what is deleted: the rest only counts and reports.
+    "prune-core": Target(
+        "snapfs/prune.py",
+        LOCAL_PRUNE,
+        lines=PRUNE_CORE,
+    ),
     "plans": Target(
         "snapfs/plans.py",
         "tests/integration/test_prune.py tests/integration/test_prune_sweep.py -k 'local and "
@@ -176,8 +184,9 @@ def baseline(target: Target) -> float:
 def session(name: str, target: Target, cfg: Path, fresh: bool) -> Path:
     """The module's session for its current source; sessions of other versions are removed."""
     db = WORK / f"{name}-{digest(target)}.sqlite"
-    for old in [WORK / f"{name}.sqlite", *WORK.glob(f"{name}-*.sqlite")]:
-        if old != db and old.exists():
+    ours = re.compile(rf"{re.escape(name)}(-[0-9a-f]{{12}})?\.sqlite")
+    for old in WORK.glob("*.sqlite"):
+        if old != db and ours.fullmatch(old.name):
             print(f"mutants: {old.name} was made from another version of {target.module}: "
                   "starting afresh", flush=True)  # fmt: skip
             old.unlink()
