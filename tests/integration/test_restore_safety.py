@@ -461,3 +461,33 @@ def test_a_restore_holds_a_bounded_number_of_descriptors(repo: Repository, tmp_p
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert summary.warnings == 0
     assert_same_tree(src, tmp_path / "out" / str(src).lstrip("/"))
+
+
+def test_a_symlink_planted_where_a_file_is_about_to_be_made_is_not_followed(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """Two files are planned (nothing stands there); once the first is written, a link to a
+    file outside the target is planted where the second goes: the second replaces the link,
+    which is not followed."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"first\n")
+    (src / "b.txt").write_bytes(b"second\n")
+    snap = backup(repo, [str(src)])
+    out = tmp_path / "out"
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"not yours\n")
+    planted: list[Path] = []
+
+    def plant(event: object) -> None:
+        if isinstance(event, BytesDone) and not planted:
+            here = out / str(src).lstrip("/")
+            planted.extend(p for p in (here / "a.txt", here / "b.txt") if not os.path.lexists(p))
+            os.symlink(victim, planted[0])
+
+    summary = restore(_OneReader(repo), snap, str(out), on_event=plant)
+
+    assert planted and summary.warnings == 0
+    assert victim.read_bytes() == b"not yours\n"
+    assert [p.is_symlink() for p in planted] == [False]
+    assert_same_tree(src, out / str(src).lstrip("/"))
