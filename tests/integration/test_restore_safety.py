@@ -431,18 +431,29 @@ def test_verify_finds_a_restored_file_changed_before_it_rereads_it(
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.txt").write_bytes(b"as backed up\n")
-    (src / "b.txt").write_bytes(b"left alone\n")
+    (src / "b.txt").write_bytes(b"as backed up too\n")
     snap = backup(repo, [str(src)])
     out = tmp_path / "out"
 
-    def tamper(event: object) -> None:
-        if isinstance(event, FileDone) and event.path.endswith("/a.txt"):
-            (out / str(src).lstrip("/") / "a.txt").write_bytes(b"as tampered\n")
+    def tamper(out: Path) -> Callable[[object], None]:
+        """Once restored, a.txt is removed and b.txt rewritten, before verification."""
 
-    summary = restore(repo, snap, str(out), verify=True, on_event=tamper)
+        def on_event(event: object) -> None:
+            if isinstance(event, FileDone) and event.path.endswith("/a.txt"):
+                (out / str(src).lstrip("/") / "a.txt").unlink()
+            if isinstance(event, FileDone) and event.path.endswith("/b.txt"):
+                (out / str(src).lstrip("/") / "b.txt").write_bytes(b"as tampered\n")
 
-    assert summary.verify_errors == [f"{out}{src}/a.txt: content differs"]
-    assert restore(repo, snap, str(tmp_path / "plain"), on_event=tamper).verify_errors == []
+        return on_event
+
+    summary = restore(repo, snap, str(out), verify=True, on_event=tamper(out))
+
+    assert summary.verify_errors == [
+        f"{out}{src}/a.txt: No such file or directory",
+        f"{out}{src}/b.txt: content differs",
+    ]
+    plain = tmp_path / "plain"
+    assert restore(repo, snap, str(plain), on_event=tamper(plain)).verify_errors == []
 
 
 def test_a_restore_holds_a_bounded_number_of_descriptors(repo: Repository, tmp_path: Path) -> None:
@@ -478,16 +489,68 @@ def test_a_symlink_planted_where_a_file_is_about_to_be_made_is_not_followed(
     victim = tmp_path / "victim"
     victim.write_bytes(b"not yours\n")
     planted: list[Path] = []
+    modes: list[int] = []  # of the directory and the file being written, meanwhile
 
     def plant(event: object) -> None:
         if isinstance(event, BytesDone) and not planted:
             here = out / str(src).lstrip("/")
             planted.extend(p for p in (here / "a.txt", here / "b.txt") if not os.path.lexists(p))
             os.symlink(victim, planted[0])
+            made = [p for p in here.iterdir() if not p.is_symlink()]
+            modes.extend(stat.S_IMODE(p.stat().st_mode) for p in (here, *made))
 
     summary = restore(_OneReader(repo), snap, str(out), on_event=plant)
 
     assert planted and summary.warnings == 0
+    assert modes == [0o700, 0o600]  # private until their own metadata is set
+    dirs = len(src.parts) - 1  # those on the way to src, and src
+    assert (summary.files, summary.dirs, summary.bytes) == (2, dirs, 13)
     assert victim.read_bytes() == b"not yours\n"
     assert [p.is_symlink() for p in planted] == [False]
     assert_same_tree(src, out / str(src).lstrip("/"))
+
+
+def test_a_directory_that_cannot_be_made_is_one_warning_and_the_rest_restores(
+    cli: Cli, repo_location: str, tmp_path: Path
+) -> None:
+    long = b"d" * 300  # longer than a file system takes: mkdir fails with ENAMETOOLONG
+    snap = _snapshot(
+        repo_location,
+        lambda w: [
+            _dir(w, long, [_file(w, b"one", b"1\n"), _file(w, b"two", b"2\n")]),
+            _file(w, b"fine", b"fine\n"),
+        ],
+    )
+    target = tmp_path / "target"
+
+    result = cli.run("restore", snap, "--target", str(target))
+
+    assert result.returncode == 3, result.stderr.decode()
+    assert result.stderr.decode().splitlines() == [
+        f"warning: {target}/{long.decode()}: File name too long"
+    ]
+    assert sorted(os.listdir(target)) == ["fine"]
+    assert (target / "fine").read_bytes() == b"fine\n"
+
+
+def test_a_window_ends_once_it_holds_enough_blobs(repo: Repository, tmp_path: Path) -> None:
+    """Files of several blobs each: a window ends at the first file that takes it to
+    ``Limits.blobs`` or past, whatever count it lands on."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(8):
+        (src / f"f{i}.bin").write_bytes(os.urandom(1 << 20))
+    snap = backup(repo, [str(src)])
+    root = repo.load_tree(bytes.fromhex(snap.tree))
+    while root.nodes[0].type == DIR:  # down the path to src
+        assert root.nodes[0].subtree is not None
+        root = repo.load_tree(root.nodes[0].subtree)
+    per_file = [len(n.content) for n in root.nodes]
+    assert min(per_file) >= 2  # so a window's count steps past the limit
+    recording = _Recording(repo)
+
+    restore(recording, snap, str(tmp_path / "out"), limits=Limits(blobs=5))
+
+    assert max(recording.reads) <= 5 - 1 + max(per_file)
+    assert len(recording.reads) >= sum(per_file) // (5 - 1 + max(per_file))
+    assert_same_tree(src, tmp_path / "out" / str(src).lstrip("/"))
