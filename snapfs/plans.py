@@ -14,10 +14,14 @@ close the race between a writer saving snapshot S and prune saving plan P:
 - prune, after saving P, runs it for the snapshots it did not mark (``mark`` in prune.py).
 
 The writer saves S, then lists plans; prune saves P, then lists snapshots. So whichever
-listing comes last sees the other's record: if the writer's listing misses P, prune's
-listing comes after it, hence after S, and finds S. And a plan that needed S's blobs waits
-for S's writer: that writer loaded its index (or indexed its packs) before the marking
-rewrote the index, so its lock was alive when P was saved.
+listing comes last sees the other's record. If prune's does, S is among the snapshots it did
+not mark (had the marking seen S, S's blobs were reachable and nothing S needs is condemned).
+If the writer's does, P waits for the writer: S needs condemned blobs only when the writer
+loaded its index before the marking rewrote it, or had indexed its own packs before the
+marking read the index; either way its lock, taken before that, was alive when P recorded
+the live locks, and it is held until after this listing. (A writer that started later can
+name such blobs only through its parent, a snapshot prune did not mark: prune's own listing
+gives that parent's blobs back.)
 """
 
 from __future__ import annotations
