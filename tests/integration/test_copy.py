@@ -29,7 +29,9 @@ def source(tmp_path: Path, cli: Cli) -> Cli:
 def _copy(cli: Cli, source: Cli, *args: str) -> list[dict[str, object]]:
     out = cli.run("copy", "--from-repo", str(source.repo), "--json", *args, check=True,
                   env={"SNAPFS_FROM_PASSWORD": SOURCE_PASSWORD})  # fmt: skip
-    return [json.loads(line) for line in out.stdout.decode().splitlines()]
+    lines = [json.loads(line) for line in out.stdout.decode().splitlines()]
+    # Progress lines come too when the copy takes long enough (a loaded machine).
+    return [m for m in lines if m["message_type"] in ("snapshot", "summary")]
 
 
 def _snapshots(cli: Cli) -> list[dict[str, object]]:
