@@ -348,3 +348,11 @@ def test_copy_refuses_nesting_past_any_real_path(
         f"snapfs: snapshot {sid} is not copied: {deepest}: nested deeper than {MAX_DEPTH} levels"
     ]
     assert json.loads(_run(dest, "snapshots", "--json").stdout) == []
+
+
+def test_prune_marks_2_to_the_48_paths_entering_each_tree_once(cli: Cli, repo: Repository) -> None:
+    with repo.writer() as w:
+        snapshot(w, shared_levels(w, 48))
+    pruned = _run(cli, "prune", "--json", timeout=60)
+    assert pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout)["condemned_packs"] == 0
