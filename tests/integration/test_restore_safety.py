@@ -425,14 +425,19 @@ def test_a_file_swapped_for_a_link_to_another_during_the_restore_is_not_written(
     assert victims and all(v.read_bytes() == b"not yours\n" for v in victims)
 
 
+def _two_files(repo: Repository, tmp_path: Path) -> tuple[Path, Snapshot]:
+    """A backup of ``src`` holding a.txt ("first\\n") and b.txt ("second\\n")."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"first\n")
+    (src / "b.txt").write_bytes(b"second\n")
+    return src, backup(repo, [str(src)])
+
+
 def test_verify_finds_a_restored_file_changed_before_it_rereads_it(
     repo: Repository, tmp_path: Path
 ) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a.txt").write_bytes(b"as backed up\n")
-    (src / "b.txt").write_bytes(b"as backed up too\n")
-    snap = backup(repo, [str(src)])
+    src, snap = _two_files(repo, tmp_path)
     out = tmp_path / "out"
 
     def tamper(out: Path) -> Callable[[object], None]:
@@ -480,11 +485,7 @@ def test_a_symlink_planted_where_a_file_is_about_to_be_made_is_not_followed(
     """Two files are planned (nothing stands there); once the first is written, a link to a
     file outside the target is planted where the second goes: the second replaces the link,
     which is not followed."""
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "a.txt").write_bytes(b"first\n")
-    (src / "b.txt").write_bytes(b"second\n")
-    snap = backup(repo, [str(src)])
+    src, snap = _two_files(repo, tmp_path)
     out = tmp_path / "out"
     victim = tmp_path / "victim"
     victim.write_bytes(b"not yours\n")
