@@ -41,7 +41,10 @@ class Target:
     lines: tuple[str, ...] = ()
 
 
-LOCAL_PRUNE = "tests/integration/test_prune.py -k local"
+LOCAL_PRUNE = (
+    "tests/integration/test_prune.py tests/integration/test_prune_sweep.py "
+    "tests/integration/test_prune_inflight.py -k local"
+)
 PRUNE_CORE = ("def sweep", "def _sweep_pack", "def _only_here", "def _classify", "def _repack",
               "def mark", "def undelete")  # fmt: skip
 TARGETS = {

@@ -132,6 +132,8 @@ def test_forget_then_undelete_before_sweep(cli: Cli, prune_repo: str, tmp_path: 
     assert cli.run("undelete", first[:8], check=True).stdout.decode().strip() == (
         f"snapshot {first[:8]} is back"
     )
+    _check(cli)  # at once: its condemned packs are indexed again, before any prune
+    _assert_restores(cli, {first: history[first]}, tmp_path, "at-once")
     cli.run("prune", check=True)
     cli.run("prune", check=True)
     _check(cli)
