@@ -43,7 +43,7 @@ class Target:
 
 LOCAL_PRUNE = (
     "tests/integration/test_prune.py tests/integration/test_prune_sweep.py "
-    "tests/integration/test_prune_inflight.py -k local"
+    "tests/integration/test_prune_inflight.py -k 'local or in_flight'"
 )
 PRUNE_CORE = ("def sweep", "def _sweep_pack", "def _only_here", "def _classify", "def _repack",
               "def mark", "def undelete")  # fmt: skip
