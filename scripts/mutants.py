@@ -1,10 +1,14 @@
 """Mutation testing of the modules whose bugs lose data, with cosmic-ray, within a budget.
 
 Each module is mutated in a copy of the work tree (``.mutants/tree``, made afresh at every
-run, so a mutant left behind by an interrupted run never reaches the real sources), and
+run, so a mutant left behind by an interrupted run never reaches the real sources, and edits
+made while it runs never reach its tests), and
 each mutant runs the few tests that guard that module; a mutant they do not kill survives.
-Sessions are kept in ``.mutants/<module>.sqlite``, so a later run goes on where the budget
-stopped the last one (``--fresh`` starts a module again). Survivors, with their diffs, are
+Sessions are kept in ``.mutants/<module>-<digest>.sqlite``, so a later run goes on where the
+budget stopped the last one (``--fresh`` starts a module again); the digest covers the mutated
+module's source and what is run against it, so a session made from another version of the
+module (whose mutants sit at other lines) is never resumed: it is removed, and the module
+starts afresh. Survivors, with their diffs, are
 printed and written to ``.mutants/<module>.survivors.txt``. Run through ``scripts/mutants``,
 which installs cosmic-ray. docs/TESTING.md lists the survivors judged harmless, and why.
 """
@@ -12,6 +16,7 @@ which installs cosmic-ray. docs/TESTING.md lists the survivors judged harmless, 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -32,10 +37,16 @@ TREE = WORK / "tree"
 class Target:
     module: str
     tests: str  # pytest arguments
-    lines: str = ""  # "class NAME": only that class's lines are mutated
+    # Block headers ("class Writer", "def _write_blob"): only their lines are mutated.
+    lines: tuple[str, ...] = ()
 
 
-LOCAL_PRUNE = "tests/integration/test_prune.py -k local"
+LOCAL_PRUNE = (
+    "tests/integration/test_prune.py tests/integration/test_prune_sweep.py "
+    "tests/integration/test_prune_inflight.py -k 'local or in_flight'"
+)
+PRUNE_CORE = ("def sweep", "def _sweep_pack", "def _only_here", "def _classify", "def _repack",
+              "def mark", "def undelete")  # fmt: skip
 TARGETS = {
     "retention": Target(
         "snapfs/retention.py",
@@ -48,14 +59,26 @@ TARGETS = {
         "-k 'test_locks or (local and (unlock or another_host or exclude_each or retry_lock))'",
     ),
     "prune": Target("snapfs/prune.py", LOCAL_PRUNE),
+    # The parts of prune that decide what is deleted: the rest only counts and reports.
+    "prune-core": Target(
+        "snapfs/prune.py",
+        LOCAL_PRUNE,
+        lines=PRUNE_CORE,
+    ),
+    "plans": Target(
+        "snapfs/plans.py",
+        "tests/integration/test_prune.py tests/integration/test_prune_sweep.py -k 'local and "
+        "(prune_marks or sweeps_nothing or indexed_again or undelete or readers_opened)'",
+    ),
     "writer": Target(
         "snapfs/repository.py",
         "tests/integration/test_crash.py tests/integration/test_dedup.py -k 'local or dedup'",
-        lines="class Writer",
+        lines=("class Writer",),
     ),
     "restore": Target(
         "snapfs/restore.py",
-        "tests/integration/test_roundtrip.py tests/integration/test_cli_errors.py -k 'not s3'",
+        "tests/integration/test_roundtrip.py tests/integration/test_restore_safety.py "
+        "tests/integration/test_cli_errors.py -k 'not s3'",
     ),
     "copy": Target("snapfs/copy.py", "tests/integration/test_copy.py -k 'not s3'"),
 }
@@ -88,21 +111,38 @@ def copy_tree() -> None:
 
 
 def line_range(module: str, header: str) -> str:
-    """The lines of the top-level block that starts with ``header``."""
-    lines = (ROOT / module).read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(header))
-    end = next((i for i in range(start + 1, len(lines)) if re.match(r"\S", lines[i])), len(lines))
+    """The lines of the block (at any depth) whose first line starts with ``header``, such
+    as ``def _write_blob``: up to the next line indented no deeper than that first line."""
+    lines = (TREE / module).read_text().splitlines()
+    found = (i for i, line in enumerate(lines) if re.match(rf"\s*{re.escape(header)}\b", line))
+    start = next(found, None)
+    if start is None:
+        sys.exit(f"mutants: no block '{header}' in {module}")
+    depth = len(lines[start]) - len(lines[start].lstrip())
+    end = next((i for i in range(start + 1, len(lines))
+                if lines[i].strip() and len(lines[i]) - len(lines[i].lstrip()) <= depth
+                and not lines[i].lstrip().startswith(")")), len(lines))  # fmt: skip
     return f"{start + 1}-{end}"
+
+
+def digest(target: Target) -> str:
+    """Names the session: the module's source, its tests and its line ranges, and the
+    operator filter. Any change makes earlier mutants meaningless (they name lines and
+    positions of the old source)."""
+    h = hashlib.sha256((TREE / target.module).read_bytes())
+    ranges = [line_range(target.module, header) for header in target.lines]
+    h.update(repr((target.tests, ranges, EXCLUDED)).encode())
+    return h.hexdigest()[:12]
 
 
 def config(name: str, target: Target, timeout: float) -> Path:
     path = WORK / f"{name}.toml"
     lines_filter = ""
     if target.lines:
+        ranges = [line_range(target.module, header) for header in target.lines]
         lines_filter = (
-            f'[cosmic-ray.filters.line-filter.lines]\n"{target.module}" = '
-            f'["{line_range(target.module, target.lines)}"]\n'
-        )
+            f'[cosmic-ray.filters.line-filter.lines]\n"{target.module}" = {ranges!r}\n'
+        ).replace("'", '"')
     path.write_text(
         f"""[cosmic-ray]
 module-path = "{target.module}"
@@ -145,7 +185,14 @@ def baseline(target: Target) -> float:
 
 
 def session(name: str, target: Target, cfg: Path, fresh: bool) -> Path:
-    db = WORK / f"{name}.sqlite"
+    """The module's session for its current source; sessions of other versions are removed."""
+    db = WORK / f"{name}-{digest(target)}.sqlite"
+    ours = re.compile(rf"{re.escape(name)}(-[0-9a-f]{{12}})?\.sqlite")
+    for old in WORK.glob("*.sqlite"):
+        if old != db and ours.fullmatch(old.name):
+            print(f"mutants: {old.name} was made from another version of {target.module}: "
+                  "starting afresh", flush=True)  # fmt: skip
+            old.unlink()
     if fresh or not db.exists():
         db.unlink(missing_ok=True)
         for cmd in (("cosmic-ray", "init", str(cfg), str(db)),
@@ -196,9 +243,9 @@ def main() -> None:
         parser.error(f"unknown module {unknown[0]}: choose from {', '.join(TARGETS)}")
     WORK.mkdir(exist_ok=True)
     deadline = time.monotonic() + args.budget * 60
+    copy_tree()  # once: edits made while it runs never reach the tests
     for n, name in enumerate(names):
         target = TARGETS[name]
-        copy_tree()
         took = baseline(target)
         cfg = config(name, target, timeout=max(20.0, 4 * took))
         db = session(name, target, cfg, args.fresh)
@@ -206,10 +253,13 @@ def main() -> None:
         print(f"== {name}: {target.module}, tests {took:.1f} s unmutated, {share / 60:.1f} min",
               flush=True)  # fmt: skip
         if share > 0:
+            pristine = (TREE / target.module).read_bytes()
             try:
                 run("cosmic-ray", "exec", str(cfg), str(db), timeout=share)
             except subprocess.TimeoutExpired:
                 pass  # the budget is spent: the session goes on at the next run
+            finally:  # a mutant killed mid-run is left in place: never test the next on it
+                (TREE / target.module).write_bytes(pristine)
         counts, survivors = report(name, db)
         print("   " + ", ".join(f"{v} {k}" for k, v in counts.items()))
         for s in survivors:

@@ -35,6 +35,7 @@ from snapfs.events import (
 )
 from snapfs.metadata import group_name, node_from_stat, user_name
 from snapfs.pack import BlobKind
+from snapfs.plans import claim_for
 from snapfs.repository import Repository, Writer
 from snapfs.snapshot import Snapshot, Summary, find_parent
 from snapfs.tree import DIR, FILE, Node, Tree
@@ -622,7 +623,7 @@ def backup(
     elif scan is not None and not estimate:
         scan.stop()
     workers = workers or (os.cpu_count() or 2)
-    with repo.lock("backup"), repo.writer() as writer:
+    with repo.lock("backup") as lock, repo.writer() as writer:
         run = Backup(repo, writer, excludes=filt, on_event=on_event, workers=workers)
         try:
             root = run.save_roots(raw_paths, bytes.fromhex(parent.tree) if parent else None)
@@ -652,4 +653,6 @@ def backup(
             summary=summary,
             program_version=__version__,
         )
-        return writer.save_snapshot(snap)
+        saved = writer.save_snapshot(snap)
+        claim_for(repo, lock.id, [saved])  # what a prune that ran meanwhile condemned
+        return saved

@@ -20,6 +20,7 @@ from snapfs.buffers import Data
 from snapfs.errors import IntegrityError
 from snapfs.events import BytesDone, EventHandler, FileDone, Planned, ignore
 from snapfs.pack import BlobKind
+from snapfs.plans import claim_for
 from snapfs.repository import Repository, Writer
 from snapfs.snapshot import Snapshot, find_parent, sort_by_time
 from snapfs.tree import DIR, Node
@@ -58,7 +59,7 @@ def copy_snapshots(
     is saved as soon as it is complete. A snapshot holding an entry that tree validation
     refuses (a name such as '..', a duplicate, an unknown type, nesting past MAX_DEPTH) is
     not carried on: IntegrityError names it and the path, after the copies before it."""
-    with source.lock("read"), dest.lock("backup"), dest.writer() as writer:
+    with source.lock("read"), dest.lock("backup") as lock, dest.writer() as writer:
         everything = source.snapshots()  # read once: the choice and the earlier copies
         snaps = choose(everything)
         present = {original_id(s): s for s in dest.snapshots()}
@@ -80,6 +81,7 @@ def copy_snapshots(
                 snap, tree=tree.hex(), parent=None, original=original_id(snap), id=""
             )
             copy = present[original_id(snap)] = writer.save_snapshot(copy)
+            claim_for(dest, lock.id, [copy])  # what a prune that ran meanwhile condemned
             done.append(Copied(snap, copy, existed=False))
         return CopyResult(done, ids.bytes_read, writer.blobs_added, writer.stored_bytes)
 

@@ -25,26 +25,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import msgspec
-
 from snapfs.errors import IntegrityError
 from snapfs.events import EventHandler, FileWarning, ignore
 from snapfs.faults import fault_point
 from snapfs.pack import PackEntry
+from snapfs.plans import PLANS, Plan, TreesInCondemned, index_needed, reachable_blobs
 from snapfs.repository import Repository
 from snapfs.snapshot import Snapshot, select
 from snapfs.store.base import NotFound, ObjectInfo
-from snapfs.tree import DIR, Tree, decode_tree, validate
 
 GRACE_SECONDS = 3600.0
 WRITER_KINDS = frozenset({"backup"})
-
-
-class Plan(msgspec.Struct, frozen=True):
-    time: float
-    condemned: list[str]
-    waiting_for: list[str]
-    forgotten: list[str] = []
 
 
 @dataclass
@@ -62,32 +53,10 @@ class PruneReport:
     notes: list[str] = field(default_factory=list)
 
 
-def reachable_blobs(
-    repo: Repository, snaps: list[Snapshot], load_tree: Callable[[bytes], Tree] | None = None
-) -> set[bytes]:
-    """Every tree and data blob that some snapshot uses (trees shared between snapshots
-    are walked once)."""
-    load = load_tree or repo.load_tree
-    seen: set[bytes] = set()
-    for snap in snaps:
-        root = bytes.fromhex(snap.tree)
-        if root in seen:
-            continue
-        seen.add(root)
-        stack = [root]
-        while stack:
-            for node in load(stack.pop()).nodes:
-                seen.update(node.content)
-                if node.type == DIR and node.subtree and node.subtree not in seen:
-                    seen.add(node.subtree)
-                    stack.append(node.subtree)
-    return seen
-
-
 # -- phase 2 ---------------------------------------------------------------------------------
 def sweep(repo: Repository, report: PruneReport, on_event: EventHandler) -> None:
     """Carry out the plans of earlier runs whose backups have all finished."""
-    plans = repo.load_records("prune", Plan)
+    plans = repo.load_records(PLANS, Plan)
     if not plans:
         return
     live = repo.live_lock_ids(WRITER_KINDS)
@@ -103,7 +72,7 @@ def sweep(repo: Repository, report: PruneReport, on_event: EventHandler) -> None
         for pack_id in plan.condemned
         if pack_id in stored
     }
-    trees = _TreesInCondemned(repo, headers, indexed)
+    trees = TreesInCondemned(repo, headers, indexed)
     reachable = reachable_blobs(repo, repo.snapshots(), trees.load)
     for key, plan in ready:
         for pack_id in plan.condemned:
@@ -125,34 +94,6 @@ def _header(repo: Repository, pack_id: str, on_event: EventHandler) -> list[Pack
     except (IntegrityError, NotFound) as e:
         on_event(FileWarning(pack_id, f"unreadable condemned pack: {e}"))
         return []
-
-
-class _TreesInCondemned:
-    """Loads trees from the index, or else from the condemned packs that no index names: a
-    backup that was running while prune marked stored its trees in packs that the marking
-    condemned (no snapshot used them yet), and its snapshot names them now."""
-
-    def __init__(
-        self, repo: Repository, headers: dict[str, list[PackEntry]], indexed: set[str]
-    ) -> None:
-        self._repo = repo
-        self._where = {
-            e.blob_id: (pack_id, e)
-            for pack_id, entries in headers.items()
-            if pack_id not in indexed
-            for e in entries
-        }
-        self._pack: tuple[str, bytes] = ("", b"")  # the last pack read: trees come in runs
-
-    def load(self, tree_id: bytes) -> Tree:
-        found = self._where.get(tree_id)
-        if found is None or self._repo.has_blob(tree_id):
-            return self._repo.load_tree(tree_id)
-        pack_id, entry = found
-        if self._pack[0] != pack_id:
-            self._pack = (pack_id, self._repo.read_pack_bytes(pack_id))
-        # Validated as load_tree's are: the same entries count, wherever the tree is read.
-        return validate(decode_tree(self._repo.open_blob_in_pack(self._pack[1], pack_id, entry)))
 
 
 def _sweep_pack(
@@ -260,8 +201,14 @@ def mark(
     fault_point("prune-index-written")
     waiting = sorted(repo.live_lock_ids(WRITER_KINDS))
     condemned = sorted(gone | set(marking.unreferenced))
-    repo.save_record("prune", Plan(time.time(), condemned, waiting, forgotten))
+    repo.save_record(PLANS, Plan(time.time(), condemned, waiting, forgotten))
     fault_point("prune-plan-written")
+    # A backup that finished while this marked may need condemned packs and found no plan
+    # waiting for it when it looked (snapfs/plans.py): give it what it needs now.
+    marked = {s.id for s in snaps}
+    late = [s for s in repo.snapshots() if s.id not in marked]
+    if late:
+        index_needed(repo, late, condemned)
 
 
 def _tally(report: PruneReport, marking: _Marking, stored: dict[str, ObjectInfo]) -> None:
@@ -308,7 +255,7 @@ def undelete(repo: Repository, selector: str) -> Snapshot:
         snap = select(repo.forgotten(), selector)
         stored = repo.list_packs()
         indexed = set(repo.index.pack_ids)
-        for key, plan in repo.load_records("prune", Plan):
+        for key, plan in repo.load_records(PLANS, Plan):
             for pack_id in plan.condemned:
                 if pack_id in stored and pack_id not in indexed:
                     repo.write_index([(pack_id, repo.read_pack_header(pack_id))])

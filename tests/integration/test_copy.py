@@ -29,7 +29,9 @@ def source(tmp_path: Path, cli: Cli) -> Cli:
 def _copy(cli: Cli, source: Cli, *args: str) -> list[dict[str, object]]:
     out = cli.run("copy", "--from-repo", str(source.repo), "--json", *args, check=True,
                   env={"SNAPFS_FROM_PASSWORD": SOURCE_PASSWORD})  # fmt: skip
-    return [json.loads(line) for line in out.stdout.decode().splitlines()]
+    lines = [json.loads(line) for line in out.stdout.decode().splitlines()]
+    # Progress lines come too when the copy takes long enough (a loaded machine).
+    return [m for m in lines if m["message_type"] in ("snapshot", "summary")]
 
 
 def _snapshots(cli: Cli) -> list[dict[str, object]]:
@@ -162,3 +164,37 @@ def test_named_and_tagged_snapshots_are_the_ones_copied(
         (first["id"], False), (latest["id"], True)
     ]  # fmt: skip
     assert monthly["id"] not in {s["original"] for s in _snapshots(cli)}
+
+
+@pytest.mark.parametrize("backend_kind", BACKENDS)
+def test_a_copy_live_while_prune_marks_restores_as_soon_as_it_ends(
+    cli: Cli, source: Cli, tmp_path: Path
+) -> None:
+    """The copy is held after storing its packs and index, before its snapshot, while prune
+    marks the destination: the marking condemns the copy's packs (used by no snapshot yet)
+    and those of a forgotten snapshot it deduplicated against; saving its snapshot, the copy
+    indexes again what it needs of them, so it restores at once."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "old.bin").write_bytes(os.urandom(300_000))
+    cli.run("forget", _backup_id(cli, src), check=True)
+    (src / "new.bin").write_bytes(os.urandom(300_000))
+    source.run("backup", str(src), check=True)
+    cli.env["SNAPFS_FROM_PASSWORD"] = SOURCE_PASSWORD
+    held = cli.hold("before-snapshot", tmp_path / "copy.held", "copy", "--from-repo",
+                    str(source.repo), "--json")  # fmt: skip
+    planned = json.loads(cli.run("prune", "--json", check=True).stdout)
+    assert planned["condemned_packs"] >= 2  # the forgotten snapshot's and the copy's own
+    with Repository.open(open_backend(str(cli.repo)), cli.env["SNAPFS_PASSWORD"]) as dest:
+        [(_key, plan)] = dest.load_records("prune", dict)
+    assert len(plan["waiting_for"]) == 1  # the copy, provably live: held at its fault point
+    held.release()
+    checked = cli.run("check", "--read-data")
+    assert checked.returncode == 0, checked.stderr.decode()
+    cli.run("restore", "latest", "--target", str(tmp_path / "out"), "--verify", check=True)
+    assert_same_tree(src, tmp_path / "out" / str(src).lstrip("/"))
+
+
+def _backup_id(cli: Cli, src: Path) -> str:
+    out = cli.run("backup", str(src), "--json", check=True).stdout.splitlines()[-1]
+    return str(json.loads(out)["snapshot_id"])

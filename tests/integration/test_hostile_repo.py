@@ -315,3 +315,44 @@ def test_the_mount_serves_on_past_directories_that_are_not_trees(
         with pytest.raises(OSError):
             os.listdir(evil / "broken")
         assert (evil / "kept.txt").stat().st_size == 5
+
+
+def _copy_into_new(cli: Cli, tmp_path: Path) -> tuple[Cli, subprocess.CompletedProcess[bytes]]:
+    """``snapfs copy`` of every snapshot of ``cli``'s repository into a new one."""
+    dest = Cli(tmp_path / "dest", {**cli.env, "SNAPFS_PASSWORD": "dest password",
+                                   "SNAPFS_FROM_PASSWORD": cli.env["SNAPFS_PASSWORD"]})  # fmt: skip
+    Repository.init(open_backend(str(dest.repo)), "dest password", kdf=CHEAP_KDF).close()
+    return dest, _run(dest, "copy", "--from-repo", str(cli.repo), timeout=60)
+
+
+def test_copy_carries_2_to_the_48_paths_entering_each_tree_once(
+    cli: Cli, repo: Repository, tmp_path: Path
+) -> None:
+    with repo.writer() as w:
+        snapshot(w, shared_levels(w, 48))
+    dest, copied = _copy_into_new(cli, tmp_path)
+    assert copied.returncode == 0, copied.stderr
+    checked = _run(dest, "check", "--read-data", timeout=60)
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_copy_refuses_nesting_past_any_real_path(
+    cli: Cli, repo: Repository, tmp_path: Path
+) -> None:
+    with repo.writer() as w:
+        sid = snapshot(w, nested(w, MAX_DEPTH + 10, [file(w, b"bottom", b"b")])).short_id
+    deepest = "/" + "/".join(["d"] * (MAX_DEPTH + 1))
+    dest, copied = _copy_into_new(cli, tmp_path)
+    assert copied.returncode == 1
+    assert _stderr_lines(copied) == [
+        f"snapfs: snapshot {sid} is not copied: {deepest}: nested deeper than {MAX_DEPTH} levels"
+    ]
+    assert json.loads(_run(dest, "snapshots", "--json").stdout) == []
+
+
+def test_prune_marks_2_to_the_48_paths_entering_each_tree_once(cli: Cli, repo: Repository) -> None:
+    with repo.writer() as w:
+        snapshot(w, shared_levels(w, 48))
+    pruned = _run(cli, "prune", "--json", timeout=60)
+    assert pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout)["condemned_packs"] == 0

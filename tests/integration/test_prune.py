@@ -16,6 +16,7 @@ import msgspec
 import pytest
 
 from snapfs.locks import STALE_AFTER, LockRecord
+from snapfs.plans import Plan
 from snapfs.repository import Repository
 from snapfs.store.url import open_backend
 from snapfs.tree import FILE
@@ -129,6 +130,8 @@ def test_forget_then_undelete_before_sweep(cli: Cli, prune_repo: str, tmp_path: 
     assert cli.run("undelete", first[:8], check=True).stdout.decode().strip() == (
         f"snapshot {first[:8]} is back"
     )
+    _check(cli)  # at once: its condemned packs are indexed again, before any prune
+    _assert_restores(cli, {first: history[first]}, tmp_path, "at-once")
     cli.run("prune", check=True)
     cli.run("prune", check=True)
     _check(cli)
@@ -148,10 +151,7 @@ def test_prune_sweeps_nothing_while_a_backup_that_ran_as_it_marked_is_live(
     history = _history(cli, tmp_path)
     first = next(iter(history))
     cli.run("forget", first, check=True)
-    src2 = tmp_path / "src2"
-    for j in range(6):
-        _write(src2, f"racer-{j}.bin", 200_000)
-    os.system(f"cp -a {tmp_path / 'seen-0'}/. {src2}/")  # the forgotten snapshot's files
+    src2 = _racer_source(tmp_path)
     racer = cli.hold("before-snapshot", tmp_path / "racer.held", "backup", str(src2), "--json")
     before = _packs(prune_repo)
     planned = json.loads(cli.run("prune", "--json", check=True).stdout)
@@ -171,6 +171,77 @@ def test_prune_sweeps_nothing_while_a_backup_that_ran_as_it_marked_is_live(
     assert_same_tree(src2, out_dir / str(src2).lstrip("/"))
     survivors = {sid: p for sid, p in history.items() if sid != first}
     _assert_restores(cli, survivors, tmp_path, "after-race")
+
+
+def _racer_source(tmp_path: Path) -> Path:
+    """New files, and the files of the first snapshot (forgotten): a backup of it stores
+    packs of its own and deduplicates against packs that a marking condemns."""
+    src2 = tmp_path / "src2"
+    for j in range(6):
+        _write(src2, f"racer-{j}.bin", 200_000)
+    os.system(f"cp -a {tmp_path / 'seen-0'}/. {src2}/")
+    return src2
+
+
+def _plans(location: str) -> list[Plan]:
+    with Repository.open(open_backend(location), PASSWORD) as repo:
+        return [plan for _key, plan in repo.load_records("prune", Plan)]
+
+
+def _indexed(location: str) -> set[str]:
+    with Repository.open(open_backend(location), PASSWORD) as repo:
+        return {pack_id for pack_id, _entries in repo.index_packs()}
+
+
+def _restores_at_once(cli: Cli, out: bytes, src: Path, tmp_path: Path) -> None:
+    """The snapshot restores byte-identical and check passes, with no prune run since."""
+    snapshot_id = json.loads(out.splitlines()[-1])["snapshot_id"]
+    _check(cli)
+    out_dir = tmp_path / "at-once"
+    cli.run("restore", snapshot_id, "--target", str(out_dir), "--verify", check=True)
+    assert_same_tree(src, out_dir / str(src).lstrip("/"))
+
+
+def test_a_backup_live_while_prune_marks_restores_as_soon_as_it_ends(
+    cli: Cli, prune_repo: str, tmp_path: Path
+) -> None:
+    """The racer is held after storing its packs and index, before its snapshot, while
+    prune marks: the marking condemns the racer's own packs (indexed, used by no snapshot)
+    and those of the forgotten files it reused, and the plan waits for it. Saving its
+    snapshot, the racer indexes again what it needs of them, so it restores at once."""
+    history = _history(cli, tmp_path)
+    cli.run("forget", next(iter(history)), check=True)
+    src2 = _racer_source(tmp_path)
+    racer = cli.hold("before-snapshot", tmp_path / "racer.held", "backup", str(src2), "--json")
+    planned = json.loads(cli.run("prune", "--json", check=True).stdout)
+    assert planned["condemned_packs"] > 0
+    [plan] = _plans(prune_repo)
+    assert len(plan.waiting_for) == 1  # the racer, provably live: it waits at its fault point
+    assert not set(plan.condemned) & _indexed(prune_repo)
+    out, _err = racer.release()
+    _restores_at_once(cli, out, src2, tmp_path)
+    assert set(plan.condemned) & _indexed(prune_repo)  # given back by the racer
+
+
+def test_a_backup_that_ends_while_prune_marks_restores_as_soon_as_prune_ends(
+    cli: Cli, prune_repo: str, tmp_path: Path
+) -> None:
+    """The racer is live while prune marks, and saves its snapshot after the marking listed
+    snapshots but before the plan is saved (prune held between the two): it finds no plan
+    waiting for it, so prune, once its plan is saved, indexes again what the racer needs."""
+    history = _history(cli, tmp_path)
+    cli.run("forget", next(iter(history)), check=True)
+    src2 = _racer_source(tmp_path)
+    racer = cli.hold("before-snapshot", tmp_path / "racer.held", "backup", str(src2), "--json")
+    pruning = cli.hold("prune-index-written", tmp_path / "prune.held", "prune", "--json")
+    assert _plans(prune_repo) == []
+    out, _err = racer.release()  # its snapshot is saved while prune still marks
+    planned, _err = pruning.release()
+    assert json.loads(planned)["condemned_packs"] > 0
+    [plan] = _plans(prune_repo)
+    assert plan.waiting_for == []  # the racer had ended when the plan was saved
+    _restores_at_once(cli, out, src2, tmp_path)
+    assert set(plan.condemned) & _indexed(prune_repo)  # given back by prune itself
 
 
 def _half_forgotten(cli: Cli, tmp_path: Path) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import resource
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -15,7 +16,8 @@ from typing import Any
 import pytest
 
 from snapfs.backup import backup
-from snapfs.events import FileWarning
+from snapfs.errors import SnapfsError
+from snapfs.events import BytesDone, FileDone, FileWarning
 from snapfs.pack import BlobKind
 from snapfs.repository import Repository, Writer
 from snapfs.restore import Limits, RestoreSource, restore
@@ -214,12 +216,13 @@ def test_a_symlink_planted_by_another_user_is_replaced_not_followed(
 ) -> None:
     """A user makes the target and a link in it (TARGET/tmp -> a victim's directory); root's
     restore of a snapshot holding tmp/evil makes TARGET/tmp a directory of its own."""
+    # Failures, not skips: CI runs as root on Debian (which has 'nobody') and must test this.
     if os.geteuid() != 0:
-        pytest.skip("needs root: another user plants the link")
+        pytest.fail("this test needs root: another user plants the link")
     try:
         nobody = pwd.getpwnam("nobody")
     except KeyError:
-        pytest.skip("no user 'nobody' to plant the link")
+        pytest.fail("this test needs a user 'nobody' to plant the link")
     victim = tmp_path / "home" / "victim"
     victim.mkdir(parents=True)
     (victim / "notes").write_bytes(b"mine\n")
@@ -382,3 +385,173 @@ def test_an_ordinary_tree_restores_whole_without_a_warning(
 
     assert (result.returncode, result.stderr) == (0, b"")
     assert_same_tree(lake_tree, out / str(lake_tree).lstrip("/"))
+
+
+class _OneReader(_Recording):
+    """Reads on one thread, so the ranges of a file are written one after another."""
+
+    def read_blob_ranges(self, ids: Iterable[bytes], consume: Any, *_: Any, **named: Any) -> None:
+        self.repo.read_blob_ranges(ids, consume, 1, **named)
+
+
+def test_a_file_swapped_for_a_link_to_another_during_the_restore_is_not_written(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """A file of several ranges: once its first range is written, its name is made a
+    hardlink to a file outside the target. The next range reopens it by name, meets another
+    inode, and stops the restore instead of writing into that file."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(12 << 20))  # three ranges of at most 4 MiB
+    snap = backup(repo, [str(src)])
+    out = tmp_path / "out"
+    big = out / str(src).lstrip("/") / "big"
+    victims: list[Path] = []
+
+    def swap(event: object) -> None:
+        if not isinstance(event, BytesDone) or victims:
+            return
+        made = big.stat().st_ino
+        for n in range(1000):  # one numbered above big's too: not just "an older inode"
+            victims.append(tmp_path / f"victim{n}")
+            victims[-1].write_bytes(b"not yours\n")
+            if victims[-1].stat().st_ino > made:
+                break
+        big.unlink()
+        os.link(victims[-1], big)
+
+    with pytest.raises(SnapfsError, match=r"/big: replaced by something else during the restore"):
+        restore(_OneReader(repo), snap, str(out), on_event=swap)
+    assert victims and all(v.read_bytes() == b"not yours\n" for v in victims)
+
+
+def _two_files(repo: Repository, tmp_path: Path) -> tuple[Path, Snapshot]:
+    """A backup of ``src`` holding a.txt ("first\\n") and b.txt ("second\\n")."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_bytes(b"first\n")
+    (src / "b.txt").write_bytes(b"second\n")
+    return src, backup(repo, [str(src)])
+
+
+def test_verify_finds_a_restored_file_changed_before_it_rereads_it(
+    repo: Repository, tmp_path: Path
+) -> None:
+    src, snap = _two_files(repo, tmp_path)
+    out = tmp_path / "out"
+
+    def tamper(out: Path) -> Callable[[object], None]:
+        """Once restored, a.txt is removed and b.txt rewritten, before verification."""
+
+        def on_event(event: object) -> None:
+            if isinstance(event, FileDone) and event.path.endswith("/a.txt"):
+                (out / str(src).lstrip("/") / "a.txt").unlink()
+            if isinstance(event, FileDone) and event.path.endswith("/b.txt"):
+                (out / str(src).lstrip("/") / "b.txt").write_bytes(b"as tampered\n")
+
+        return on_event
+
+    summary = restore(repo, snap, str(out), verify=True, on_event=tamper(out))
+
+    assert summary.verify_errors == [
+        f"{out}{src}/a.txt: No such file or directory",
+        f"{out}{src}/b.txt: content differs",
+    ]
+    plain = tmp_path / "plain"
+    assert restore(repo, snap, str(plain), on_event=tamper(plain)).verify_errors == []
+
+
+def test_a_restore_holds_a_bounded_number_of_descriptors(repo: Repository, tmp_path: Path) -> None:
+    """300 directories restore under a limit of 128 open files: a directory's descriptor is
+    closed once its window completes (the window holds at most ``Limits.dirs`` of them)."""
+    src = tmp_path / "src"
+    for d in range(300):
+        (src / f"d{d:03}").mkdir(parents=True)
+        (src / f"d{d:03}" / "f").write_bytes(b"%d\n" % d)
+    snap = backup(repo, [str(src)])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+    try:
+        summary = restore(repo, snap, str(tmp_path / "out"), limits=Limits(dirs=16))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert summary.warnings == 0
+    assert_same_tree(src, tmp_path / "out" / str(src).lstrip("/"))
+
+
+def test_a_symlink_planted_where_a_file_is_about_to_be_made_is_not_followed(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """Two files are planned (nothing stands there); once the first is written, a link to a
+    file outside the target is planted where the second goes: the second replaces the link,
+    which is not followed."""
+    src, snap = _two_files(repo, tmp_path)
+    out = tmp_path / "out"
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"not yours\n")
+    planted: list[Path] = []
+    modes: list[int] = []  # of the directory and the file being written, meanwhile
+
+    def plant(event: object) -> None:
+        if isinstance(event, BytesDone) and not planted:
+            here = out / str(src).lstrip("/")
+            planted.extend(p for p in (here / "a.txt", here / "b.txt") if not os.path.lexists(p))
+            os.symlink(victim, planted[0])
+            made = [p for p in here.iterdir() if not p.is_symlink()]
+            modes.extend(stat.S_IMODE(p.stat().st_mode) for p in (here, *made))
+
+    summary = restore(_OneReader(repo), snap, str(out), on_event=plant)
+
+    assert planted and summary.warnings == 0
+    assert modes == [0o700, 0o600]  # private until their own metadata is set
+    dirs = len(src.parts) - 1  # those on the way to src, and src
+    assert (summary.files, summary.dirs, summary.bytes) == (2, dirs, 13)
+    assert victim.read_bytes() == b"not yours\n"
+    assert [p.is_symlink() for p in planted] == [False]
+    assert_same_tree(src, out / str(src).lstrip("/"))
+
+
+def test_a_directory_that_cannot_be_made_is_one_warning_and_the_rest_restores(
+    cli: Cli, repo_location: str, tmp_path: Path
+) -> None:
+    long = b"d" * 300  # longer than a file system takes: mkdir fails with ENAMETOOLONG
+    snap = _snapshot(
+        repo_location,
+        lambda w: [
+            _dir(w, long, [_file(w, b"one", b"1\n"), _file(w, b"two", b"2\n")]),
+            _file(w, b"fine", b"fine\n"),
+        ],
+    )
+    target = tmp_path / "target"
+
+    result = cli.run("restore", snap, "--target", str(target))
+
+    assert result.returncode == 3, result.stderr.decode()
+    assert result.stderr.decode().splitlines() == [
+        f"warning: {target}/{long.decode()}: File name too long"
+    ]
+    assert sorted(os.listdir(target)) == ["fine"]
+    assert (target / "fine").read_bytes() == b"fine\n"
+
+
+def test_a_window_ends_once_it_holds_enough_blobs(repo: Repository, tmp_path: Path) -> None:
+    """Files of several blobs each: a window ends at the first file that takes it to
+    ``Limits.blobs`` or past, whatever count it lands on."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(8):
+        (src / f"f{i}.bin").write_bytes(os.urandom(1 << 20))
+    snap = backup(repo, [str(src)])
+    root = repo.load_tree(bytes.fromhex(snap.tree))
+    while root.nodes[0].type == DIR:  # down the path to src
+        assert root.nodes[0].subtree is not None
+        root = repo.load_tree(root.nodes[0].subtree)
+    per_file = [len(n.content) for n in root.nodes]
+    assert min(per_file) >= 2  # so a window's count steps past the limit
+    recording = _Recording(repo)
+
+    restore(recording, snap, str(tmp_path / "out"), limits=Limits(blobs=5))
+
+    assert max(recording.reads) <= 5 - 1 + max(per_file)
+    assert len(recording.reads) >= sum(per_file) // (5 - 1 + max(per_file))
+    assert_same_tree(src, tmp_path / "out" / str(src).lstrip("/"))
