@@ -482,18 +482,18 @@ def test_a_restore_holds_a_bounded_number_of_descriptors(repo: Repository, tmp_p
 def test_a_symlink_planted_where_a_file_is_about_to_be_made_is_not_followed(
     repo: Repository, tmp_path: Path
 ) -> None:
-    """Two files are planned (nothing stands there); once the first is written, a link to a
-    file outside the target is planted where the second goes: the second replaces the link,
-    which is not followed."""
+    """Two files are planned (nothing stands there); once the first is finished, a link to
+    a file outside the target is planted where the second goes: the second replaces the
+    link, which is not followed."""
     src, snap = _two_files(repo, tmp_path)
     out = tmp_path / "out"
     victim = tmp_path / "victim"
     victim.write_bytes(b"not yours\n")
     planted: list[Path] = []
-    modes: list[int] = []  # of the directory and the file being written, meanwhile
+    modes: list[int] = []  # of the directory (private until its metadata) and the first file
 
     def plant(event: object) -> None:
-        if isinstance(event, BytesDone) and not planted:
+        if isinstance(event, FileDone) and not planted:
             here = out / str(src).lstrip("/")
             planted.extend(p for p in (here / "a.txt", here / "b.txt") if not os.path.lexists(p))
             os.symlink(victim, planted[0])
@@ -503,7 +503,7 @@ def test_a_symlink_planted_where_a_file_is_about_to_be_made_is_not_followed(
     summary = restore(_OneReader(repo), snap, str(out), on_event=plant)
 
     assert planted and summary.warnings == 0
-    assert modes == [0o700, 0o600]  # private until their own metadata is set
+    assert modes == [0o700, stat.S_IMODE((src / "a.txt").stat().st_mode)]
     dirs = len(src.parts) - 1  # those on the way to src, and src
     assert (summary.files, summary.dirs, summary.bytes) == (2, dirs, 13)
     assert victim.read_bytes() == b"not yours\n"
@@ -511,10 +511,10 @@ def test_a_symlink_planted_where_a_file_is_about_to_be_made_is_not_followed(
     assert_same_tree(src, out / str(src).lstrip("/"))
 
 
-def test_a_directory_that_cannot_be_made_is_one_warning_and_the_rest_restores(
+def test_a_directory_no_file_system_could_make_is_one_warning_and_the_rest_restores(
     cli: Cli, repo_location: str, tmp_path: Path
 ) -> None:
-    long = b"d" * 300  # longer than a file system takes: mkdir fails with ENAMETOOLONG
+    long = b"d" * 300  # longer than any file system takes: refused before mkdir is tried
     snap = _snapshot(
         repo_location,
         lambda w: [
@@ -528,7 +528,7 @@ def test_a_directory_that_cannot_be_made_is_one_warning_and_the_rest_restores(
 
     assert result.returncode == 3, result.stderr.decode()
     assert result.stderr.decode().splitlines() == [
-        f"warning: {target}/{long.decode()}: File name too long"
+        f"warning: /{long.decode()}: a name no file system allows: skipped"
     ]
     assert sorted(os.listdir(target)) == ["fine"]
     assert (target / "fine").read_bytes() == b"fine\n"
