@@ -9,7 +9,8 @@ import os
 import pwd
 import resource
 import stat
-from collections.abc import Callable, Iterable
+import subprocess
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -532,6 +533,79 @@ def test_a_directory_no_file_system_could_make_is_one_warning_and_the_rest_resto
     ]
     assert sorted(os.listdir(target)) == ["fine"]
     assert (target / "fine").read_bytes() == b"fine\n"
+
+
+def test_a_file_and_its_directory_stay_private_while_the_file_is_written(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """A file of several ranges: after its first range, it is 0600 and its new directory
+    0700, so nobody else can open it or plant entries beside it; both get their own modes
+    at the end."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big").write_bytes(os.urandom(12 << 20))  # three ranges of at most 4 MiB
+    (src / "big").chmod(0o644)
+    src.chmod(0o755)
+    snap = backup(repo, [str(src)])
+    out = tmp_path / "out"
+    here = out / str(src).lstrip("/")
+    modes: list[int] = []
+
+    def look(event: object) -> None:
+        if isinstance(event, BytesDone) and not modes:
+            modes.extend(stat.S_IMODE(p.stat().st_mode) for p in (here, here / "big"))
+
+    restore(_OneReader(repo), snap, str(out), on_event=look)
+
+    assert modes == [0o700, 0o600]
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (here, here / "big")] == [0o755, 0o644]
+
+
+@pytest.fixture
+def few_inodes(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs with room for one entry beside its root (nr_inodes=2): a real file system on
+    which a second entry cannot be made, for root (the test machines run as root)."""
+    point = tmp_path / "few-inodes"
+    point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=2", "tmpfs", str(point)],
+        capture_output=True,
+    )
+    if mounted.returncode != 0:  # a failure, not a skip: CI runs as root and must test this
+        pytest.fail(f"cannot mount a tmpfs (this test needs root): {mounted.stderr.decode()}")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def test_a_directory_that_cannot_be_made_is_one_warning_and_the_rest_restores(
+    repo_location: str, few_inodes: Path
+) -> None:
+    """The walk makes "b", then mkdir of "c" finds the file system out of inodes (both on
+    the walking thread, so in that order). That is one warning, the files of "c" are not
+    tried, and the restore ends with what it made."""
+    snap = _snapshot(
+        repo_location,
+        lambda w: [
+            _dir(w, b"b", [], mode=0o750),
+            _dir(w, b"c", [_file(w, b"one", b"3\n"), _file(w, b"two", b"4\n")]),
+        ],
+    )
+    warnings: list[str] = []
+
+    def note(event: object) -> None:
+        if isinstance(event, FileWarning):
+            warnings.append(f"{event.path}: {event.error}")
+
+    with Repository.open(open_backend(repo_location), PASSWORD) as repo:
+        chosen = next(s for s in repo.snapshots() if s.id == snap)
+        summary = restore(repo, chosen, str(few_inodes), on_event=note)
+
+    assert warnings == [f"{few_inodes}/c: No space left on device"]
+    assert (summary.files, summary.warnings) == (0, 1)
+    assert sorted(os.listdir(few_inodes)) == ["b"]
+    assert stat.S_IMODE((few_inodes / "b").stat().st_mode) == 0o750  # its metadata was set
 
 
 def test_a_window_ends_once_it_holds_enough_blobs(repo: Repository, tmp_path: Path) -> None:
