@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from snapfs.errors import SnapfsError
-from snapfs.sources.base import Entry, ObjectReplaced, ObjectVanished, SourceNotFound
+from snapfs.sources.base import Closing, Entry, ObjectReplaced, ObjectVanished, SourceNotFound
 from snapfs.sources.keys import Item, Placed, encode_segment, plan_level
 from snapfs.store.base import Transient
 from snapfs.store.retry import RetryPolicy, attempts_from_env
@@ -121,7 +121,7 @@ class _Object:
     mtime_ns: int
 
 
-class S3Source:
+class S3Source(Closing):
     """A Source (sources/base.py) over S3 URLs. ``endpoint_url`` and ``profile`` choose the
     server and credentials (else AWS_ENDPOINT_URL and the standard AWS chain), so the
     source may be another S3 server than the repository. Thread-safe."""
@@ -215,12 +215,6 @@ class S3Source:
         self._readers.shutdown(wait=True, cancel_futures=True)
         self._client.close()
 
-    def __enter__(self) -> S3Source:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- requests --------------------------------------------------------------------------
     def _list(self, where: _Dir) -> list[Item[Any]]:
         """The entries of one directory prefix, every page of them, each page retried."""
@@ -292,7 +286,7 @@ class S3Source:
         return other_failure(code, status, text, f"{action} {where}")
 
 
-class S3Content:
+class S3Content(Closing):
     """One object being read (a Content, sources/base.py). The first range is read when it
     opens, so ``node`` holds the object's headers; later ranges are fetched ahead while the
     source's budget allows, else when ``readinto`` reaches them. Used by one thread."""
@@ -358,12 +352,6 @@ class S3Content:
                 self._source._ahead.release(self._length(offset))
             elif fut is not None:
                 fut.add_done_callback(self._source._ahead.releaser(self._length(offset)))
-
-    def __enter__(self) -> S3Content:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class _Budget:
