@@ -196,11 +196,7 @@ class S3Source(Closing):
         listed = self.policy.call(once).get("Contents", ())
         if not listed or listed[0]["Key"] != obj.key:
             return None
-        now = listed[0]
-        fresh = _Object(
-            obj.bucket, obj.key, now["ETag"], int(now["Size"]), _ns(now["LastModified"])
-        )
-        placed = Placed(entry.name, False, fresh)
+        placed = Placed(entry.name, False, _listed(obj.bucket, listed[0]))
         return _entry(_Dir(obj.bucket, ""), placed)
 
     def open(self, entry: Entry) -> S3Content:
@@ -224,10 +220,8 @@ class S3Source(Closing):
             page = self.policy.call(functools.partial(self._list_page, where, token))
             skip = len(where.prefix)
             for obj in page.get("Contents", ()):
-                key = obj["Key"]
-                found = _Object(where.bucket, key, obj["ETag"], int(obj["Size"]),
-                                _ns(obj["LastModified"]))  # fmt: skip
-                items.append(Item(encode_segment(key[skip:]), False, found))
+                found = _listed(where.bucket, obj)
+                items.append(Item(encode_segment(found.key[skip:]), False, found))
             for common in page.get("CommonPrefixes", ()):
                 sub = common["Prefix"]
                 items.append(Item(encode_segment(sub[skip:-1]), True, _Dir(where.bucket, sub)))
@@ -495,6 +489,11 @@ def _with_headers(listed: Node, response: Any) -> Node:
     for meta, value in (response.get("Metadata") or {}).items():
         xattrs[META_PREFIX + meta.encode()] = value.encode("utf-8", "surrogateescape")
     return msgspec.structs.replace(listed, xattrs=sorted(xattrs.items()))
+
+
+def _listed(bucket: str, obj: Any) -> _Object:
+    """The object a ListObjectsV2 ``Contents`` item describes."""
+    return _Object(bucket, obj["Key"], obj["ETag"], int(obj["Size"]), _ns(obj["LastModified"]))
 
 
 def _ns(when: datetime) -> int:
