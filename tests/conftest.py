@@ -20,8 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from snapfs.backup import backup
 from snapfs.kdf import Argon2Params
+from snapfs.prune import PruneReport, mark
 from snapfs.repository import Repository
+from snapfs.snapshot import Snapshot
 from snapfs.store.memory import MemoryBackend
 from snapfs.store.url import open_backend
 from tests.s3.seaweed import BUCKET, SeaweedFS, weed_binary
@@ -181,6 +184,24 @@ def init_small_packs(location: str) -> str:
     """``location`` made a repository with 256 KiB packs, so a few MB make many of them."""
     Repository.init(open_backend(location), PASSWORD, kdf=CHEAP_KDF, pack_size=256 * 1024).close()
     return location
+
+
+def reopened(location: str) -> Repository:
+    """The repository at ``location`` as a new command sees it (an open repository keeps
+    the index it loaded)."""
+    return Repository.open(open_backend(location), PASSWORD)
+
+
+def condemned_backup(repo: Repository, location: str, src: Path, name: str) -> Snapshot:
+    """A backup of ``src`` (made, holding one random 300 kB file ``name``), its snapshot
+    forgotten, then a prune marking, as a new command, that condemns every pack of it."""
+    src.mkdir()
+    (src / name).write_bytes(os.urandom(300_000))
+    snap = backup(repo, [str(src)])
+    repo.forget_snapshot(snap.id)
+    with reopened(location) as marking:
+        mark(marking, 0.8, PruneReport(), dry_run=False)
+    return snap
 
 
 def small_packs(tmp_path: Path, files: int) -> tuple[Path, Path]:

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
 
-from snapfs.cli.render import printable
 from snapfs.errors import (
     BucketNotFound,
     RepositoryLocked,
@@ -303,19 +302,26 @@ def main() -> NoReturn:
     except KeyboardInterrupt:
         click.echo("snapfs: interrupted", err=True)
         _exit(130)
-    except SnapfsError as e:  # messages may quote names from the repository: printable()
-        click.echo(printable(f"snapfs: {e}"), err=True)
-        _exit(exit_code(e))
+    except SnapfsError as e:
+        _fail(f"snapfs: {e}", exit_code(e))
     except OSError as e:
         where = f" {os.fsdecode(e.filename)}:" if e.filename else ""
-        click.echo(printable(f"snapfs:{where} {e.strerror or e}"), err=True)
-        _exit(EXIT_ERROR)
+        _fail(f"snapfs:{where} {e.strerror or e}", EXIT_ERROR)
     except Exception as e:  # the last line of defence: one line, never a traceback
         if os.environ.get("SNAPFS_DEBUG"):
             raise
-        click.echo(printable(f"snapfs: internal error: {type(e).__name__}: {e}"), err=True)
-        _exit(EXIT_ERROR)
+        _fail(f"snapfs: internal error: {type(e).__name__}: {e}", EXIT_ERROR)
     _exit(rc if isinstance(rc, int) else EXIT_OK)
+
+
+def _fail(line: str, code: int) -> NoReturn:
+    """``line`` on stderr, escaped (a message may quote names from the repository, which
+    must not drive the terminal), then exit ``code``. cli.render loads here, not at
+    start-up: init, mount, dump and --help need nothing else of it."""
+    from snapfs.cli.render import printable
+
+    click.echo(printable(line), err=True)
+    _exit(code)
 
 
 def _exit(code: int) -> NoReturn:

@@ -14,9 +14,10 @@ threads until ``close``.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Self
 
 from snapfs.errors import PathNotFound, SnapfsError
 from snapfs.tree import DIR, Node
@@ -35,6 +36,21 @@ class ObjectReplaced(SnapfsError):
     """The file is no longer the one listed, or changed while being read (S3: the ETag
     given as If-Match no longer matches). Reading the entry again from a fresh listing, or
     warning, is the caller's choice."""
+
+
+class Closing(ABC):
+    """``with thing:`` calls ``thing.close()`` on the way out, for the sources, their open
+    files and the targets, which all hold threads or connections until closed."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the object holds; idempotent."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass(frozen=True, slots=True)

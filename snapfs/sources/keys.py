@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-NAME_MAX = 255
+from snapfs.tree import NAME_MAX as NAME_MAX  # re-exported: the limit every name here keeps
+
 CONTINUES = b"%+"
 BESIDE_DIR = b"%="
 # A piece leaves room for a marker, so a name with one never passes NAME_MAX.

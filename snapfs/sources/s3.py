@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from snapfs.errors import SnapfsError
-from snapfs.sources.base import Entry, ObjectReplaced, ObjectVanished, SourceNotFound
+from snapfs.sources.base import Closing, Entry, ObjectReplaced, ObjectVanished, SourceNotFound
 from snapfs.sources.keys import Item, Placed, encode_segment, plan_level
 from snapfs.store.base import Transient
 from snapfs.store.retry import RetryPolicy, attempts_from_env
@@ -121,7 +121,7 @@ class _Object:
     mtime_ns: int
 
 
-class S3Source:
+class S3Source(Closing):
     """A Source (sources/base.py) over S3 URLs. ``endpoint_url`` and ``profile`` choose the
     server and credentials (else AWS_ENDPOINT_URL and the standard AWS chain), so the
     source may be another S3 server than the repository. Thread-safe."""
@@ -196,11 +196,7 @@ class S3Source:
         listed = self.policy.call(once).get("Contents", ())
         if not listed or listed[0]["Key"] != obj.key:
             return None
-        now = listed[0]
-        fresh = _Object(
-            obj.bucket, obj.key, now["ETag"], int(now["Size"]), _ns(now["LastModified"])
-        )
-        placed = Placed(entry.name, False, fresh)
+        placed = Placed(entry.name, False, _listed(obj.bucket, listed[0]))
         return _entry(_Dir(obj.bucket, ""), placed)
 
     def open(self, entry: Entry) -> S3Content:
@@ -215,12 +211,6 @@ class S3Source:
         self._readers.shutdown(wait=True, cancel_futures=True)
         self._client.close()
 
-    def __enter__(self) -> S3Source:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- requests --------------------------------------------------------------------------
     def _list(self, where: _Dir) -> list[Item[Any]]:
         """The entries of one directory prefix, every page of them, each page retried."""
@@ -230,10 +220,8 @@ class S3Source:
             page = self.policy.call(functools.partial(self._list_page, where, token))
             skip = len(where.prefix)
             for obj in page.get("Contents", ()):
-                key = obj["Key"]
-                found = _Object(where.bucket, key, obj["ETag"], int(obj["Size"]),
-                                _ns(obj["LastModified"]))  # fmt: skip
-                items.append(Item(encode_segment(key[skip:]), False, found))
+                found = _listed(where.bucket, obj)
+                items.append(Item(encode_segment(found.key[skip:]), False, found))
             for common in page.get("CommonPrefixes", ()):
                 sub = common["Prefix"]
                 items.append(Item(encode_segment(sub[skip:-1]), True, _Dir(where.bucket, sub)))
@@ -292,7 +280,7 @@ class S3Source:
         return other_failure(code, status, text, f"{action} {where}")
 
 
-class S3Content:
+class S3Content(Closing):
     """One object being read (a Content, sources/base.py). The first range is read when it
     opens, so ``node`` holds the object's headers; later ranges are fetched ahead while the
     source's budget allows, else when ``readinto`` reaches them. Used by one thread."""
@@ -358,12 +346,6 @@ class S3Content:
                 self._source._ahead.release(self._length(offset))
             elif fut is not None:
                 fut.add_done_callback(self._source._ahead.releaser(self._length(offset)))
-
-    def __enter__(self) -> S3Content:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class _Budget:
@@ -507,6 +489,11 @@ def _with_headers(listed: Node, response: Any) -> Node:
     for meta, value in (response.get("Metadata") or {}).items():
         xattrs[META_PREFIX + meta.encode()] = value.encode("utf-8", "surrogateescape")
     return msgspec.structs.replace(listed, xattrs=sorted(xattrs.items()))
+
+
+def _listed(bucket: str, obj: Any) -> _Object:
+    """The object a ListObjectsV2 ``Contents`` item describes."""
+    return _Object(bucket, obj["Key"], obj["ETag"], int(obj["Size"]), _ns(obj["LastModified"]))
 
 
 def _ns(when: datetime) -> int:

@@ -11,6 +11,7 @@ import mmap
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from snapfs.buffers import Buffer
@@ -101,39 +102,34 @@ class LocalBackend:
             raise AlreadyExists(key) from None
 
     def get(self, key: str) -> bytes:
-        try:
-            with open(self._path(key), "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            raise NotFound(key) from None
-        except OSError as e:
-            raise BackendError(f"cannot read {self._path(key)}: {e.strerror or e}") from e
+        with self._reading(key), open(self._path(key), "rb") as f:
+            return f.read()
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
-        try:
+        with self._reading(key):
             fd = os.open(self._path(key), os.O_RDONLY)
-        except FileNotFoundError:
-            raise NotFound(key) from None
-        except OSError as e:
-            raise BackendError(f"cannot read {self._path(key)}: {e.strerror or e}") from e
-        try:
-            data = os.pread(fd, length, offset)
-        except OSError as e:
-            raise BackendError(f"cannot read {self._path(key)}: {e.strerror or e}") from e
-        finally:
-            os.close(fd)
+            try:
+                data = os.pread(fd, length, offset)
+            finally:
+                os.close(fd)
         if len(data) != length:
             raise BackendError(f"short read of {key}: {len(data)} of {length} bytes at {offset}")
         return data
 
     def stat(self, key: str) -> ObjectInfo:
-        try:
+        with self._reading(key):
             st = os.stat(self._path(key))
+        return ObjectInfo(key, st.st_size, st.st_mtime)
+
+    @contextmanager
+    def _reading(self, key: str) -> Iterator[None]:
+        """A missing file as NotFound, any other failure to read it as BackendError."""
+        try:
+            yield
         except FileNotFoundError:
             raise NotFound(key) from None
         except OSError as e:
             raise BackendError(f"cannot read {self._path(key)}: {e.strerror or e}") from e
-        return ObjectInfo(key, st.st_size, st.st_mtime)
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()

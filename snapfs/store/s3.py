@@ -23,8 +23,8 @@ from snapfs.store.base import AlreadyExists, NotFound, ObjectInfo, Transient
 from snapfs.store.s3client import (
     BOTO_ERRORS,
     is_auth_failure,
-    is_transient,
     make_client,
+    other_failure,
     read_body,
     resolve_endpoint,
     total_size,
@@ -101,10 +101,7 @@ class S3Backend:
             )
         if code == "PreconditionFailed" or status == 412:
             return AlreadyExists(key)
-        message = f"S3 {action} {key}: {code or status}: {text}".strip()
-        if is_transient(code, status):
-            return Transient(message)
-        return BackendError(message)
+        return other_failure(code, status, text, f"{action} {key}")
 
     # -- Backend -------------------------------------------------------------------------
     def put(self, key: str, data: Buffer, *, exclusive: bool = True) -> None:

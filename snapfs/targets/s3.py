@@ -24,6 +24,7 @@ from typing import Any
 
 from snapfs.buffers import Buffer
 from snapfs.errors import BackendError, PathNotFound, SnapfsError
+from snapfs.sources.base import Closing
 from snapfs.sources.keys import decode_names
 from snapfs.sources.s3 import ETAG, HEADER_XATTRS, META_PREFIX, parse_source_url
 from snapfs.store.base import NotFound
@@ -61,7 +62,7 @@ class Written:
     read: bool  # whether the content was read at all
 
 
-class S3Target:
+class S3Target(Closing):
     """Writes objects below one S3 prefix. Thread-safe: restore may write from many threads."""
 
     def __init__(
@@ -123,12 +124,6 @@ class S3Target:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._client.close()
-
-    def __enter__(self) -> S3Target:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- requests --------------------------------------------------------------------------
     def _check_bucket(self) -> None:

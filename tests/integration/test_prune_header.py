@@ -4,21 +4,19 @@ later prune, the store healthy again, keeps the pack a snapshot came to use."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from snapfs.backup import backup
 from snapfs.errors import BackendError
 from snapfs.pack import BlobKind, pack_key
-from snapfs.prune import PruneReport, mark, sweep
+from snapfs.prune import PruneReport, sweep
 from snapfs.repository import Repository
 from snapfs.restore import restore
 from snapfs.store.base import Backend, ObjectInfo
 from snapfs.store.url import open_backend
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, condemned_backup, reopened
 from tests.helpers import assert_same_tree
 
 
@@ -45,14 +43,9 @@ def test_a_condemned_pack_whose_header_read_fails_is_kept_for_a_later_sweep(
     repo: Repository, repo_location: str, tmp_path: Path
 ) -> None:
     src = tmp_path / "src"
-    src.mkdir()
-    (src / "kept.bin").write_bytes(os.urandom(300_000))
-    snap = backup(repo, [str(src)])
-    repo.forget_snapshot(snap.id)
-    with Repository.open(open_backend(repo_location), PASSWORD) as marking:
-        mark(marking, 0.8, PruneReport(), dry_run=False)  # condemns every pack of it
+    snap = condemned_backup(repo, repo_location, src, "kept.bin")
     # A backup running at marking time deduplicated against them: its snapshot names them.
-    with Repository.open(open_backend(repo_location), PASSWORD) as racer, racer.writer() as w:
+    with reopened(repo_location) as racer, racer.writer() as w:
         w.save_snapshot(snap)
     condemned = repo.load_records("prune", dict)[0][1]["condemned"]
     data_packs = {
@@ -66,10 +59,10 @@ def test_a_condemned_pack_whose_header_read_fails_is_kept_for_a_later_sweep(
         sweep(pruning, PruneReport(), lambda event: None)
     assert data_packs <= {info.key for info in open_backend(repo_location).list("data/")}
 
-    with Repository.open(open_backend(repo_location), PASSWORD) as healthy:
+    with reopened(repo_location) as healthy:
         report = PruneReport()
         sweep(healthy, report, lambda event: None)
         assert (report.kept_again, report.deleted_packs) == (len(condemned), 0)
-    with Repository.open(open_backend(repo_location), PASSWORD) as reader:
+    with reopened(repo_location) as reader:
         restore(reader, snap, str(tmp_path / "out"))
     assert_same_tree(src, tmp_path / "out" / str(src).lstrip("/"))

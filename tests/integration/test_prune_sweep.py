@@ -4,16 +4,13 @@ is ever left naming a pack that is gone."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from snapfs.backup import backup
-from snapfs.prune import PruneReport, mark, sweep
+from snapfs.prune import PruneReport, sweep
 from snapfs.repository import Repository
-from snapfs.store.url import open_backend
-from tests.conftest import BACKENDS, PASSWORD
+from tests.conftest import BACKENDS, condemned_backup, reopened
 
 pytestmark = pytest.mark.parametrize("backend_kind", BACKENDS)
 
@@ -23,21 +20,11 @@ def _indexed_but_missing(repo: Repository) -> list[str]:
     return sorted({pack_id for pack_id, _ in repo.index_packs() if pack_id not in stored})
 
 
-def _reopened(location: str) -> Repository:
-    """As a new command sees it (an open repository keeps the index it loaded)."""
-    return Repository.open(open_backend(location), PASSWORD)
-
-
 def test_a_condemned_pack_indexed_again_is_not_swept(
     repo: Repository, repo_location: str, tmp_path: Path
 ) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "gone.bin").write_bytes(os.urandom(300_000))
-    repo.forget_snapshot(backup(repo, [str(src)]).id)
-    with _reopened(repo_location) as marking:  # condemns every pack of the snapshot
-        mark(marking, 0.8, PruneReport(), dry_run=False)
-    repo = _reopened(repo_location)
+    condemned_backup(repo, repo_location, tmp_path / "src", "gone.bin")
+    repo = reopened(repo_location)
     plan = repo.load_records("prune", dict)[0][1]
     assert plan["condemned"]
     # A backup that stored one of them before the marking indexes it now.
