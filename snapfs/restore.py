@@ -40,7 +40,7 @@ from snapfs.crypto import MasterKey
 from snapfs.errors import IntegrityError, SnapfsError
 from snapfs.events import BytesDone, EventHandler, FileDone, FileWarning, Planned, ignore
 from snapfs.index import IndexEntry
-from snapfs.metadata import apply_link_metadata, apply_metadata, full_mode
+from snapfs.metadata import apply_link_metadata, apply_metadata, full_mode, reason
 from snapfs.snapshot import Snapshot
 from snapfs.tree import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, Tree, name_problem
 from snapfs.walk import PathFilter
@@ -254,7 +254,7 @@ class Restore:
                 d.fd, d.fresh = _make_dir(parent_fd, d.name)
             except OSError as e:
                 d.failed = True
-                self._warn(self._where(d.rel), e.strerror or str(e))
+                self._warn(self._where(d.rel), reason(e))
         return d.fd
 
     def _leave(self, d: _Dir) -> None:
@@ -289,7 +289,7 @@ class Restore:
             else:
                 os.mknod(name, stat.S_IFMT(full_mode(node)) | 0o600, node.rdev, dir_fd=dir_fd)
         except (OSError, ValueError) as e:
-            self._warn(where, _reason(e))
+            self._warn(where, reason(e))
             return
         problems: list[str] = []
         if node.type == SYMLINK:
@@ -329,7 +329,7 @@ class Restore:
             if not node.content:  # an empty file: nothing to wait for
                 self._file_done(f, self._open(f))
         except OSError as e:
-            self._warn(f.display, e.strerror or str(e))
+            self._warn(f.display, reason(e))
             return
         if key is not None and primary is not None:
             self._primaries[key] = primary
@@ -552,7 +552,7 @@ class Restore:
                 os.unlink(node.name, dir_fd=dst_fd)
                 raise OSError(errno.ESTALE, "hardlink: its first name was replaced")
         except OSError as e:
-            self._warn(where, e.strerror or str(e))
+            self._warn(where, reason(e))
             return
         finally:
             if src_fd is not None:
@@ -718,7 +718,7 @@ def _special_metadata(dir_fd: int, node: Node, problems: list[str]) -> None:
     try:
         fd = os.open(node.name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as e:
-        problems.append(e.strerror or str(e))
+        problems.append(reason(e))
         return
     try:
         if stat.S_IFMT(os.fstat(fd).st_mode) != stat.S_IFMT(full_mode(node)):
@@ -727,10 +727,6 @@ def _special_metadata(dir_fd: int, node: Node, problems: list[str]) -> None:
         apply_metadata(b"/proc/self/fd/%d" % fd, node, problems)
     finally:
         os.close(fd)
-
-
-def _reason(e: Exception) -> str:
-    return (e.strerror if isinstance(e, OSError) else None) or str(e)
 
 
 def _joined(parent: bytes, name: bytes) -> bytes:
