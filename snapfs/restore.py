@@ -43,7 +43,7 @@ from snapfs.index import IndexEntry
 from snapfs.metadata import apply_link_metadata, apply_metadata, full_mode, reason
 from snapfs.snapshot import Snapshot
 from snapfs.tree import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, Tree, name_problem
-from snapfs.walk import PathFilter
+from snapfs.walk import PathFilter, join
 
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -195,7 +195,7 @@ class Restore:
                     if parent is not root:
                         self._leave(parent)
                     continue
-                rel = parent.rel + b"/" + node.name if parent.rel else node.name
+                rel = join(parent.rel, node.name)
                 if self.filt and not self.filt.descend(rel):
                     continue
                 wanted = not self.filt or self.filt.selected(rel)
@@ -230,7 +230,7 @@ class Restore:
             self._warn(here, f"{e}: its entries are skipped")
             return
         for problem in tree.problems:  # what validation refused: named, then left out
-            where = here if problem.name is None else _joined(here, problem.name)
+            where = here if problem.name is None else b"/" + join(d.rel, problem.name)
             self._warn(where, f"{problem.message}: skipped")
         seen: set[bytes] = set()
         for node in tree.nodes:
@@ -238,7 +238,7 @@ class Restore:
             if not why and node.name in seen:
                 why = "a second entry of that name"
             if why:
-                self._warn(_joined(here, node.name), f"{why}: skipped")
+                self._warn(b"/" + join(d.rel, node.name), f"{why}: skipped")
                 continue
             seen.add(node.name)
             yield node
@@ -532,7 +532,7 @@ class Restore:
     def _link(self, parent: _Dir, node: Node, primary: _Primary) -> None:
         """Link ``node`` to a file this restore created or kept, and to nothing else: the
         first name is reached again through descriptors and must still be that inode."""
-        rel = parent.rel + b"/" + node.name if parent.rel else node.name
+        rel = join(parent.rel, node.name)
         where = self._where(rel)
         if primary.ident is None:
             self._warn(where, "hardlink: its first name was not restored")
@@ -727,10 +727,6 @@ def _special_metadata(dir_fd: int, node: Node, problems: list[str]) -> None:
         apply_metadata(b"/proc/self/fd/%d" % fd, node, problems)
     finally:
         os.close(fd)
-
-
-def _joined(parent: bytes, name: bytes) -> bytes:
-    return parent.rstrip(b"/") + b"/" + name
 
 
 def _shown(path: bytes) -> str:
