@@ -40,7 +40,7 @@ from snapfs.repository import Repository, Writer
 from snapfs.snapshot import Snapshot, Summary, find_parent
 from snapfs.tree import DIR, FILE, Node, Tree
 from snapfs.version import __version__
-from snapfs.walk import PathFilter
+from snapfs.walk import PathFilter, path_text
 
 _IN_FLIGHT = 64
 _BATCH = 64
@@ -150,7 +150,7 @@ class Backup:
         olds = _by_name(job.old)
         for name in sorted(spec):
             path = dirpath + b"/" + name
-            shown = _shown(path)
+            shown = path_text(path)
             old_node = olds.get(name)
             st = os.lstat(path)
             sub = spec[name]
@@ -194,7 +194,7 @@ class Backup:
         for entry in self._scan(path):
             name = entry.name
             child = base + name
-            shown = _shown(child)
+            shown = path_text(child)
             if self.excludes and self.excludes.excluded(shown):
                 continue
             try:
@@ -239,7 +239,7 @@ class Backup:
             with os.scandir(path) as it:
                 return list(it)
         except OSError as e:
-            self._warn(_shown(path), e)
+            self._warn(path_text(path), e)
             return []
 
     def fail(self, error: BaseException) -> None:
@@ -490,10 +490,6 @@ def _same(old: Tree, nodes: list[Node]) -> bool:
 
 def _by_name(tree: Tree | None) -> dict[bytes, Node]:
     return dict(zip(map(_NAME, tree.nodes), tree.nodes, strict=True)) if tree else {}
-
-
-def _shown(path: bytes) -> str:
-    return path.decode("utf-8", "surrogateescape")
 
 
 def _unchanged(old: Node, st: os.stat_result) -> bool:

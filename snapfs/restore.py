@@ -43,7 +43,7 @@ from snapfs.index import IndexEntry
 from snapfs.metadata import apply_link_metadata, apply_metadata, full_mode, reason
 from snapfs.snapshot import Snapshot
 from snapfs.tree import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, Tree, name_problem
-from snapfs.walk import PathFilter, join
+from snapfs.walk import PathFilter, join, path_text
 
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -174,7 +174,7 @@ class Restore:
     def _warn(self, path: bytes, message: str) -> None:
         with self._lock:
             self.summary.warnings += 1
-        self.emit(FileWarning(_shown(path), message))
+        self.emit(FileWarning(path_text(path), message))
 
     def _where(self, rel: bytes) -> bytes:
         return self.target + b"/" + rel
@@ -443,7 +443,7 @@ class Restore:
                 except OSError as e:  # pwrite and ftruncate name no file: say which
                     if e.filename is not None:
                         raise
-                    where = _shown(places[0][0].display)
+                    where = path_text(places[0][0].display)
                     raise OSError(e.errno, e.strerror, where) from None
                 written += len(data) * len(places)
         finally:
@@ -509,7 +509,7 @@ class Restore:
         st = os.fstat(fd)
         if (st.st_dev, st.st_ino) != f.ident:
             os.close(fd)
-            shown = _shown(f.display)
+            shown = path_text(f.display)
             raise SnapfsError(f"{shown}: replaced by something else during the restore")
         return fd
 
@@ -527,7 +527,7 @@ class Restore:
         with self._lock:
             self.summary.files += 1
             self.summary.bytes += f.node.size
-        self.emit(FileDone(_shown(f.display), f.node.size, 0))
+        self.emit(FileDone(path_text(f.display), f.node.size, 0))
 
     def _link(self, parent: _Dir, node: Node, primary: _Primary) -> None:
         """Link ``node`` to a file this restore created or kept, and to nothing else: the
@@ -576,16 +576,17 @@ class Restore:
         for f in files:
             if f.damaged:  # warned about already
                 continue
+            where = path_text(f.display)
             try:
                 fd = os.open(f.node.name, _READ_FILE, dir_fd=_fd_of(f.parent))
             except OSError as e:
-                self.summary.verify_errors.append(f"{_shown(f.display)}: {e.strerror}")
+                self.summary.verify_errors.append(f"{where}: {e.strerror}")
                 continue
             with os.fdopen(fd, "rb") as fh:
                 for blob_id in f.node.content:
                     data = fh.read(self.repo.blob_entry(blob_id).raw_length)
                     if self.repo.key.blob_id(data) != blob_id:
-                        self.summary.verify_errors.append(f"{_shown(f.display)}: content differs")
+                        self.summary.verify_errors.append(f"{where}: content differs")
                         break
 
     def _finish_dir(self, d: _Dir) -> None:
@@ -727,10 +728,6 @@ def _special_metadata(dir_fd: int, node: Node, problems: list[str]) -> None:
         apply_metadata(b"/proc/self/fd/%d" % fd, node, problems)
     finally:
         os.close(fd)
-
-
-def _shown(path: bytes) -> str:
-    return path.decode("utf-8", "surrogateescape")
 
 
 def restore(
