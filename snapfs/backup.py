@@ -40,7 +40,7 @@ from snapfs.repository import Repository, Writer
 from snapfs.snapshot import Snapshot, Summary, find_parent
 from snapfs.tree import DIR, FILE, Node, Tree
 from snapfs.version import __version__
-from snapfs.walk import PathFilter
+from snapfs.walk import PathFilter, path_text
 
 _IN_FLIGHT = 64
 _BATCH = 64
@@ -150,7 +150,7 @@ class Backup:
         olds = _by_name(job.old)
         for name in sorted(spec):
             path = dirpath + b"/" + name
-            shown = _shown(path)
+            shown = path_text(path)
             old_node = olds.get(name)
             st = os.lstat(path)
             sub = spec[name]
@@ -161,7 +161,10 @@ class Backup:
                 else:
                     self._walk_virtual(child, path, cast(dict[bytes, object], sub))
                 child.walked()
-            elif not self._reused(job, shown, st, old_node):
+            elif old_node is not None and _unchanged(old_node, st):
+                job.add([self._settle(shown, st, old_node)])
+                self.counts.add(1, st.st_size, 0)
+            else:
                 self._submit(job, [(path, name, shown, st)])
 
     def _subdir(
@@ -191,7 +194,7 @@ class Backup:
         for entry in self._scan(path):
             name = entry.name
             child = base + name
-            shown = child.decode("utf-8", "surrogateescape")
+            shown = path_text(child)
             if self.excludes and self.excludes.excluded(shown):
                 continue
             try:
@@ -204,11 +207,9 @@ class Backup:
                 sub = self._subdir(job, name, child, shown, st, old)
                 self._walk_dir(sub, child)
                 sub.walked()
-            elif old is not None and stat.S_ISREG(st.st_mode) and _unchanged(old, st):
+            elif old is not None and _unchanged(old, st):
                 # Settled here, without a worker: counted once for the whole directory.
-                self.emit(BytesDone(st.st_size))
-                self.emit(FileDone(shown, st.st_size, 0))
-                reused.append(_kept(old, st))
+                reused.append(self._settle(shown, st, old))
                 files += 1
                 size += st.st_size
             elif stat.S_ISREG(st.st_mode) and st.st_size >= _OWN_TASK:
@@ -225,14 +226,12 @@ class Backup:
         with self.counts.lock:
             self.counts.dirs += 1
 
-    def _reused(self, job: _DirJob, shown: str, st: os.stat_result, old: Node | None) -> bool:
-        """Whether a file was unchanged, and went into ``job`` as the parent has it."""
-        if old is None or not stat.S_ISREG(st.st_mode) or not _unchanged(old, st):
-            return False
+    def _settle(self, shown: str, st: os.stat_result, old: Node) -> Node:
+        """An unchanged file, settled on the walking thread: told done, and its node as the
+        parent snapshot has it (the caller adds it to its directory and counts it)."""
         self.emit(BytesDone(st.st_size))
-        self._count_file(shown, st.st_size, 0)
-        job.add([_kept(old, st)])
-        return True
+        self.emit(FileDone(shown, st.st_size, 0))
+        return _kept(old, st)
 
     def _scan(self, path: bytes) -> list[os.DirEntry[bytes]]:
         """The directory's entries, unsorted (trees are sorted when saved)."""
@@ -240,7 +239,7 @@ class Backup:
             with os.scandir(path) as it:
                 return list(it)
         except OSError as e:
-            self._warn(_shown(path), e)
+            self._warn(path_text(path), e)
             return []
 
     def fail(self, error: BaseException) -> None:
@@ -493,13 +492,11 @@ def _by_name(tree: Tree | None) -> dict[bytes, Node]:
     return dict(zip(map(_NAME, tree.nodes), tree.nodes, strict=True)) if tree else {}
 
 
-def _shown(path: bytes) -> str:
-    return path.decode("utf-8", "surrogateescape")
-
-
 def _unchanged(old: Node, st: os.stat_result) -> bool:
+    """Whether a regular file is the parent snapshot's ``old``, by what its lstat says."""
     return (
-        old.type == FILE
+        stat.S_ISREG(st.st_mode)
+        and old.type == FILE
         and old.size == st.st_size
         and old.mtime_ns == st.st_mtime_ns
         and old.ctime_ns == st.st_ctime_ns

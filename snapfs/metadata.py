@@ -104,7 +104,7 @@ def apply_metadata(entry: int | bytes, node: Node, warn: list[str]) -> None:
     try:
         os.chmod(entry, node.mode & 0o7777)
     except (OSError, ValueError) as e:
-        warn.append(f"chmod: {_reason(e)}")
+        warn.append(f"chmod: {reason(e)}")
     for name, value in node.xattrs:
         try:
             os.setxattr(entry, name, value)
@@ -132,15 +132,16 @@ def _set_owner(warn: list[str], node: Node, entry: int | bytes, **where: Any) ->
     except PermissionError:
         pass
     except (OSError, ValueError, OverflowError) as e:
-        warn.append(f"chown: {_reason(e)}")
+        warn.append(f"chown: {reason(e)}")
 
 
 def _set_times(warn: list[str], node: Node, entry: int | bytes, **where: Any) -> None:
     try:
         os.utime(entry, ns=(node.mtime_ns, node.mtime_ns), **where)
     except (OSError, ValueError, OverflowError) as e:
-        warn.append(f"utime: {_reason(e)}")
+        warn.append(f"utime: {reason(e)}")
 
 
-def _reason(e: Exception) -> str:
+def reason(e: Exception) -> str:
+    """The operating system's words for ``e`` (its strerror), else its message."""
     return (e.strerror if isinstance(e, OSError) else None) or str(e)

@@ -649,6 +649,11 @@ class Repository:
         blobs = 0
         seen: set[str] = set()
         with self._index_cache_adding() as add:
+
+            def store() -> None:
+                plain = encode_index_file(batch)
+                add(self._store_index(plain), plain)
+
             for pack_id, entries in self.index_packs(superseded):
                 if pack_id in seen or not keep(pack_id):
                     continue
@@ -656,12 +661,10 @@ class Repository:
                 batch.append((pack_id, entries))
                 blobs += len(entries)
                 if blobs >= BLOBS_PER_INDEX_FILE:
-                    plain = encode_index_file(batch)
-                    add(self._store_index(plain), plain)
+                    store()
                     batch, blobs = [], 0
             if batch:
-                plain = encode_index_file(batch)
-                add(self._store_index(plain), plain)
+                store()
         for key in superseded:
             self.backend.delete(key)
 

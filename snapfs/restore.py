@@ -40,10 +40,10 @@ from snapfs.crypto import MasterKey
 from snapfs.errors import IntegrityError, SnapfsError
 from snapfs.events import BytesDone, EventHandler, FileDone, FileWarning, Planned, ignore
 from snapfs.index import IndexEntry
-from snapfs.metadata import apply_link_metadata, apply_metadata, full_mode
+from snapfs.metadata import apply_link_metadata, apply_metadata, full_mode, reason
 from snapfs.snapshot import Snapshot
 from snapfs.tree import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, Tree, name_problem
-from snapfs.walk import PathFilter
+from snapfs.walk import PathFilter, join, path_text
 
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -174,7 +174,7 @@ class Restore:
     def _warn(self, path: bytes, message: str) -> None:
         with self._lock:
             self.summary.warnings += 1
-        self.emit(FileWarning(_shown(path), message))
+        self.emit(FileWarning(path_text(path), message))
 
     def _where(self, rel: bytes) -> bytes:
         return self.target + b"/" + rel
@@ -195,7 +195,7 @@ class Restore:
                     if parent is not root:
                         self._leave(parent)
                     continue
-                rel = parent.rel + b"/" + node.name if parent.rel else node.name
+                rel = join(parent.rel, node.name)
                 if self.filt and not self.filt.descend(rel):
                     continue
                 wanted = not self.filt or self.filt.selected(rel)
@@ -230,7 +230,7 @@ class Restore:
             self._warn(here, f"{e}: its entries are skipped")
             return
         for problem in tree.problems:  # what validation refused: named, then left out
-            where = here if problem.name is None else _joined(here, problem.name)
+            where = here if problem.name is None else b"/" + join(d.rel, problem.name)
             self._warn(where, f"{problem.message}: skipped")
         seen: set[bytes] = set()
         for node in tree.nodes:
@@ -238,7 +238,7 @@ class Restore:
             if not why and node.name in seen:
                 why = "a second entry of that name"
             if why:
-                self._warn(_joined(here, node.name), f"{why}: skipped")
+                self._warn(b"/" + join(d.rel, node.name), f"{why}: skipped")
                 continue
             seen.add(node.name)
             yield node
@@ -254,7 +254,7 @@ class Restore:
                 d.fd, d.fresh = _make_dir(parent_fd, d.name)
             except OSError as e:
                 d.failed = True
-                self._warn(self._where(d.rel), e.strerror or str(e))
+                self._warn(self._where(d.rel), reason(e))
         return d.fd
 
     def _leave(self, d: _Dir) -> None:
@@ -289,7 +289,7 @@ class Restore:
             else:
                 os.mknod(name, stat.S_IFMT(full_mode(node)) | 0o600, node.rdev, dir_fd=dir_fd)
         except (OSError, ValueError) as e:
-            self._warn(where, _reason(e))
+            self._warn(where, reason(e))
             return
         problems: list[str] = []
         if node.type == SYMLINK:
@@ -329,7 +329,7 @@ class Restore:
             if not node.content:  # an empty file: nothing to wait for
                 self._file_done(f, self._open(f))
         except OSError as e:
-            self._warn(f.display, e.strerror or str(e))
+            self._warn(f.display, reason(e))
             return
         if key is not None and primary is not None:
             self._primaries[key] = primary
@@ -443,7 +443,7 @@ class Restore:
                 except OSError as e:  # pwrite and ftruncate name no file: say which
                     if e.filename is not None:
                         raise
-                    where = _shown(places[0][0].display)
+                    where = path_text(places[0][0].display)
                     raise OSError(e.errno, e.strerror, where) from None
                 written += len(data) * len(places)
         finally:
@@ -509,7 +509,7 @@ class Restore:
         st = os.fstat(fd)
         if (st.st_dev, st.st_ino) != f.ident:
             os.close(fd)
-            shown = _shown(f.display)
+            shown = path_text(f.display)
             raise SnapfsError(f"{shown}: replaced by something else during the restore")
         return fd
 
@@ -527,12 +527,12 @@ class Restore:
         with self._lock:
             self.summary.files += 1
             self.summary.bytes += f.node.size
-        self.emit(FileDone(_shown(f.display), f.node.size, 0))
+        self.emit(FileDone(path_text(f.display), f.node.size, 0))
 
     def _link(self, parent: _Dir, node: Node, primary: _Primary) -> None:
         """Link ``node`` to a file this restore created or kept, and to nothing else: the
         first name is reached again through descriptors and must still be that inode."""
-        rel = parent.rel + b"/" + node.name if parent.rel else node.name
+        rel = join(parent.rel, node.name)
         where = self._where(rel)
         if primary.ident is None:
             self._warn(where, "hardlink: its first name was not restored")
@@ -552,7 +552,7 @@ class Restore:
                 os.unlink(node.name, dir_fd=dst_fd)
                 raise OSError(errno.ESTALE, "hardlink: its first name was replaced")
         except OSError as e:
-            self._warn(where, e.strerror or str(e))
+            self._warn(where, reason(e))
             return
         finally:
             if src_fd is not None:
@@ -576,16 +576,17 @@ class Restore:
         for f in files:
             if f.damaged:  # warned about already
                 continue
+            where = path_text(f.display)
             try:
                 fd = os.open(f.node.name, _READ_FILE, dir_fd=_fd_of(f.parent))
             except OSError as e:
-                self.summary.verify_errors.append(f"{_shown(f.display)}: {e.strerror}")
+                self.summary.verify_errors.append(f"{where}: {e.strerror}")
                 continue
             with os.fdopen(fd, "rb") as fh:
                 for blob_id in f.node.content:
                     data = fh.read(self.repo.blob_entry(blob_id).raw_length)
                     if self.repo.key.blob_id(data) != blob_id:
-                        self.summary.verify_errors.append(f"{_shown(f.display)}: content differs")
+                        self.summary.verify_errors.append(f"{where}: content differs")
                         break
 
     def _finish_dir(self, d: _Dir) -> None:
@@ -718,7 +719,7 @@ def _special_metadata(dir_fd: int, node: Node, problems: list[str]) -> None:
     try:
         fd = os.open(node.name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as e:
-        problems.append(e.strerror or str(e))
+        problems.append(reason(e))
         return
     try:
         if stat.S_IFMT(os.fstat(fd).st_mode) != stat.S_IFMT(full_mode(node)):
@@ -727,18 +728,6 @@ def _special_metadata(dir_fd: int, node: Node, problems: list[str]) -> None:
         apply_metadata(b"/proc/self/fd/%d" % fd, node, problems)
     finally:
         os.close(fd)
-
-
-def _reason(e: Exception) -> str:
-    return (e.strerror if isinstance(e, OSError) else None) or str(e)
-
-
-def _joined(parent: bytes, name: bytes) -> bytes:
-    return parent.rstrip(b"/") + b"/" + name
-
-
-def _shown(path: bytes) -> str:
-    return path.decode("utf-8", "surrogateescape")
 
 
 def restore(

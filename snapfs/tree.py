@@ -7,6 +7,7 @@ hence the same blob id: a re-backup writes nothing for it and a diff skips it.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import operator
 from operator import attrgetter
@@ -80,17 +81,14 @@ class Tree(msgspec.Struct, frozen=True):
     nodes: list[Node]
     problems: tuple[TreeProblem, ...] = ()
 
+    def index_of(self, name: bytes) -> int:
+        """Where the entry called ``name`` stands in ``nodes`` (sorted), or -1."""
+        at = bisect.bisect_left(self.nodes, name, key=_NAME)
+        return at if at < len(self.nodes) and self.nodes[at].name == name else -1
+
     def find(self, name: bytes) -> Node | None:
-        lo, hi = 0, len(self.nodes)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.nodes[mid].name < name:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo < len(self.nodes) and self.nodes[lo].name == name:
-            return self.nodes[lo]
-        return None
+        at = self.index_of(name)
+        return None if at < 0 else self.nodes[at]
 
 
 _encoder = msgspec.msgpack.Encoder()

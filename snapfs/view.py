@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from operator import attrgetter
 from typing import Protocol
 
 from snapfs.buffers import Data
@@ -23,7 +22,6 @@ from snapfs.snapshot import Snapshot, sort_by_time
 from snapfs.tree import DIR, SYMLINK, Node, Tree
 
 _REFRESH_SECONDS = 10.0
-_NAME = attrgetter("name")
 _PRELOAD_RAW = 1 << 20  # about 10,000 entries
 
 
@@ -189,9 +187,9 @@ class View:
         if isinstance(source, VirtualDir):
             item = source.entries.get(name)
             return None if item is None else (source.number(name), item)
-        nodes = self._repo.load_tree(source).nodes
-        at = bisect.bisect_left(nodes, name, key=_NAME)
-        return (at + 1, nodes[at]) if at < len(nodes) and nodes[at].name == name else None
+        tree = self._repo.load_tree(source)
+        at = tree.index_of(name)
+        return None if at < 0 else (at + 1, tree.nodes[at])
 
     def at(self, source: Source, slot: int) -> Item | None:
         """The entry at ``slot``; None when there is none (any more)."""

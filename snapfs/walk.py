@@ -31,7 +31,12 @@ def raise_problem(path: bytes, message: str) -> None:
 
 def shown_path(path: bytes) -> str:
     """A walk's path as people read it: absolute, and never a bare "" for the root."""
-    return "/" + path.decode("utf-8", "surrogateescape").lstrip("/")
+    return "/" + path_text(path).lstrip("/")
+
+
+def path_text(path: bytes) -> str:
+    """A path as text, as it is: bytes that are not UTF-8 kept as surrogate escapes."""
+    return path.decode("utf-8", "surrogateescape")
 
 
 def join(prefix: bytes, name: bytes) -> bytes:

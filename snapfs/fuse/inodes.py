@@ -25,7 +25,7 @@ from snapfs.view import Item, VirtualDir, node_of
 
 ROOT_INODE = 1
 SLOT_BITS = 23  # a slot is at most MAX_TREE_ENTRIES (2^22)
-_SLOTS = (1 << SLOT_BITS) - 1
+SLOT_MASK = (1 << SLOT_BITS) - 1
 _ID_BITS = 40
 _LINK = 1 << 63
 _ROOT_ID = 1
@@ -92,7 +92,7 @@ class InodeTable:
     def place(self, ino: int) -> tuple[Dir, int]:
         """(the live directory an item lies in, its slot there); KeyError when ``ino``
         names no item of a live directory."""
-        return self._dirs[ino >> SLOT_BITS], ino & _SLOTS
+        return self._dirs[ino >> SLOT_BITS], ino & SLOT_MASK
 
     def number(self, parent: Dir, slot: int, item: Item) -> int:
         """The inode number of ``item``, at ``slot`` of ``parent``, made live when it is a

@@ -19,7 +19,7 @@ import pyfuse3
 import trio
 
 from snapfs.errors import SnapfsError
-from snapfs.fuse.inodes import ROOT_INODE, SLOT_BITS, Dir, InodeTable
+from snapfs.fuse.inodes import ROOT_INODE, SLOT_BITS, SLOT_MASK, Dir, InodeTable
 from snapfs.fuse.reader import (
     ChunkCache,
     OpenFile,
@@ -40,7 +40,6 @@ _LAYOUT_TIMEOUT = 1.0  # the snapshot list does, when backups run
 _INLINE_CHUNKS = 64
 _TREES_AHEAD = 32  # directories whose trees are decoded ahead of their opening
 _NEXT_FILES = 32  # siblings whose first chunks one task decodes ahead of their opens
-_SLOT_MASK = (1 << SLOT_BITS) - 1
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 
 P = ParamSpec("P")
@@ -190,7 +189,7 @@ class SnapshotOperations(pyfuse3.Operations):
         """``folder`` was opened: when it is half way through the directories its parent
         had decoded ahead, the parent's next ones are queued."""
         parent = folder.parent
-        if parent is None or parent.ahead is None or folder.ino & _SLOT_MASK < parent.ahead[1]:
+        if parent is None or parent.ahead is None or folder.ino & SLOT_MASK < parent.ahead[1]:
             return
         siblings = self._view.decoded(parent.source)
         if siblings is not None:
@@ -243,7 +242,7 @@ class SnapshotOperations(pyfuse3.Operations):
         self._files[handle] = f = OpenFile(node.content, starts)
         prefetch_opened(self._cache, f)
         if parent is not None:
-            self._prefetch_next_files(parent, inode & _SLOT_MASK)
+            self._prefetch_next_files(parent, inode & SLOT_MASK)
         return pyfuse3.FileInfo(fh=handle, keep_cache=True)
 
     def _prefetch_next_files(self, parent: Dir, slot: int) -> None:

@@ -320,9 +320,10 @@ class IndexCache:
                 if manifest is None:
                     return None  # the next open builds the whole cache
                 records, packs = records_of_index_file(plain, name)
-                runs = [(info, run) for info in manifest.runs if (run := self._open(info))]
-                if len(runs) != len(manifest.runs):
+                opened = self._open_all(manifest.runs)
+                if opened is None:
                     return None
+                runs = list(zip(manifest.runs, opened, strict=True))
                 added = self._write(records, packs, [name])
                 runs = self._compact([*runs, added], limit=PUBLISH_MERGE_LIMIT, read=None,
                                      wanted=None)  # fmt: skip
