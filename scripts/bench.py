@@ -456,6 +456,8 @@ def main() -> None:
     )
     parser.add_argument("--index-blobs", type=int, help="only the index rows (bench_index.py)")
     args = parser.parse_args()
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
     if args.index_blobs:
         import bench_index  # the index at scale: a table of its own
 
