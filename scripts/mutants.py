@@ -70,9 +70,13 @@ TARGETS = {
         "tests/integration/test_prune.py tests/integration/test_prune_sweep.py -k 'local and "
         "(prune_marks or sweeps_nothing or indexed_again or undelete or readers_opened)'",
     ),
+    # Not ``-k 'local or dedup'``: "dedup" names test_dedup.py itself, so that also chose its
+    # S3 variants (a SeaweedFS per mutant), and one of them failing unmutated under load
+    # ended the run at the writer's baseline with no mutant run.
     "writer": Target(
         "snapfs/repository.py",
-        "tests/integration/test_crash.py tests/integration/test_dedup.py -k 'local or dedup'",
+        "tests/unit/test_writer_bounds.py tests/integration/test_crash.py "
+        "tests/integration/test_dedup.py -k 'not s3'",
         lines=("class Writer",),
     ),
     "restore": Target(
@@ -175,12 +179,15 @@ def run(*cmd: str, timeout: float | None = None) -> subprocess.CompletedProcess[
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def baseline(target: Target) -> float:
-    """Seconds the module's tests take unmutated; they must pass, or no result means much."""
+def baseline(target: Target) -> float | None:
+    """Seconds the module's tests take unmutated; None (said on stderr) when they fail, for
+    then no result would mean much."""
     began = time.monotonic()
     done = run("sh", "-c", f"python -m pytest -x -q -p no:cacheprovider {target.tests}")
     if done.returncode != 0:
-        sys.exit(f"mutants: the tests of {target.module} fail unmutated:\n{done.stdout[-2000:]}")
+        print(f"mutants: the tests of {target.module} fail unmutated, so it is left out:\n"
+              f"{done.stdout[-2000:]}", file=sys.stderr, flush=True)  # fmt: skip
+        return None
     return time.monotonic() - began
 
 
@@ -244,9 +251,13 @@ def main() -> None:
     WORK.mkdir(exist_ok=True)
     deadline = time.monotonic() + args.budget * 60
     copy_tree()  # once: edits made while it runs never reach the tests
+    failed: list[str] = []
     for n, name in enumerate(names):
         target = TARGETS[name]
         took = baseline(target)
+        if took is None:  # the modules after it still run
+            failed.append(name)
+            continue
         cfg = config(name, target, timeout=max(20.0, 4 * took))
         db = session(name, target, cfg, args.fresh)
         share = (deadline - time.monotonic()) / (len(names) - n)
@@ -265,6 +276,8 @@ def main() -> None:
         for s in survivors:
             print("   survived: " + s.replace("\n", "\n   "))
     shutil.rmtree(TREE, ignore_errors=True)
+    if failed:
+        sys.exit(f"mutants: not run, their tests fail unmutated: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
