@@ -512,6 +512,43 @@ def test_a_symlink_planted_where_a_file_is_about_to_be_made_is_not_followed(
     assert_same_tree(src, out / str(src).lstrip("/"))
 
 
+def test_a_directory_swapped_for_a_symlink_between_mkdir_and_open_is_not_entered(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The instant between making a directory and opening it: a hook on mkdir puts a symlink
+    to a directory outside the target in its place right then, every time. The open does not
+    follow it: that directory is one warning, nothing lands outside, the rest restores."""
+    src = tmp_path / "src"
+    (src / "inner").mkdir(parents=True)
+    (src / "inner" / "secret.txt").write_bytes(b"inner\n")
+    (src / "fine.txt").write_bytes(b"fine\n")
+    snap = backup(repo, [str(src)])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    real_mkdir = os.mkdir
+    swapped: list[bytes] = []
+
+    def mkdir_then_swap(path: Any, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        real_mkdir(path, mode, dir_fd=dir_fd)
+        if path == b"inner":
+            os.rmdir(path, dir_fd=dir_fd)
+            os.symlink(outside, path, dir_fd=dir_fd)
+            swapped.append(path)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_swap)
+    events: list[object] = []
+    summary = restore(repo, snap, str(tmp_path / "out"), on_event=events.append)
+    monkeypatch.undo()
+
+    here = tmp_path / "out" / str(src).lstrip("/")
+    assert swapped == [b"inner"]
+    assert list(outside.iterdir()) == []
+    warnings = [(e.path, e.error) for e in events if isinstance(e, FileWarning)]
+    assert warnings == [(str(here / "inner"), "Not a directory")]  # O_NOFOLLOW on a link
+    assert (here / "fine.txt").read_bytes() == b"fine\n"
+    assert (summary.files, summary.warnings) == (1, 1)
+
+
 def test_a_directory_no_file_system_could_make_is_one_warning_and_the_rest_restores(
     cli: Cli, repo_location: str, tmp_path: Path
 ) -> None:
