@@ -43,7 +43,8 @@ class Target:
 
 LOCAL_PRUNE = (
     "tests/integration/test_prune.py tests/integration/test_prune_sweep.py "
-    "tests/integration/test_prune_inflight.py -k 'local or in_flight'"
+    "tests/integration/test_prune_inflight.py tests/unit/test_undelete.py "
+    "-k 'local or in_flight or undelete'"
 )
 PRUNE_CORE = ("def sweep", "def _sweep_pack", "def _only_here", "def _classify", "def _repack",
               "def mark", "def undelete")  # fmt: skip
@@ -67,8 +68,10 @@ TARGETS = {
     ),
     "plans": Target(
         "snapfs/plans.py",
-        "tests/integration/test_prune.py tests/integration/test_prune_sweep.py -k 'local and "
-        "(prune_marks or sweeps_nothing or indexed_again or undelete or readers_opened)'",
+        "tests/integration/test_prune.py tests/integration/test_prune_sweep.py "
+        "tests/integration/test_hostile_repo.py tests/unit/test_undelete.py -k 'undelete or "
+        "(local and (prune_marks or sweeps_nothing or indexed_again or readers_opened)) or "
+        "test_prune_marks_2_to_the_48'",
     ),
     # Not ``-k 'local or dedup'``: "dedup" names test_dedup.py itself, so that also chose its
     # S3 variants (a SeaweedFS per mutant), and one of them failing unmutated under load
@@ -84,7 +87,11 @@ TARGETS = {
         "tests/integration/test_roundtrip.py tests/integration/test_restore_safety.py "
         "tests/integration/test_cli_errors.py -k 'not s3'",
     ),
-    "copy": Target("snapfs/copy.py", "tests/integration/test_copy.py -k 'not s3'"),
+    "copy": Target(
+        "snapfs/copy.py",
+        "tests/integration/test_copy.py tests/integration/test_hostile_repo.py "
+        "-k 'not s3 and copy'",
+    ),
 }
 
 # One replacement per binary operator, not twelve: the others are the same test of whether
