@@ -549,6 +549,45 @@ def test_a_directory_swapped_for_a_symlink_between_mkdir_and_open_is_not_entered
     assert (summary.files, summary.warnings) == (1, 1)
 
 
+def test_specials_restore_as_their_type_and_their_metadata_never_follows_a_swapped_link(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FIFO and a character device restore as themselves. A hook on mkfifo replaces the
+    new FIFO by a symlink to a FIFO outside the target right after it is made: its metadata
+    (mode 0644) is not applied through that link, the outside FIFO keeps its 0600."""
+    src = tmp_path / "src"
+    src.mkdir()
+    os.mkfifo(src / "pipe", 0o644)
+    os.mknod(src / "null", stat.S_IFCHR | 0o644, os.makedev(1, 3))
+    os.chmod(src / "pipe", 0o644)
+    snap = backup(repo, [str(src)])
+    outside = tmp_path / "outside-pipe"
+    os.mkfifo(outside, 0o600)
+    os.chmod(outside, 0o600)
+    real_mkfifo = os.mkfifo
+
+    def mkfifo_then_swap(path: Any, mode: int = 0o666, *, dir_fd: int | None = None) -> None:
+        real_mkfifo(path, mode, dir_fd=dir_fd)
+        os.unlink(path, dir_fd=dir_fd)
+        os.symlink(outside, path, dir_fd=dir_fd)
+
+    out = tmp_path / "out"
+    restore(repo, snap, str(out))
+    here = out / str(src).lstrip("/")
+    null = os.lstat(here / "null")
+    assert stat.S_ISCHR(null.st_mode) and null.st_rdev == os.makedev(1, 3)
+    assert stat.S_ISFIFO(os.lstat(here / "pipe").st_mode)
+
+    monkeypatch.setattr(os, "mkfifo", mkfifo_then_swap)
+    events: list[object] = []
+    restore(repo, snap, str(tmp_path / "swapped"), on_event=events.append)
+    monkeypatch.undo()
+
+    assert stat.S_IMODE(os.lstat(outside).st_mode) == 0o600
+    warnings = [e.error for e in events if isinstance(e, FileWarning)]
+    assert warnings == ["replaced by something else during the restore"]  # the link itself
+
+
 def test_a_directory_no_file_system_could_make_is_one_warning_and_the_rest_restores(
     cli: Cli, repo_location: str, tmp_path: Path
 ) -> None:
