@@ -223,7 +223,8 @@ def report(name: str, db: Path) -> tuple[dict[str, int], list[str]]:
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
-    counts = {"killed": 0, "survived": 0, "skipped": 0, "incompetent": 0, "pending": 0}
+    counts = {"killed": 0, "timeout": 0, "survived": 0, "skipped": 0, "incompetent": 0,
+              "pending": 0}  # fmt: skip
     survivors = []
     with use_db(str(db), WorkDB.Mode.open) as wdb:
         counts["pending"] = sum(1 for _ in wdb.pending_work_items)
@@ -237,6 +238,8 @@ def report(name: str, db: Path) -> tuple[dict[str, int], list[str]]:
                 survivors.append(f"{where} {op}\n{result.diff or ''}")
             elif result.test_outcome == TestOutcome.INCOMPETENT:
                 counts["incompetent"] += 1
+            elif result.output == "timeout":  # cosmic-ray's word for a killed slow run
+                counts["timeout"] += 1
             else:
                 counts["killed"] += 1
     (WORK / f"{name}.survivors.txt").write_text("\n".join(survivors))
