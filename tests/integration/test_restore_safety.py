@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from snapfs.backup import backup
-from snapfs.errors import SnapfsError
+from snapfs.errors import IntegrityError, SnapfsError
 from snapfs.events import BytesDone, FileDone, FileWarning
 from snapfs.pack import BlobKind
 from snapfs.repository import Repository, Writer
@@ -460,6 +460,34 @@ def test_verify_finds_a_restored_file_changed_before_it_rereads_it(
     ]
     plain = tmp_path / "plain"
     assert restore(repo, snap, str(plain), on_event=tamper(plain)).verify_errors == []
+
+
+class _DamagedFirst(_OneReader):
+    """Reports the blob of the first file (a.txt) damaged, and reads the rest."""
+
+    def read_blob_ranges(self, ids: Iterable[bytes], consume: Any, *_: Any, **named: Any) -> None:
+        wanted = list(ids)
+        named["on_damaged"](wanted[0], IntegrityError("a damaged blob"))
+        self.repo.read_blob_ranges(wanted[1:], consume, 1, **named)
+
+
+def test_verify_goes_on_past_a_damaged_file(repo: Repository, tmp_path: Path) -> None:
+    """a.txt's blob is damaged (warned about, never verified); b.txt, rewritten once
+    restored, is still reread and found changed."""
+    src, snap = _two_files(repo, tmp_path)
+    out = tmp_path / "out"
+
+    events: list[object] = []
+
+    def tamper(event: object) -> None:
+        events.append(event)
+        if isinstance(event, FileDone) and event.path.endswith("/b.txt"):
+            (out / str(src).lstrip("/") / "b.txt").write_bytes(b"as tampered\n")
+
+    summary = restore(_DamagedFirst(repo), snap, str(out), verify=True, on_event=tamper)
+
+    assert [e.path for e in events if isinstance(e, FileWarning)] == [f"{out}{src}/a.txt"]
+    assert summary.verify_errors == [f"{out}{src}/b.txt: content differs"]
 
 
 def test_a_restore_holds_a_bounded_number_of_descriptors(repo: Repository, tmp_path: Path) -> None:
