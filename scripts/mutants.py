@@ -69,7 +69,8 @@ TARGETS = {
     "plans": Target(
         "snapfs/plans.py",
         "tests/integration/test_prune.py tests/integration/test_prune_sweep.py "
-        "tests/integration/test_hostile_repo.py tests/unit/test_undelete.py -k 'undelete or "
+        "tests/integration/test_hostile_repo.py tests/unit/test_undelete.py "
+        "tests/unit/test_trees_in_condemned.py -k 'undelete or condemned or "
         "(local and (prune_marks or sweeps_nothing or indexed_again or readers_opened)) or "
         "test_prune_marks_2_to_the_48'",
     ),
