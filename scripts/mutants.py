@@ -43,7 +43,8 @@ class Target:
 
 LOCAL_PRUNE = (
     "tests/integration/test_prune.py tests/integration/test_prune_sweep.py "
-    "tests/integration/test_prune_inflight.py -k 'local or in_flight'"
+    "tests/integration/test_prune_inflight.py tests/unit/test_undelete.py "
+    "-k 'local or in_flight or undelete'"
 )
 PRUNE_CORE = ("def sweep", "def _sweep_pack", "def _only_here", "def _classify", "def _repack",
               "def mark", "def undelete")  # fmt: skip
@@ -67,12 +68,19 @@ TARGETS = {
     ),
     "plans": Target(
         "snapfs/plans.py",
-        "tests/integration/test_prune.py tests/integration/test_prune_sweep.py -k 'local and "
-        "(prune_marks or sweeps_nothing or indexed_again or undelete or readers_opened)'",
+        "tests/integration/test_prune.py tests/integration/test_prune_sweep.py "
+        "tests/integration/test_hostile_repo.py tests/unit/test_undelete.py "
+        "tests/unit/test_trees_in_condemned.py -k 'undelete or condemned or "
+        "(local and (prune_marks or sweeps_nothing or indexed_again or readers_opened)) or "
+        "test_prune_marks_2_to_the_48'",
     ),
+    # Not ``-k 'local or dedup'``: "dedup" names test_dedup.py itself, so that also chose its
+    # S3 variants (a SeaweedFS per mutant), and one of them failing unmutated under load
+    # ended the run at the writer's baseline with no mutant run.
     "writer": Target(
         "snapfs/repository.py",
-        "tests/integration/test_crash.py tests/integration/test_dedup.py -k 'local or dedup'",
+        "tests/unit/test_writer_bounds.py tests/integration/test_crash.py "
+        "tests/integration/test_dedup.py -k 'not s3'",
         lines=("class Writer",),
     ),
     "restore": Target(
@@ -80,7 +88,11 @@ TARGETS = {
         "tests/integration/test_roundtrip.py tests/integration/test_restore_safety.py "
         "tests/integration/test_cli_errors.py -k 'not s3'",
     ),
-    "copy": Target("snapfs/copy.py", "tests/integration/test_copy.py -k 'not s3'"),
+    "copy": Target(
+        "snapfs/copy.py",
+        "tests/integration/test_copy.py tests/integration/test_hostile_repo.py "
+        "-k 'not s3 and copy'",
+    ),
 }
 
 # One replacement per binary operator, not twelve: the others are the same test of whether
@@ -175,12 +187,15 @@ def run(*cmd: str, timeout: float | None = None) -> subprocess.CompletedProcess[
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def baseline(target: Target) -> float:
-    """Seconds the module's tests take unmutated; they must pass, or no result means much."""
+def baseline(target: Target) -> float | None:
+    """Seconds the module's tests take unmutated; None (said on stderr) when they fail, for
+    then no result would mean much."""
     began = time.monotonic()
     done = run("sh", "-c", f"python -m pytest -x -q -p no:cacheprovider {target.tests}")
     if done.returncode != 0:
-        sys.exit(f"mutants: the tests of {target.module} fail unmutated:\n{done.stdout[-2000:]}")
+        print(f"mutants: the tests of {target.module} fail unmutated, so it is left out:\n"
+              f"{done.stdout[-2000:]}", file=sys.stderr, flush=True)  # fmt: skip
+        return None
     return time.monotonic() - began
 
 
@@ -209,7 +224,8 @@ def report(name: str, db: Path) -> tuple[dict[str, int], list[str]]:
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
-    counts = {"killed": 0, "survived": 0, "skipped": 0, "incompetent": 0, "pending": 0}
+    counts = {"killed": 0, "timeout": 0, "survived": 0, "skipped": 0, "incompetent": 0,
+              "pending": 0}  # fmt: skip
     survivors = []
     with use_db(str(db), WorkDB.Mode.open) as wdb:
         counts["pending"] = sum(1 for _ in wdb.pending_work_items)
@@ -223,6 +239,8 @@ def report(name: str, db: Path) -> tuple[dict[str, int], list[str]]:
                 survivors.append(f"{where} {op}\n{result.diff or ''}")
             elif result.test_outcome == TestOutcome.INCOMPETENT:
                 counts["incompetent"] += 1
+            elif result.output == "timeout":  # cosmic-ray's word for a killed slow run
+                counts["timeout"] += 1
             else:
                 counts["killed"] += 1
     (WORK / f"{name}.survivors.txt").write_text("\n".join(survivors))
@@ -244,9 +262,13 @@ def main() -> None:
     WORK.mkdir(exist_ok=True)
     deadline = time.monotonic() + args.budget * 60
     copy_tree()  # once: edits made while it runs never reach the tests
+    failed: list[str] = []
     for n, name in enumerate(names):
         target = TARGETS[name]
         took = baseline(target)
+        if took is None:  # the modules after it still run
+            failed.append(name)
+            continue
         cfg = config(name, target, timeout=max(20.0, 4 * took))
         db = session(name, target, cfg, args.fresh)
         share = (deadline - time.monotonic()) / (len(names) - n)
@@ -265,6 +287,8 @@ def main() -> None:
         for s in survivors:
             print("   survived: " + s.replace("\n", "\n   "))
     shutil.rmtree(TREE, ignore_errors=True)
+    if failed:
+        sys.exit(f"mutants: not run, their tests fail unmutated: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

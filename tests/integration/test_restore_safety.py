@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from snapfs.backup import backup
-from snapfs.errors import SnapfsError
+from snapfs.errors import IntegrityError, SnapfsError
 from snapfs.events import BytesDone, FileDone, FileWarning
 from snapfs.pack import BlobKind
 from snapfs.repository import Repository, Writer
@@ -462,6 +462,34 @@ def test_verify_finds_a_restored_file_changed_before_it_rereads_it(
     assert restore(repo, snap, str(plain), on_event=tamper(plain)).verify_errors == []
 
 
+class _DamagedFirst(_OneReader):
+    """Reports the blob of the first file (a.txt) damaged, and reads the rest."""
+
+    def read_blob_ranges(self, ids: Iterable[bytes], consume: Any, *_: Any, **named: Any) -> None:
+        wanted = list(ids)
+        named["on_damaged"](wanted[0], IntegrityError("a damaged blob"))
+        self.repo.read_blob_ranges(wanted[1:], consume, 1, **named)
+
+
+def test_verify_goes_on_past_a_damaged_file(repo: Repository, tmp_path: Path) -> None:
+    """a.txt's blob is damaged (warned about, never verified); b.txt, rewritten once
+    restored, is still reread and found changed."""
+    src, snap = _two_files(repo, tmp_path)
+    out = tmp_path / "out"
+
+    events: list[object] = []
+
+    def tamper(event: object) -> None:
+        events.append(event)
+        if isinstance(event, FileDone) and event.path.endswith("/b.txt"):
+            (out / str(src).lstrip("/") / "b.txt").write_bytes(b"as tampered\n")
+
+    summary = restore(_DamagedFirst(repo), snap, str(out), verify=True, on_event=tamper)
+
+    assert [e.path for e in events if isinstance(e, FileWarning)] == [f"{out}{src}/a.txt"]
+    assert summary.verify_errors == [f"{out}{src}/b.txt: content differs"]
+
+
 def test_a_restore_holds_a_bounded_number_of_descriptors(repo: Repository, tmp_path: Path) -> None:
     """300 directories restore under a limit of 128 open files: a directory's descriptor is
     closed once its window completes (the window holds at most ``Limits.dirs`` of them)."""
@@ -510,6 +538,82 @@ def test_a_symlink_planted_where_a_file_is_about_to_be_made_is_not_followed(
     assert victim.read_bytes() == b"not yours\n"
     assert [p.is_symlink() for p in planted] == [False]
     assert_same_tree(src, out / str(src).lstrip("/"))
+
+
+def test_a_directory_swapped_for_a_symlink_between_mkdir_and_open_is_not_entered(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The instant between making a directory and opening it: a hook on mkdir puts a symlink
+    to a directory outside the target in its place right then, every time. The open does not
+    follow it: that directory is one warning, nothing lands outside, the rest restores."""
+    src = tmp_path / "src"
+    (src / "inner").mkdir(parents=True)
+    (src / "inner" / "secret.txt").write_bytes(b"inner\n")
+    (src / "fine.txt").write_bytes(b"fine\n")
+    snap = backup(repo, [str(src)])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    real_mkdir = os.mkdir
+    swapped: list[bytes] = []
+
+    def mkdir_then_swap(path: Any, mode: int = 0o777, *, dir_fd: int | None = None) -> None:
+        real_mkdir(path, mode, dir_fd=dir_fd)
+        if path == b"inner":
+            os.rmdir(path, dir_fd=dir_fd)
+            os.symlink(outside, path, dir_fd=dir_fd)
+            swapped.append(path)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_swap)
+    events: list[object] = []
+    summary = restore(repo, snap, str(tmp_path / "out"), on_event=events.append)
+    monkeypatch.undo()
+
+    here = tmp_path / "out" / str(src).lstrip("/")
+    assert swapped == [b"inner"]
+    assert list(outside.iterdir()) == []
+    warnings = [(e.path, e.error) for e in events if isinstance(e, FileWarning)]
+    assert warnings == [(str(here / "inner"), "Not a directory")]  # O_NOFOLLOW on a link
+    assert (here / "fine.txt").read_bytes() == b"fine\n"
+    assert (summary.files, summary.warnings) == (1, 1)
+
+
+def test_specials_restore_as_their_type_and_their_metadata_never_follows_a_swapped_link(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FIFO and a character device restore as themselves. A hook on mkfifo replaces the
+    new FIFO by a symlink to a FIFO outside the target right after it is made: its metadata
+    (mode 0644) is not applied through that link, the outside FIFO keeps its 0600."""
+    src = tmp_path / "src"
+    src.mkdir()
+    os.mkfifo(src / "pipe", 0o644)
+    os.mknod(src / "null", stat.S_IFCHR | 0o644, os.makedev(1, 3))
+    os.chmod(src / "pipe", 0o644)
+    snap = backup(repo, [str(src)])
+    outside = tmp_path / "outside-pipe"
+    os.mkfifo(outside, 0o600)
+    os.chmod(outside, 0o600)
+    real_mkfifo = os.mkfifo
+
+    def mkfifo_then_swap(path: Any, mode: int = 0o666, *, dir_fd: int | None = None) -> None:
+        real_mkfifo(path, mode, dir_fd=dir_fd)
+        os.unlink(path, dir_fd=dir_fd)
+        os.symlink(outside, path, dir_fd=dir_fd)
+
+    out = tmp_path / "out"
+    restore(repo, snap, str(out))
+    here = out / str(src).lstrip("/")
+    null = os.lstat(here / "null")
+    assert stat.S_ISCHR(null.st_mode) and null.st_rdev == os.makedev(1, 3)
+    assert stat.S_ISFIFO(os.lstat(here / "pipe").st_mode)
+
+    monkeypatch.setattr(os, "mkfifo", mkfifo_then_swap)
+    events: list[object] = []
+    restore(repo, snap, str(tmp_path / "swapped"), on_event=events.append)
+    monkeypatch.undo()
+
+    assert stat.S_IMODE(os.lstat(outside).st_mode) == 0o600
+    warnings = [e.error for e in events if isinstance(e, FileWarning)]
+    assert warnings == ["replaced by something else during the restore"]  # the link itself
 
 
 def test_a_directory_no_file_system_could_make_is_one_warning_and_the_rest_restores(
