@@ -707,7 +707,8 @@ class _SourceWalk:
         files = size = 0
         for entry in self.source.entries(directory):
             shown = base + path_text(entry.name)
-            if run.excludes and run.excludes.excluded(shown):
+            # Patterns name tree paths, "/B/P/K", as restore's --include does.
+            if run.excludes and run.excludes.excluded("/" + shown):
                 continue
             old = olds.get(entry.name)
             if entry.node.type == DIR:

@@ -156,6 +156,17 @@ def test_incremental_backup_gets_only_what_changed(
     assert second["parent"] == first["id"]
 
 
+def test_excludes_name_tree_paths(
+    cli: Cli, source_server: SeaweedFS, src: Any, prefix: str, tmp_path: Path
+) -> None:
+    put(src, {"a/x": b"kept", "a/y.tmp": b"by name", "b/z": b"by path"}, prefix)
+    excludes = ["--exclude", "*.tmp", "--exclude", f"/{SOURCE_BUCKET}/{prefix}/b"]
+    backup(cli, source_server.endpoint, url(prefix), *excludes)
+    out = tmp_path / "out"
+    cli.run("restore", "latest", "--target", str(out), check=True)
+    assert restored(out / SOURCE_BUCKET / prefix) == {"a/x": b"kept"}
+
+
 def held_backup(cli: Cli, tmp_path: Path, endpoint: str, prefix: str) -> Any:
     """``snapfs backup`` waiting just before it reads its (only) object."""
     flag = tmp_path / "held"
