@@ -104,6 +104,8 @@ def test_objects_round_trip_through_restore_and_mount(
     got = restored(target / SOURCE_BUCKET / prefix)
     assert sorted(set(got) ^ set(many) ^ set(ODD_KEYS)) == []
     assert got == {**many, **ODD_KEYS}
+    on_disk = target / SOURCE_BUCKET / prefix / "folder" / "x.csv"
+    assert os.getxattr(on_disk, "user.s3.meta.run") == b"42"  # restored as xattrs too
     summary = json.loads(done.stdout.splitlines()[-1])
     assert (summary["files"], summary["warnings"]) == (MANY + len(ODD_KEYS), 0)
     (snap,) = json.loads(cli.run("snapshots", "--json", check=True).stdout)
