@@ -455,9 +455,19 @@ def main() -> None:
         help="grow to N snapshots, then time forget --keep-last 10 + prune",
     )
     parser.add_argument("--index-blobs", type=int, help="only the index rows (bench_index.py)")
+    parser.add_argument(
+        "--s3-source",
+        action="store_true",
+        help="only the bucket-as-source rows",
+    )
     args = parser.parse_args()
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.s3_source:
+        import bench_s3_source  # a bucket backed up: a table of its own
+
+        bench_s3_source.bench(8 if args.quick else args.scale, args.workdir)
+        return
     if args.index_blobs:
         import bench_index  # the index at scale: a table of its own
 

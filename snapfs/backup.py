@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import attrgetter
-from typing import cast
+from typing import BinaryIO, TypeVar, cast
 
 import msgspec
 
@@ -33,11 +33,13 @@ from snapfs.events import (
     Planned,
     ignore,
 )
+from snapfs.faults import fault_point
 from snapfs.metadata import group_name, node_from_stat, user_name
 from snapfs.pack import BlobKind
 from snapfs.plans import claim_for
 from snapfs.repository import Repository, Writer
 from snapfs.snapshot import Snapshot, Summary, find_parent
+from snapfs.sources import Entry, ObjectReplaced, ObjectVanished, Source
 from snapfs.tree import DIR, FILE, Node, Tree
 from snapfs.version import __version__
 from snapfs.walk import PathFilter, path_text
@@ -48,6 +50,7 @@ _OPEN_AHEAD = 16  # descriptors a worker holds open at once for read-ahead (at m
 _OWN_TASK = 1024 * 1024
 _READ_AHEAD = 64 * 1024 * 1024
 _NAME = attrgetter("name")
+T = TypeVar("T")
 
 # An entry on its way to a worker: path, name, the path as shown in events, its lstat.
 _Item = tuple[bytes, bytes, str, os.stat_result]
@@ -249,10 +252,14 @@ class Backup:
 
     # -- files and other leaves, on the workers ----------------------------------------
     def _submit(self, job: _DirJob, batch: list[_Item]) -> None:
+        self._task(job, self._leaves, batch)
+
+    def _task(self, job: _DirJob, leaves: Callable[[list[T]], list[Node]], batch: list[T]) -> None:
+        """Run ``leaves(batch)`` on the pool; its nodes go to ``job`` (a slot held meanwhile)."""
         self._slots.acquire()
         job.expect()
         try:
-            fut = self._pool.submit(self._leaves, batch)
+            fut = self._pool.submit(leaves, batch)
         except BaseException:
             self._slots.release()
             raise
@@ -396,16 +403,19 @@ class Backup:
         return _Content([blob_id], n, n if added else 0)
 
     def _read_chunked(self, fd: int) -> _Content:
+        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
+            return self._read_stream(f)
+
+    def _read_stream(self, stream: BinaryIO) -> _Content:
         content: list[bytes] = []
         size = new = 0
-        with os.fdopen(fd, "rb", buffering=0, closefd=False) as f:
-            for chunk in self._chunker().chunks(f):
-                blob_id, added = self.writer.add_blob(BlobKind.DATA, chunk)
-                content.append(blob_id)
-                size += len(chunk)
-                if added:
-                    new += len(chunk)
-                self.emit(BytesDone(len(chunk)))
+        for chunk in self._chunker().chunks(stream):
+            blob_id, added = self.writer.add_blob(BlobKind.DATA, chunk)
+            content.append(blob_id)
+            size += len(chunk)
+            if added:
+                new += len(chunk)
+            self.emit(BytesDone(len(chunk)))
         return _Content(content, size, new)
 
     def _count_file(self, shown: str, size: int, new: int) -> None:
@@ -477,9 +487,12 @@ class _DirJob:
         if self.on_tree is not None:
             self.on_tree(tree_id)
         if self.parent is not None:
-            assert self.path is not None and self.st is not None
-            node = node_from_stat(self.name, self.path, self.st, subtree=tree_id)
-            self.parent.arrived([node])
+            self.parent.arrived([self._node(tree_id)])
+
+    def _node(self, tree_id: bytes) -> Node:
+        """This directory's own node, holding ``tree_id``."""
+        assert self.path is not None and self.st is not None
+        return node_from_stat(self.name, self.path, self.st, subtree=tree_id)
 
 
 def _same(old: Tree, nodes: list[Node]) -> bool:
@@ -596,17 +609,22 @@ def backup(
     workers: int | None = None,
     estimate: bool = False,
     scan: Scan | None = None,
+    source: Source | None = None,
 ) -> Snapshot:
     """Back up ``paths`` and return the saved snapshot. Unreadable or vanishing files are
     reported as FileWarning events and counted in ``summary.warnings``; the backup goes on.
     ``parent="auto"`` picks the newest snapshot of the same host and paths. With
     ``estimate``, a Scan counts the work ahead (``scan``, if one was started before the
     repository opened); it costs a second walk, so only progress displays ask for it.
-    Without, ``scan`` stops as the backup begins: it only warmed the cache meanwhile."""
+    Without, ``scan`` stops as the backup begins: it only warmed the cache meanwhile.
+    With ``source`` (an S3Source, say), its ``paths`` are backed up instead of ``paths``."""
     started = time.monotonic()
     when = datetime.now(UTC).astimezone().isoformat()
-    abspaths = sorted({os.path.abspath(p) for p in paths})
-    for p in abspaths:
+    if source is not None:
+        abspaths = list(source.paths)
+    else:
+        abspaths = sorted({os.path.abspath(p) for p in paths})
+    for p in abspaths if source is None else ():
         if not os.path.lexists(p):
             raise PathNotFound(f"{p}: no such file or directory")
     host = host or os.uname().nodename
@@ -623,7 +641,11 @@ def backup(
     with repo.lock("backup") as lock, repo.writer() as writer:
         run = Backup(repo, writer, excludes=filt, on_event=on_event, workers=workers)
         try:
-            root = run.save_roots(raw_paths, bytes.fromhex(parent.tree) if parent else None)
+            parent_tree = bytes.fromhex(parent.tree) if parent else None
+            if source is None:
+                root = run.save_roots(raw_paths, parent_tree)
+            else:
+                root = _SourceWalk(run, source).save(parent_tree)
         finally:
             if scan is not None:
                 scan.stop()
@@ -649,7 +671,118 @@ def backup(
             parent=parent.id if parent else None,
             summary=summary,
             program_version=__version__,
+            source=source.kind if source is not None else "local",
         )
         saved = writer.save_snapshot(snap)
         claim_for(repo, lock.id, [saved])  # what a prune that ran meanwhile condemned
         return saved
+
+
+class _SourceWalk:
+    """A backup of a Source (sources/base.py) instead of local paths: the same run -- its
+    pool, writer, counts, warnings and directory jobs -- fed by ``Source.entries``. The
+    calling thread walks and settles files ``Source.unchanged`` vouches for against the
+    parent snapshot's node; every other file is one task (an S3 GET is latency, not CPU,
+    so files are not batched)."""
+
+    def __init__(self, run: Backup, source: Source) -> None:
+        self.run = run
+        self.source = source
+
+    def save(self, parent_tree: bytes | None) -> bytes:
+        done: Future[bytes] = Future()
+        old = self.run._load("/", parent_tree)
+        root = _SourceDir(self.run, None, None, done.set_result, old, parent_tree)
+        self._walk(root, None, "")
+        root.walked()
+        tree_id = done.result()
+        if self.run._failure is not None:
+            raise self.run._failure
+        return tree_id
+
+    def _walk(self, job: _DirJob, directory: Entry | None, base: str) -> None:
+        run = self.run
+        olds = _by_name(job.old)
+        reused: list[Node] = []
+        files = size = 0
+        for entry in self.source.entries(directory):
+            shown = base + path_text(entry.name)
+            # Patterns name tree paths, "/B/P/K", as restore's --include does.
+            if run.excludes and run.excludes.excluded("/" + shown):
+                continue
+            old = olds.get(entry.name)
+            if entry.node.type == DIR:
+                old_id = old.subtree if old is not None and old.type == DIR else None
+                sub = _SourceDir(run, entry.node, job, old=run._load(shown, old_id), old_id=old_id)
+                job.expect()
+                self._walk(sub, entry, shown + "/")
+                sub.walked()
+            elif old is not None and self.source.unchanged(old, entry):
+                run.emit(BytesDone(old.size))
+                run.emit(FileDone(shown, old.size, 0))
+                reused.append(old)
+                files += 1
+                size += old.size
+            else:
+                run._task(job, self._files, [(shown, entry)])
+        job.add(reused)
+        run.counts.add(files, size, 0)
+        with run.counts.lock:
+            run.counts.dirs += 1
+
+    def _files(self, batch: list[tuple[str, Entry]]) -> list[Node]:
+        nodes = []
+        for shown, entry in batch:
+            try:
+                nodes.append(self._file(shown, entry))
+            except _Skip:
+                continue
+        return nodes
+
+    def _file(self, shown: str, entry: Entry) -> Node:
+        """The file's node with its contents. One replaced meanwhile is read again, as the
+        source shows it now, and warned about; one gone, or replaced again, is left out."""
+        self.run.emit(FileStarted(shown))
+        try:
+            try:
+                return self._read(shown, entry)
+            except ObjectReplaced:
+                fresh = self.source.refresh(entry)
+                if fresh is None:
+                    raise ObjectVanished(shown) from None
+                node = self._read(shown, fresh)
+                self.run._warn(shown, "replaced while being read: read again")
+                return node
+        except ObjectVanished as e:
+            self.run._warn(shown, "deleted since it was listed")
+            raise _Skip from e
+        except ObjectReplaced as e:
+            self.run._warn(shown, "replaced again while being read again: left out")
+            raise _Skip from e
+
+    def _read(self, shown: str, entry: Entry) -> Node:
+        fault_point("source-open")
+        content = self.source.open(entry)
+        try:
+            done = self.run._read_stream(cast(BinaryIO, content))
+        finally:
+            content.close()
+        self.run._count_file(shown, done.size, done.new)
+        return msgspec.structs.replace(content.node, content=done.content, size=done.size)
+
+
+class _SourceDir(_DirJob):
+    """A directory of a Source: its node comes from the source's entry, not from a stat."""
+
+    def __init__(
+        self, run: Backup, node: Node | None, parent: _DirJob | None,
+        on_tree: Callable[[bytes], object] | None = None, old: Tree | None = None,
+        old_id: bytes | None = None,
+    ) -> None:  # fmt: skip
+        name = node.name if node is not None else b""
+        super().__init__(run, name, None, None, parent, on_tree, old, old_id)
+        self.node = node
+
+    def _node(self, tree_id: bytes) -> Node:
+        assert self.node is not None
+        return msgspec.structs.replace(self.node, subtree=tree_id)

@@ -12,7 +12,7 @@ from snapfs.snapshot import Snapshot, sort_by_time
 def snapshot_json(s: Snapshot) -> dict[str, object]:
     return {
         "id": s.id, "short_id": s.short_id, "time": s.time, "host": s.host, "user": s.user,
-        "tags": s.tags, "paths": s.paths, "tree": s.tree, "parent": s.parent,
+        "tags": s.tags, "paths": s.paths, "source": s.source, "tree": s.tree, "parent": s.parent,
         "original": s.original, "program_version": s.program_version,
         "summary": {"files": s.summary.files, "dirs": s.summary.dirs, "bytes": s.summary.bytes,
                     "bytes_added": s.summary.bytes_added,

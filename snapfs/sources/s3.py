@@ -140,6 +140,7 @@ class S3Source(Closing):
         part_size: int = PART_SIZE,
         ahead_bytes: int = AHEAD_BYTES,
         page_size: int = PAGE_SIZE,
+        callers: int = READERS,
     ) -> None:
         self.paths = list(urls)
         self._urls = [parse_source_url(u) for u in urls]
@@ -147,7 +148,10 @@ class S3Source(Closing):
         self.policy = policy or RetryPolicy(attempts=attempts_from_env())
         self.part_size = part_size
         self.page_size = page_size
-        self._client = make_client(self.endpoint_url, listers + readers, profile=profile)
+        # A connection for every thread that may send at once: listers, readers ahead, and
+        # ``callers``, the caller's threads opening objects (a backup's workers).
+        pool = listers + readers + callers
+        self._client = make_client(self.endpoint_url, pool, profile=profile)
         self._listers = ThreadPoolExecutor(listers, "snapfs-s3-list")
         self._readers = ThreadPoolExecutor(readers, "snapfs-s3-read")
         self._ahead = _Budget(ahead_bytes)

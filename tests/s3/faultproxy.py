@@ -59,12 +59,14 @@ class FaultPlan:
 
 
 class FaultProxy:
-    """Forwards to ``127.0.0.1:upstream_port``; ``counts`` tallies requests and faults."""
+    """Forwards to ``127.0.0.1:upstream_port``; ``counts`` tallies requests and faults,
+    ``requests`` lists them."""
 
     def __init__(self, upstream_port: int, plan: FaultPlan | None = None) -> None:
         self.upstream_port = upstream_port
         self.plan = plan or FaultPlan()
         self.counts: Counter[str] = Counter()
+        self.requests: list[tuple[str, str]] = []  # (method, path and query), in order
         self._counts_lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -118,6 +120,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_request(self) -> None:
         body = self._read_body()
         self.proxy.count("requests")
+        with self.proxy._counts_lock:
+            self.proxy.requests.append((self.command, self.path))
         self.proxy.count(self.command)
         self.proxy.count(f"{self.command} {_kind(self.path)}")
         if self.proxy.plan.refuse_conditional and "If-None-Match" in self.headers:

@@ -1,0 +1,255 @@
+"""Backups of S3 prefixes through the CLI, the source on a second SeaweedFS
+(``--source-endpoint``) and the repository on the first: odd keys and metadata round-trip
+through restore and the mount, an incremental backup GETs only what changed (counted at a
+proxy), objects deleted or replaced during the backup are warnings, and a user's mistakes
+are one line each with the documented exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from snapfs.sources.keys import decode_names
+from tests.conftest import Cli
+from tests.integration.test_mount import Mount, mount  # noqa: F401  (the fixture)
+from tests.s3.conftest import SOURCE_BUCKET
+from tests.s3.faultproxy import FaultProxy
+from tests.s3.seaweed import SeaweedFS
+
+pytestmark = pytest.mark.parametrize("backend_kind", ["s3"])  # the repository on S3 too
+
+# The keys SeaweedFS keeps as given (it folds "a//b" and refuses "." and ".." segments:
+# tests/unit/test_source_keys.py covers those names).
+ODD_KEYS = {
+    "dir": b"a file named like a directory",
+    "dir/inner": b"inside",
+    "folder/": b"",
+    "folder/x.csv": b"a,b\n",
+    "100%.txt": b"percent",
+    "%2E": b"looks like an escape",
+    "%25": b"looks like an escaped percent",
+    "sp ace/q?x=1&y#z": b"query-ish",
+    "tab\tand\x01ctl": b"control characters",
+    "\u00e9/\u65e5\u672c/\u00df.json": b"{}",
+    ".hidden": b"dot",
+    "big.bin": os.urandom(3 * 1024 * 1024 + 5),
+}
+META = {"ContentType": "text/csv", "CacheControl": "max-age=60", "ContentEncoding": "identity",
+        "Metadata": {"owner": "team-a", "run": "42"}}  # fmt: skip
+MANY = 2000  # objects beside the odd ones: the round trip stays well under a minute
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"p-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def src(source_server: SeaweedFS) -> Any:
+    return source_server.client()
+
+
+def put(client: Any, objects: dict[str, bytes], prefix: str, **extra: Any) -> None:
+    def one(item: tuple[str, bytes]) -> None:
+        key, body = item
+        client.put_object(Bucket=SOURCE_BUCKET, Key=f"{prefix}/{key}", Body=body, **extra)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, objects.items()))
+
+
+def url(prefix: str) -> str:
+    return f"s3://{SOURCE_BUCKET}/{prefix}"
+
+
+def backup(cli: Cli, endpoint: str, *args: str, code: int = 0) -> Any:
+    done = cli.run("backup", "--json", *args, "--source-endpoint", endpoint)
+    assert done.returncode == code, done.stderr.decode()
+    return done
+
+
+def restored(root: Path) -> dict[str, bytes]:
+    """Every file below ``root`` by the key its path names decode to."""
+    out = {}
+    for dirpath, _dirs, names in os.walk(os.fsencode(root)):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            parts = os.path.relpath(path, os.fsencode(root)).split(b"/")
+            with open(path, "rb") as f:
+                out[decode_names(parts)] = f.read()
+    return out
+
+
+def test_objects_round_trip_through_restore_and_mount(
+    cli: Cli,
+    source_server: SeaweedFS,
+    src: Any,
+    prefix: str,
+    tmp_path: Path,
+    mount: Mount,  # noqa: F811  (the fixture, imported)
+) -> None:
+    many = {f"part={i % 20}/file-{i:05}.csv": f"row {i}\n".encode() * (i % 7) for i in range(MANY)}
+    put(src, many, prefix)
+    put(src, ODD_KEYS, prefix, **META)
+    done = backup(cli, source_server.endpoint, url(prefix))
+    target = tmp_path / "out"
+    cli.run("restore", "latest", "--target", str(target), check=True)
+    assert sorted(os.listdir(target)) == [SOURCE_BUCKET]
+    got = restored(target / SOURCE_BUCKET / prefix)
+    assert sorted(set(got) ^ set(many) ^ set(ODD_KEYS)) == []
+    assert got == {**many, **ODD_KEYS}
+    on_disk = target / SOURCE_BUCKET / prefix / "folder" / "x.csv"
+    assert os.getxattr(on_disk, "user.s3.meta.run") == b"42"  # restored as xattrs too
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert (summary["files"], summary["warnings"]) == (MANY + len(ODD_KEYS), 0)
+    (snap,) = json.loads(cli.run("snapshots", "--json", check=True).stdout)
+    assert (snap["paths"], snap["source"]) == ([url(prefix)], "s3")
+
+    with mount("latest") as mnt:
+        here = mnt / SOURCE_BUCKET / prefix
+        assert restored(here) == {**many, **ODD_KEYS}
+        csv = here / "folder" / "x.csv"
+        etag = src.head_object(Bucket=SOURCE_BUCKET, Key=f"{prefix}/folder/x.csv")["ETag"]
+        assert sorted(os.listxattr(csv)) == [
+            "user.s3.cache-control", "user.s3.content-encoding", "user.s3.content-type",
+            "user.s3.etag", "user.s3.meta.owner", "user.s3.meta.run",
+        ]  # fmt: skip
+        assert os.getxattr(csv, "user.s3.etag") == etag.strip('"').encode()
+        assert os.getxattr(csv, "user.s3.content-type") == b"text/csv"
+        assert os.getxattr(csv, "user.s3.meta.owner") == b"team-a"
+        plain = here / "part=3" / "file-00003.csv"
+        assert os.getxattr(plain, "user.s3.content-type") == b"text/plain; charset=utf-8"  # guessed
+        assert os.stat(plain).st_size == len(many["part=3/file-00003.csv"])
+
+
+def object_gets(proxy: FaultProxy) -> list[str]:
+    """The objects read through the proxy (GETs that are no listing), by key below their
+    prefix."""
+    return sorted(
+        path.split("?")[0].split("/", 3)[-1]
+        for method, path in proxy.requests
+        if method == "GET" and "list-type=" not in path
+    )
+
+
+def test_incremental_backup_gets_only_what_changed(
+    cli: Cli, source_server: SeaweedFS, src: Any, prefix: str
+) -> None:
+    objects = {f"d{i % 4}/o{i:03}": f"object {i}".encode() for i in range(200)}
+    put(src, objects, prefix)
+    with FaultProxy(source_server.s3_port) as proxy:
+        backup(cli, proxy.url, url(prefix))
+        assert len(object_gets(proxy)) == 200
+        proxy.requests.clear()
+        changed = {"d1/o001": b"new bytes", "d2/o002": b"object 2", "d3/new": b"added"}
+        put(src, changed, prefix)  # o002 rewritten with the same bytes: a new LastModified
+        src.delete_object(Bucket=SOURCE_BUCKET, Key=f"{prefix}/d0/o000")
+        done = backup(cli, proxy.url, url(prefix))
+        assert object_gets(proxy) == sorted(changed)
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert summary["files"] == 200 + 1 - 1
+    (first, second) = json.loads(cli.run("snapshots", "--json", check=True).stdout)
+    assert second["parent"] == first["id"]
+
+
+def test_excludes_name_tree_paths(
+    cli: Cli, source_server: SeaweedFS, src: Any, prefix: str, tmp_path: Path
+) -> None:
+    put(src, {"a/x": b"kept", "a/y.tmp": b"by name", "b/z": b"by path"}, prefix)
+    excludes = ["--exclude", "*.tmp", "--exclude", f"/{SOURCE_BUCKET}/{prefix}/b"]
+    backup(cli, source_server.endpoint, url(prefix), *excludes)
+    out = tmp_path / "out"
+    cli.run("restore", "latest", "--target", str(out), check=True)
+    assert restored(out / SOURCE_BUCKET / prefix) == {"a/x": b"kept"}
+
+
+def held_backup(cli: Cli, tmp_path: Path, endpoint: str, prefix: str) -> Any:
+    """``snapfs backup`` waiting just before it reads its (only) object."""
+    flag = tmp_path / "held"
+    return cli.hold("source-open", flag, "backup", url(prefix), "--source-endpoint", endpoint)
+
+
+def finish(held: Any) -> tuple[int, str]:
+    held.flag.unlink()
+    _out, err = held.proc.communicate(timeout=120)
+    return held.proc.returncode, err.decode()
+
+
+def test_object_deleted_after_listing_is_a_warning_exit_3(
+    cli: Cli, source_server: SeaweedFS, src: Any, prefix: str, tmp_path: Path
+) -> None:
+    put(src, {"gone": b"soon deleted"}, prefix)
+    held = held_backup(cli, tmp_path, source_server.endpoint, prefix)
+    src.delete_object(Bucket=SOURCE_BUCKET, Key=f"{prefix}/gone")
+    code, err = finish(held)
+    assert (code, err) == (
+        3,
+        f"warning: {SOURCE_BUCKET}/{prefix}/gone: deleted since it was listed\n",
+    )
+    out = tmp_path / "out"
+    cli.run("restore", "latest", "--target", str(out), check=True)
+    assert os.listdir(out / SOURCE_BUCKET / prefix) == []
+
+
+def test_object_replaced_before_its_read_is_read_again_and_warned_about(
+    cli: Cli, source_server: SeaweedFS, src: Any, prefix: str, tmp_path: Path
+) -> None:
+    put(src, {"k": b"first version"}, prefix)
+    held = held_backup(cli, tmp_path, source_server.endpoint, prefix)
+    put(src, {"k": b"second version, longer"}, prefix)
+    code, err = finish(held)
+    shown = f"{SOURCE_BUCKET}/{prefix}/k"
+    assert (code, err) == (3, f"warning: {shown}: replaced while being read: read again\n")
+    out = tmp_path / "out"
+    cli.run("restore", "latest", "--target", str(out), check=True)
+    assert (out / shown).read_bytes() == b"second version, longer"
+
+
+def one_line(done: Any) -> str:
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in lines[0], lines
+    return str(lines[0])
+
+
+def test_wrong_source_credentials_one_line_exit_1(
+    cli: Cli, source_server: SeaweedFS, prefix: str, tmp_path: Path
+) -> None:
+    creds = tmp_path / "credentials"
+    creds.write_text("[wrong]\naws_access_key_id = nobody\naws_secret_access_key = nothing\n")
+    done = cli.run(
+        "backup", url(prefix), "--source-endpoint", source_server.endpoint,
+        "--source-profile", "wrong", env={"AWS_SHARED_CREDENTIALS_FILE": str(creds)},
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert one_line(done) == (
+        f"snapfs: S3 refused access to source bucket {SOURCE_BUCKET!r} at "
+        f"{source_server.endpoint} (InvalidAccessKeyId): check the source's credentials "
+        "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, --source-profile) and the bucket policy"
+    )
+    assert json.loads(cli.run("snapshots", "--json", check=True).stdout) == []
+
+
+def test_missing_source_bucket_one_line_exit_1(cli: Cli, source_server: SeaweedFS) -> None:
+    done = cli.run("backup", "s3://no-such-bucket/p", "--source-endpoint", source_server.endpoint)
+    assert done.returncode == 1
+    assert one_line(done) == f"snapfs: no S3 bucket 'no-such-bucket' at {source_server.endpoint}"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["s3://lake/p", "/tmp"], "a snapshot holds S3 sources or local paths, not both"),
+        (["/tmp", "--source-profile", "x"],
+         "--source-endpoint and --source-profile are for s3:// sources"),
+    ],
+)  # fmt: skip
+def test_usage_mistakes_exit_2(cli: Cli, args: list[str], message: str) -> None:
+    done = cli.run("backup", *args)
+    assert done.returncode == 2
+    assert done.stderr.decode().strip().splitlines()[-1] == f"Error: {message}"
