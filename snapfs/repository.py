@@ -298,6 +298,20 @@ class Repository:
         """Store one index file naming ``packs``; returns its id."""
         return self._store_index(encode_index_file(packs))
 
+    def index_again(self, packs: list[tuple[str, list[PackEntry]]]) -> None:
+        """Store one index file naming ``packs`` that this process's index does not hold
+        (prune's kept again, a plan's packs indexed again) and give it to the index cache
+        when it is free, so that the next open does not merge it again. This process's
+        index stays as loaded: what prune decides next does not change."""
+        plain = encode_index_file(packs)
+        index_id = self._store_index(plain)
+        cache = self._index_cache
+        if cache is None or self._index is None:
+            return  # no cache opened here: the next open reads the file
+        run = cache.add(index_id, plain)
+        if run is not None:
+            run.close()
+
     def _store_index(self, plain: bytes) -> str:
         sealed = self.key.seal(plain)
         index_id = content_id(sealed)
