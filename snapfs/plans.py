@@ -127,7 +127,7 @@ def index_needed(repo: Repository, snaps: list[Snapshot], condemned: Iterable[st
         if any(e.blob_id in used and not repo.has_blob(e.blob_id) for e in entries)
     ]
     if again:
-        repo.write_index(again)
+        repo.index_again(again)
     return len(again)
 
 

@@ -109,7 +109,7 @@ def _sweep_pack(
     # live on in the new packs; a blob or tree a racing backup reused or stored lives only
     # here).
     if any(e.blob_id in reachable and _only_here(repo, e.blob_id, pack_id) for e in entries):
-        repo.write_index([(pack_id, entries)])
+        repo.index_again([(pack_id, entries)])
         report.kept_again += 1
         return
     repo.delete_pack(pack_id)
@@ -258,7 +258,7 @@ def undelete(repo: Repository, selector: str) -> Snapshot:
         for key, plan in repo.load_records(PLANS, Plan):
             for pack_id in plan.condemned:
                 if pack_id in stored and pack_id not in indexed:
-                    repo.write_index([(pack_id, repo.read_pack_header(pack_id))])
+                    repo.index_again([(pack_id, repo.read_pack_header(pack_id))])
                     indexed.add(pack_id)
             repo.delete_record(key)
         repo.restore_forgotten(snap.id)

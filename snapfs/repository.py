@@ -17,7 +17,7 @@ import struct
 import tempfile
 import threading
 from collections import OrderedDict, defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
@@ -298,6 +298,20 @@ class Repository:
         """Store one index file naming ``packs``; returns its id."""
         return self._store_index(encode_index_file(packs))
 
+    def index_again(self, packs: list[tuple[str, list[PackEntry]]]) -> None:
+        """Store one index file naming ``packs`` that this process's index does not hold
+        (prune's kept again, a plan's packs indexed again) and give it to the index cache
+        when it is free, so that the next open does not merge it again. This process's
+        index stays as loaded: what prune decides next does not change."""
+        plain = encode_index_file(packs)
+        index_id = self._store_index(plain)
+        cache = self._index_cache
+        if cache is None or self._index is None:
+            return  # no cache opened here: the next open reads the file
+        run = cache.add(index_id, plain)
+        if run is not None:
+            run.close()
+
     def _store_index(self, plain: bytes) -> str:
         sealed = self.key.seal(plain)
         index_id = content_id(sealed)
@@ -369,6 +383,7 @@ class Repository:
         threads: int | None = None,
         *,
         on_damaged: Callable[[bytes, IntegrityError], None] | None = None,
+        known: Mapping[bytes, IndexEntry] | None = None,
     ) -> None:
         """Hand every blob of ``ids`` (each once) to ``consume``, which runs on ``threads``
         read threads, once per coalesced range of neighbouring blobs in a pack. Each blob is
@@ -378,9 +393,11 @@ class Repository:
 
         A blob that is missing, damaged or out of bounds raises IntegrityError, unless
         ``on_damaged`` is given: then it is told (blob id, error), on a read thread, and
-        ``consume`` never sees that blob; the others still come."""
+        ``consume`` never sees that blob; the others still come. ``known``: entries the
+        caller already had from ``blob_entry`` (restore's file offsets), not looked up again.
+        """
         threads = threads or self.backend.connections
-        ranges = self._plan_ranges(ids, on_damaged, spread=threads)
+        ranges = self._plan_ranges(ids, on_damaged, spread=threads, known=known)
         with ThreadPoolExecutor(threads, "snapfs-range") as pool:
             # A generator runs where it is iterated: on the worker, inside ``consume``.
             futures = [pool.submit(consume, self._decode_range(*r, on_damaged)) for r in ranges]
@@ -404,15 +421,17 @@ class Repository:
         ids: Iterable[bytes],
         on_damaged: Callable[[bytes, IntegrityError], None] | None,
         spread: int = 0,
+        known: Mapping[bytes, IndexEntry] | None = None,
     ) -> list[tuple[str, int, int, list[tuple[bytes, IndexEntry]]]]:
         """Coalesced ranges of the blobs, by pack. ``spread``: the threads that will decode
         them; ranges are then cut to give each thread several (a small file's window is a
         few MB: three 4 MiB ranges on two threads left one idle for a third of the time)."""
         by_pack: dict[str, list[tuple[bytes, IndexEntry]]] = defaultdict(list)
         total = 0
+        known = known or {}
         for blob_id in dict.fromkeys(ids):
             try:
-                entry = self.blob_entry(blob_id)
+                entry = known.get(blob_id) or self.blob_entry(blob_id)
             except IntegrityError as error:
                 if on_damaged is None:
                     raise

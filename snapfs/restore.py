@@ -29,7 +29,7 @@ import os
 import stat
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -65,6 +65,7 @@ class RestoreSource(Protocol):
         threads: int | None = None,
         *,
         on_damaged: Callable[[bytes, IntegrityError], None] | None = None,
+        known: Mapping[bytes, IndexEntry] | None = None,
     ) -> None: ...
 
 
@@ -390,9 +391,10 @@ class Restore:
         """Each blob is written by the read thread that decoded it, straight away: bytes
         still in the CPU's cache are copied into the page cache at half the cost."""
         targets: dict[bytes, list[tuple[_File, int]]] = defaultdict(list)
+        known: dict[bytes, IndexEntry] = {}  # what _places looked up: not looked up again
         for f in files:
             try:
-                places = self._places(f)
+                places = self._places(f, known)
             except IntegrityError as e:
                 self._damaged(f, e)
                 continue
@@ -404,15 +406,22 @@ class Restore:
                 self._damaged(f, error)
 
         self.repo.read_blob_ranges(
-            list(targets), lambda blobs: self._write_range(blobs, targets), on_damaged=on_damaged
+            list(targets),
+            lambda blobs: self._write_range(blobs, targets),
+            on_damaged=on_damaged,
+            known=known,
         )
 
-    def _places(self, f: _File) -> list[tuple[bytes, int]]:
-        """Where each of the file's blobs goes; IntegrityError when the index cannot say."""
+    def _places(self, f: _File, known: dict[bytes, IndexEntry]) -> list[tuple[bytes, int]]:
+        """Where each of the file's blobs goes; IntegrityError when the index cannot say.
+        The entries it looks up are kept in ``known``."""
         content = f.node.content
         places, offset = [(content[0], 0)], 0
         for i in range(1, len(content)):  # the last blob's length is no blob's offset
-            offset += self.repo.blob_entry(content[i - 1]).raw_length
+            entry = known.get(content[i - 1])
+            if entry is None:
+                entry = known[content[i - 1]] = self.repo.blob_entry(content[i - 1])
+            offset += entry.raw_length
             places.append((content[i], offset))
         return places
 

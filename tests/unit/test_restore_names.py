@@ -5,7 +5,7 @@ system holds is skipped without ending the restore."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from snapfs.buffers import Data
@@ -44,6 +44,7 @@ class _Unvalidated:
         threads: int | None = None,
         *,
         on_damaged: Callable[[bytes, IntegrityError], None] | None = None,
+        known: Mapping[bytes, IndexEntry] | None = None,
     ) -> None:
         consume(iter(()))
 
