@@ -314,6 +314,9 @@ class Restore:
                 st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             except FileNotFoundError:
                 pass
+            except OSError as e:  # this name only, like any other file that fails
+                self._warn(self._where(rel), reason(e))
+                return
         if st is not None and _resumable(st, node):
             with self._lock:  # restored by an earlier, interrupted run
                 self.summary.skipped += 1
