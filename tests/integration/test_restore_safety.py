@@ -21,10 +21,11 @@ from snapfs.errors import SnapfsError
 from snapfs.events import BytesDone, FileDone, FileWarning
 from snapfs.pack import BlobKind
 from snapfs.repository import Repository, Writer
-from snapfs.restore import Limits, RestoreSource, restore
+from snapfs.restore import Limits, RestoreSource, remove_tree, restore
 from snapfs.snapshot import Snapshot
 from snapfs.store.url import open_backend
 from snapfs.tree import DIR, FILE, SYMLINK, Node
+from snapfs.walk import MAX_DEPTH, walk
 from tests.conftest import PASSWORD, SNAPFS, Cli
 from tests.helpers import assert_same_tree
 
@@ -369,10 +370,51 @@ def test_too_deep_and_unknown_entries_are_skipped_with_warnings(
     assert summary.warnings == 2
     assert [e for e in events if isinstance(e, FileWarning)] == [
         FileWarning("/odd", "an unknown type 'whiteout': skipped"),
-        FileWarning("/l1/l2/l3/l4", "deeper than 3 levels: skipped"),
+        FileWarning("/l1/l2/l3", "directories nested deeper than 3 levels: entries skipped"),
     ]
-    assert (out / "l1" / "l2" / "l3").is_dir() and not (out / "l1" / "l2" / "l3" / "l4").exists()
+    assert os.listdir(out / "l1" / "l2" / "l3") == []
     assert (out / "fine").read_bytes() == b"fine\n"
+
+
+def test_restore_enters_as_many_levels_as_the_snapshot_walker(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """A chain of 2100 directories: restore, like ls, enters trees down to walk.MAX_DEPTH
+    (2048) and no further; its one warning names the directory whose entries it skips."""
+    with repo.writer() as w:
+        deep = [_file(w, b"bottom", b"deep\n")]
+        for _level in range(2100):
+            deep = [_dir(w, b"d", deep)]
+        root = w.save_tree(deep)
+        snap = w.save_snapshot(Snapshot(time="2024-05-01T02:00:00+00:00", host="h", user="u",
+                                        paths=["/crafted"], tree=root.hex()))  # fmt: skip
+    listed = _walk_problems(repo, root)
+    events: list[object] = []
+
+    summary = restore(repo, snap, str(tmp_path / "out"), on_event=events.append)
+
+    last = "/".join(["d"] * MAX_DEPTH)
+    assert listed == [(last.encode(), f"directories nested deeper than {MAX_DEPTH} levels")]
+    too_deep = f"directories nested deeper than {MAX_DEPTH} levels: entries skipped"
+    assert [e for e in events if isinstance(e, FileWarning)] == [FileWarning("/" + last, too_deep)]
+    assert (summary.dirs, summary.warnings) == (MAX_DEPTH, 1)
+    fd = os.open(tmp_path / "out", os.O_RDONLY)
+    try:
+        for _level in range(MAX_DEPTH):
+            sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        assert os.listdir(fd) == []
+    finally:
+        os.close(fd)
+        remove_tree(os.open(tmp_path, os.O_RDONLY), b"out")  # deeper than rmtree recurses
+
+
+def _walk_problems(repo: Repository, root: bytes) -> list[tuple[bytes, str]]:
+    problems: list[tuple[bytes, str]] = []
+    for _ in walk(repo, root, on_problem=lambda p, m: problems.append((p, m))):
+        pass
+    return problems
 
 
 def test_an_ordinary_tree_restores_whole_without_a_warning(
@@ -473,7 +515,7 @@ def test_a_restore_holds_a_bounded_number_of_descriptors(repo: Repository, tmp_p
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
     try:
-        summary = restore(repo, snap, str(tmp_path / "out"), limits=Limits(dirs=16))
+        summary = restore(repo, snap, str(tmp_path / "out"), limits=Limits(dirs=16, depth=32))
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert summary.warnings == 0
