@@ -391,14 +391,24 @@ def test_restore_enters_as_many_levels_as_the_snapshot_walker(
     listed = _walk_problems(repo, root)
     events: list[object] = []
 
-    summary = restore(repo, snap, str(tmp_path / "out"), on_event=events.append)
+    try:
+        summary = restore(repo, snap, str(tmp_path / "out"), on_event=events.append)
+        _assert_deep(tmp_path / "out", listed, events, summary.dirs, summary.warnings)
+    finally:  # deeper than shutil.rmtree recurses
+        fd = os.open(tmp_path, os.O_RDONLY)
+        remove_tree(fd, b"out")
+        os.close(fd)
 
+
+def _assert_deep(
+    out: Path, listed: list[tuple[bytes, str]], events: list[object], dirs: int, warnings: int
+) -> None:
     last = "/".join(["d"] * MAX_DEPTH)
     assert listed == [(last.encode(), f"directories nested deeper than {MAX_DEPTH} levels")]
     too_deep = f"directories nested deeper than {MAX_DEPTH} levels: entries skipped"
     assert [e for e in events if isinstance(e, FileWarning)] == [FileWarning("/" + last, too_deep)]
-    assert (summary.dirs, summary.warnings) == (MAX_DEPTH, 1)
-    fd = os.open(tmp_path / "out", os.O_RDONLY)
+    assert (dirs, warnings) == (MAX_DEPTH, 1)
+    fd = os.open(out, os.O_RDONLY)
     try:
         for _level in range(MAX_DEPTH):
             sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
@@ -407,7 +417,6 @@ def test_restore_enters_as_many_levels_as_the_snapshot_walker(
         assert os.listdir(fd) == []
     finally:
         os.close(fd)
-        remove_tree(os.open(tmp_path, os.O_RDONLY), b"out")  # deeper than rmtree recurses
 
 
 def _walk_problems(repo: Repository, root: bytes) -> list[tuple[bytes, str]]:
