@@ -140,6 +140,7 @@ class _Window:
     files: list[_File] = field(default_factory=list)
     links: list[tuple[_Dir, Node, _Primary]] = field(default_factory=list)
     dirs: list[_Dir] = field(default_factory=list)  # completed, in post-order
+    kept: list[_File] = field(default_factory=list)  # resumed: only to verify
     blobs: int = 0
 
 
@@ -329,6 +330,9 @@ class Restore:
             if key is not None and primary is not None:
                 primary.ident = (st.st_dev, st.st_ino)
                 self._primaries[key] = primary
+            if self.verify:  # size and mtime say nothing of the bytes: reread it too
+                self.window.kept.append(_File(parent, node, self._where(rel), None, 0))
+                self._grown()
             return
         f = _File(parent, node, self._where(rel), primary, len(node.content))
         try:
@@ -348,7 +352,7 @@ class Restore:
 
     def _grown(self) -> None:
         w, limits = self.window, self.limits
-        if len(w.files) + len(w.links) >= limits.files or w.blobs >= limits.blobs:
+        if len(w.files) + len(w.links) + len(w.kept) >= limits.files or w.blobs >= limits.blobs:
             self._flush()
 
     # -- a window: contents, hardlinks, verification, directories ------------------------
@@ -376,7 +380,7 @@ class Restore:
             for parent, node, primary in w.links:
                 self._link(parent, node, primary)
             if self.verify:
-                self._verify(w.files)
+                self._verify([*w.files, *w.kept])
             for d in w.dirs:
                 self._finish_dir(d)
         finally:

@@ -513,6 +513,22 @@ def test_verify_finds_a_restored_file_changed_before_it_rereads_it(
     assert restore(repo, snap, str(plain), on_event=tamper(plain)).verify_errors == []
 
 
+def test_verify_rereads_the_files_a_resumed_restore_keeps(repo: Repository, tmp_path: Path) -> None:
+    """A second restore keeps both files (size and mtime match), but a.txt's bytes were
+    changed in place since: --verify rereads kept files too and names it."""
+    src, snap = _two_files(repo, tmp_path)
+    out = tmp_path / "out"
+    restore(repo, snap, str(out))
+    a = out / str(src).lstrip("/") / "a.txt"
+    mtime = a.stat().st_mtime_ns
+    a.write_bytes(b"FIRST\n")
+    os.utime(a, ns=(mtime, mtime))
+
+    summary = restore(repo, snap, str(out), verify=True)
+
+    assert (summary.skipped, summary.verify_errors) == (2, [f"{a}: content differs"])
+
+
 def test_a_restore_holds_a_bounded_number_of_descriptors(repo: Repository, tmp_path: Path) -> None:
     """300 directories restore under a limit of 128 open files: a directory's descriptor is
     closed once its window completes (the window holds at most ``Limits.dirs`` of them)."""
