@@ -27,7 +27,7 @@ from typing import TypeVar
 
 import msgspec
 
-from snapfs import locks
+from snapfs import kdf, locks
 from snapfs.buffers import Buffer, Data
 from snapfs.chunker import Chunker, ChunkerParams
 from snapfs.crypto import MasterKey, content_id
@@ -886,6 +886,7 @@ def _unlock(backend: Backend, password: str) -> tuple[MasterKey, str]:
             key = MasterKey.unwrap(base64.b64decode(k.record.wrapped), password.encode(), k.params)
         except WrongPassword:
             continue
+        kdf.unlocked(password.encode())
         return key, k.id
     for k in stored:  # a KDF of a newer version; out-of-bounds costs are only passed over
         if k.record is not None and k.params is None and k.record.kdf not in KNOWN_KDFS:
