@@ -702,10 +702,15 @@ class Repository:
         return key
 
     def load_records(self, prefix: str, kind: type[T]) -> list[tuple[str, T]]:
+        """Every record under ``prefix``; IntegrityError naming the first that does not open
+        or decode (an error, exit 1: a plan or lock nobody can read must be looked at)."""
         out = []
         for info in self.backend.list(f"{prefix}/"):
-            plain = self.key.open(self.backend.get(info.key))
-            out.append((info.key, msgspec.msgpack.decode(plain, type=kind)))
+            try:
+                plain = self.key.open(self.backend.get(info.key))
+                out.append((info.key, msgspec.msgpack.decode(plain, type=kind)))
+            except (IntegrityError, msgspec.DecodeError) as e:
+                raise IntegrityError(f"{info.key}: a damaged record ({e})") from None
         return out
 
     def delete_record(self, key: str) -> None:
