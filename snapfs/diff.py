@@ -42,7 +42,7 @@ def diff_trees(
             continue
         path, old, new = step
         if old is None or new is None or old.type != new.type or new.type != DIR:
-            yield from _leaf(repo, path, old, new, report)
+            yield from _leaf(repo, path, old, new, report, len(levels))
             continue
         if _meta(old) != _meta(new):
             yield Change("U", shown_path(path) + "/", 0, 0)
@@ -80,15 +80,20 @@ def _nodes(
 
 
 def _leaf(
-    repo: TreeSource, path: bytes, old: Node | None, new: Node | None, report: ProblemHandler
+    repo: TreeSource,
+    path: bytes,
+    old: Node | None,
+    new: Node | None,
+    report: ProblemHandler,
+    depth: int,
 ) -> Iterator[Change]:
     if old is None or new is None:
         node = old or new
         assert node is not None
-        yield from _whole(repo, path, node, "+" if old is None else "-", report)
+        yield from _whole(repo, path, node, "+" if old is None else "-", report, depth)
     elif old.type != new.type:
-        yield from _whole(repo, path, old, "-", report)
-        yield from _whole(repo, path, new, "+", report)
+        yield from _whole(repo, path, old, "-", report, depth)
+        yield from _whole(repo, path, new, "+", report, depth)
     elif old.content != new.content or old.target != new.target:
         yield Change("M", shown_path(path), old.size, new.size)
     elif _meta(old) != _meta(new):
@@ -96,13 +101,15 @@ def _leaf(
 
 
 def _whole(
-    repo: TreeSource, path: bytes, node: Node, kind: str, report: ProblemHandler
+    repo: TreeSource, path: bytes, node: Node, kind: str, report: ProblemHandler, depth: int
 ) -> Iterator[Change]:
+    """``node`` and all below it, added or removed; its subtree is at level ``depth`` of
+    the diff, which the walk goes on counting from."""
     shown = shown_path(path)
     before, after = (node.size, 0) if kind == "-" else (0, node.size)
     yield Change(kind, shown + ("/" if node.type == DIR else ""), before, after)
     if node.type == DIR and node.subtree:
-        for rel, child in walk(repo, node.subtree, path, on_problem=report):
+        for rel, child in walk(repo, node.subtree, path, on_problem=report, depth=depth):
             size = child.size
             yield Change(
                 kind,

@@ -232,9 +232,19 @@ def derive_ahead(open_backend: Callable[[], Backend], password: bytes) -> None:
             for p in params:
                 futures.append((p, _ahead.setdefault((password, p), Future())))
         for p, future in futures:
+            if not future.set_running_or_notify_cancel():  # the repository is unlocked
+                continue
             try:
                 future.set_result(p.compute(password))
             except Exception as e:  # raised again in the unlock that waits for it
                 future.set_exception(e)
 
     threading.Thread(target=run, name="snapfs-kdf", daemon=True).start()
+
+
+def unlocked(password: bytes) -> None:
+    """The key was found: the derivations for ``password`` not yet begun are dropped, so the
+    thread of ``derive_ahead`` stops instead of spending a core on keys nobody will use."""
+    with _lock:
+        for k in [k for k in _ahead if k[0] == password]:
+            _ahead.pop(k).cancel()

@@ -4,8 +4,8 @@ Kinds: ``backup`` (writes data), ``read`` (restore, mount, dump), ``forget``, an
 exclusive kinds ``prune``, ``check`` and ``key`` (removing a key), of which one may run at a
 time. Backups never wait for prune: prune is two-phase and instead waits, between its
 phases, for the backups that were running when it marked (see prune.py). A lock is stale
-when it was not refreshed for STALE_AFTER seconds, or when its process is gone on this same
-host.
+when it was not refreshed for STALE_AFTER seconds (or claims a refresh that far ahead),
+or when its process is gone on this same host.
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ class HeldLock:
         return f"{r.kind} (pid {r.pid} on {r.host}, since {since})"
 
     def stale(self, now: float) -> bool:
-        if now - self.record.refreshed > STALE_AFTER:
+        # A refresh further ahead than STALE_AFTER is a skewed clock, not a live holder:
+        # without the abs, such a lock would never go stale.
+        if abs(now - self.record.refreshed) > STALE_AFTER:
             return True
         return self.record.host == os.uname().nodename and not _alive(self.record.pid)
 

@@ -27,7 +27,7 @@ from typing import TypeVar
 
 import msgspec
 
-from snapfs import locks
+from snapfs import kdf, locks
 from snapfs.buffers import Buffer, Data
 from snapfs.chunker import Chunker, ChunkerParams
 from snapfs.crypto import MasterKey, content_id
@@ -721,10 +721,15 @@ class Repository:
         return key
 
     def load_records(self, prefix: str, kind: type[T]) -> list[tuple[str, T]]:
+        """Every record under ``prefix``; IntegrityError naming the first that does not open
+        or decode (an error, exit 1: a plan or lock nobody can read must be looked at)."""
         out = []
         for info in self.backend.list(f"{prefix}/"):
-            plain = self.key.open(self.backend.get(info.key))
-            out.append((info.key, msgspec.msgpack.decode(plain, type=kind)))
+            try:
+                plain = self.key.open(self.backend.get(info.key))
+                out.append((info.key, msgspec.msgpack.decode(plain, type=kind)))
+            except (IntegrityError, msgspec.DecodeError) as e:
+                raise IntegrityError(f"{info.key}: a damaged record ({e})") from None
         return out
 
     def delete_record(self, key: str) -> None:
@@ -905,6 +910,7 @@ def _unlock(backend: Backend, password: str) -> tuple[MasterKey, str]:
             key = MasterKey.unwrap(base64.b64decode(k.record.wrapped), password.encode(), k.params)
         except WrongPassword:
             continue
+        kdf.unlocked(password.encode())
         return key, k.id
     for k in stored:  # a KDF of a newer version; out-of-bounds costs are only passed over
         if k.record is not None and k.params is None and k.record.kdf not in KNOWN_KDFS:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import resource
 import stat
 import threading
 from collections import defaultdict
@@ -43,7 +44,7 @@ from snapfs.index import IndexEntry
 from snapfs.metadata import apply_link_metadata, apply_metadata, full_mode, reason
 from snapfs.snapshot import Snapshot
 from snapfs.tree import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, Tree, name_problem
-from snapfs.walk import PathFilter, join, path_text
+from snapfs.walk import MAX_DEPTH, PathFilter, join, path_text
 
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -74,12 +75,13 @@ class Limits:
     """What one window may plan before its blobs are read, and how deep a tree may go.
     Windows this size read a lake's packs once each (their blobs are mostly neighbours) and
     cost tens of MB. Descriptors held: one a level of the walk, plus the completed
-    directories of two windows, 768 at most, below the usual limit of 1024."""
+    directories of two windows; ``restore`` raises the soft RLIMIT_NOFILE to fit them
+    when the hard limit allows (as Go programs such as restic do at start)."""
 
     files: int = 20_000  # files and hardlinks
     blobs: int = 100_000
     dirs: int = 256  # completed directories waiting for their metadata
-    depth: int = 256  # deeper than real trees go
+    depth: int = MAX_DEPTH  # the snapshot walker's: deeper than real trees go
 
 
 @dataclass
@@ -139,6 +141,7 @@ class _Window:
     files: list[_File] = field(default_factory=list)
     links: list[tuple[_Dir, Node, _Primary]] = field(default_factory=list)
     dirs: list[_Dir] = field(default_factory=list)  # completed, in post-order
+    kept: list[_File] = field(default_factory=list)  # resumed: only to verify
     blobs: int = 0
 
 
@@ -203,13 +206,11 @@ class Restore:
                 if node.type != DIR:
                     if wanted:
                         self._place(parent, node, rel)
-                elif len(stack) > self.limits.depth:
-                    self._warn(b"/" + rel, f"deeper than {self.limits.depth} levels: skipped")
                 else:
                     d = _Dir(parent, node, rel)
                     if wanted:
                         self._dir_fd(d)
-                    stack.append((d, self._entries(d, node.subtree)))
+                    stack.append((d, self._entries(d, node.subtree, len(stack))))
             self._flush(final=True)
         except BaseException:
             self._stop.set()  # the window in flight stops at its next blob
@@ -219,11 +220,16 @@ class Restore:
             for d in [*(d for d, _ in stack), *self.window.dirs, root]:
                 _close(d)
 
-    def _entries(self, d: _Dir, tree_id: bytes | None) -> Iterator[Node]:
-        """The directory's nodes that can be restored; the others are warned about."""
+    def _entries(self, d: _Dir, tree_id: bytes | None, depth: int = 0) -> Iterator[Node]:
+        """The directory's nodes that can be restored; the others are warned about. Trees
+        nested ``limits.depth`` deep are not entered, as walk.walk enters none past MAX_DEPTH."""
         if tree_id is None:
             return
         here = b"/" + d.rel
+        if depth >= self.limits.depth:
+            limit = self.limits.depth
+            self._warn(here, f"directories nested deeper than {limit} levels: entries skipped")
+            return
         try:
             # Each tree is read once: past the LRU, whose nodes the collector would walk.
             tree = self.repo.load_tree(tree_id, keep=False)
@@ -315,6 +321,9 @@ class Restore:
                 st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
             except FileNotFoundError:
                 pass
+            except OSError as e:  # this name only, like any other file that fails
+                self._warn(self._where(rel), reason(e))
+                return
         if st is not None and _resumable(st, node):
             with self._lock:  # restored by an earlier, interrupted run
                 self.summary.skipped += 1
@@ -322,6 +331,9 @@ class Restore:
             if key is not None and primary is not None:
                 primary.ident = (st.st_dev, st.st_ino)
                 self._primaries[key] = primary
+            if self.verify:  # size and mtime say nothing of the bytes: reread it too
+                self.window.kept.append(_File(parent, node, self._where(rel), None, 0))
+                self._grown()
             return
         f = _File(parent, node, self._where(rel), primary, len(node.content))
         try:
@@ -341,7 +353,7 @@ class Restore:
 
     def _grown(self) -> None:
         w, limits = self.window, self.limits
-        if len(w.files) + len(w.links) >= limits.files or w.blobs >= limits.blobs:
+        if len(w.files) + len(w.links) + len(w.kept) >= limits.files or w.blobs >= limits.blobs:
             self._flush()
 
     # -- a window: contents, hardlinks, verification, directories ------------------------
@@ -369,7 +381,7 @@ class Restore:
             for parent, node, primary in w.links:
                 self._link(parent, node, primary)
             if self.verify:
-                self._verify(w.files)
+                self._verify([*w.files, *w.kept])
             for d in w.dirs:
                 self._finish_dir(d)
         finally:
@@ -757,10 +769,23 @@ def restore(
     filt = PathFilter(includes, excludes)
     counts = snapshot.summary
     totals = Planned(counts.files, counts.bytes) if counts.files and not filt else None
-    run = Restore(repo, where, filt, on_event, limits or Limits(), planned=totals, verify=verify)
+    limits = limits or Limits()
+    _descriptors_for(limits.depth + 2 * limits.dirs + 64)
+    run = Restore(repo, where, filt, on_event, limits, planned=totals, verify=verify)
     with repo.lock("read"), _full_collections_deferred():
         run.run(bytes.fromhex(snapshot.tree))
     return run.summary
+
+
+def _descriptors_for(wanted: int) -> None:
+    """Raise the soft limit of open files to ``wanted`` where the hard limit allows (never
+    lower it): the walk holds a descriptor a level. Past the hard limit, the directories
+    that cannot be opened are warned about one by one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if ceiling > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
 
 
 _deferring = 0  # restores running in this process (the TUI may run several)

@@ -51,6 +51,7 @@ def walk(
     prune: PathFilter | None = None,
     on_problem: ProblemHandler | None = None,
     seen: set[bytes] | None = None,
+    depth: int = 0,
 ) -> Iterator[tuple[bytes, Node]]:
     """Every node under ``tree_id``, depth first, parents before children, names sorted.
     Paths are relative bytes joined with ``/``. A directory that ``prune`` rejects is
@@ -61,7 +62,8 @@ def walk(
     for the first). With ``seen``, a walk enters each tree once: a directory whose tree is
     in ``seen`` is yielded but not entered, and every tree entered is added (for answers
     that do not depend on the path, such as check's). Memory is one iterator per level of
-    the current path, and levels stop at MAX_DEPTH."""
+    the current path, and levels stop at MAX_DEPTH, counted from ``depth`` (the level of
+    ``tree_id`` in a walk of a caller's, such as diff's, so both stop at one depth)."""
     report = on_problem or raise_problem
     levels: list[Iterator[Node]] = []
     paths: list[bytes] = []
@@ -71,7 +73,7 @@ def walk(
             if tid in seen:
                 return
             seen.add(tid)
-        if len(levels) >= MAX_DEPTH:
+        if depth + len(levels) >= MAX_DEPTH:
             report(path, f"directories nested deeper than {MAX_DEPTH} levels")
             return
         try:

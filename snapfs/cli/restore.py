@@ -20,7 +20,11 @@ from snapfs.restore import restore
 )
 @click.option("--include", "includes", multiple=True, metavar="GLOB", help="Restore only matches.")
 @click.option("--exclude", "excludes", multiple=True, metavar="GLOB", help="Leave out matches.")
-@click.option("--verify", is_flag=True, help="Reread restored files and check every chunk.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Reread restored files, and those kept from an earlier run, and check every chunk.",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON lines: status, then a summary.")
 @pass_ctx
 def command(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,8 @@ from snapfs.store.base import Backend, ObjectInfo
 CACHED_PREFIXES = ("index/", "snapshots/")
 _SUM = 32
 _TMP = ".tmp-"
+# A cache write is one small file: a temporary file this old was left by a crashed writer.
+TMP_STALE_AFTER = 3600.0
 # https://bford.info/cachedir/: backup tools (restic, borg, tar) can skip the folder.
 _CACHEDIR_TAG = b"Signature: 8a477f597d28d172789f06886806bc55\n# A cache made by snapfs.\n"
 
@@ -126,8 +129,13 @@ class CachedBackend:
         except OSError:
             return
         for name in names:
-            if prefix + name not in stored and not name.startswith(_TMP):
-                (self.directory / prefix / name).unlink(missing_ok=True)
+            path = self.directory / prefix / name
+            if name.startswith(_TMP):
+                if not _left_by_a_crash(path):  # else a writer may be in flight
+                    continue
+            elif prefix + name in stored:
+                continue
+            path.unlink(missing_ok=True)
 
     def delete(self, key: str) -> None:
         self.inner.delete(key)
@@ -188,6 +196,13 @@ class CachedBackend:
 
     def close(self) -> None:
         self.inner.close()
+
+
+def _left_by_a_crash(path: Path) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > TMP_STALE_AFTER
+    except OSError:  # gone meanwhile
+        return False
 
 
 def pack_cache(backend: Backend) -> CachedBackend | None:

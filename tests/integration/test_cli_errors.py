@@ -235,3 +235,16 @@ def test_a_full_disk_is_one_line_and_loses_nothing(
     assert restored.returncode == 1
     where = target / str(bigsrc).lstrip("/") / "big.bin"
     assert _one_line(restored.stderr) == f"snapfs: {where}: No space left on device"
+
+
+def test_an_undecodable_prune_plan_is_one_line_naming_it(cli: Cli, repo_location: str) -> None:
+    """A plan record that opens but is not a plan: prune (and undelete, which reads plans
+    through the same ``load_records``) names its key, exit 1."""
+    with Repository.open(open_backend(repo_location), PASSWORD) as repo:
+        repo.backend.put("prune/" + "ab" * 16, repo.key.seal(b"not msgpack of a plan"))
+
+    result = cli.run("prune")
+
+    assert result.returncode == 1
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"snapfs: prune/{'ab' * 16}: a damaged record")

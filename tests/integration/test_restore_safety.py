@@ -21,11 +21,12 @@ from snapfs.errors import IntegrityError, SnapfsError
 from snapfs.events import BytesDone, FileDone, FileWarning
 from snapfs.pack import BlobKind
 from snapfs.repository import Repository, Writer
-from snapfs.restore import Limits, RestoreSource, restore
+from snapfs.restore import Limits, RestoreSource, remove_tree, restore
 from snapfs.snapshot import Snapshot
 from snapfs.store.url import open_backend
 from snapfs.tree import DIR, FILE, SYMLINK, Node
-from tests.conftest import PASSWORD, Cli
+from snapfs.walk import MAX_DEPTH, walk
+from tests.conftest import PASSWORD, SNAPFS, Cli
 from tests.helpers import assert_same_tree
 
 T = 1_700_000_000_000_000_000
@@ -369,10 +370,60 @@ def test_too_deep_and_unknown_entries_are_skipped_with_warnings(
     assert summary.warnings == 2
     assert [e for e in events if isinstance(e, FileWarning)] == [
         FileWarning("/odd", "an unknown type 'whiteout': skipped"),
-        FileWarning("/l1/l2/l3/l4", "deeper than 3 levels: skipped"),
+        FileWarning("/l1/l2/l3", "directories nested deeper than 3 levels: entries skipped"),
     ]
-    assert (out / "l1" / "l2" / "l3").is_dir() and not (out / "l1" / "l2" / "l3" / "l4").exists()
+    assert os.listdir(out / "l1" / "l2" / "l3") == []
     assert (out / "fine").read_bytes() == b"fine\n"
+
+
+def test_restore_enters_as_many_levels_as_the_snapshot_walker(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """A chain of 2100 directories: restore, like ls, enters trees down to walk.MAX_DEPTH
+    (2048) and no further; its one warning names the directory whose entries it skips."""
+    with repo.writer() as w:
+        deep = [_file(w, b"bottom", b"deep\n")]
+        for _level in range(2100):
+            deep = [_dir(w, b"d", deep)]
+        root = w.save_tree(deep)
+        snap = w.save_snapshot(Snapshot(time="2024-05-01T02:00:00+00:00", host="h", user="u",
+                                        paths=["/crafted"], tree=root.hex()))  # fmt: skip
+    listed = _walk_problems(repo, root)
+    events: list[object] = []
+
+    try:
+        summary = restore(repo, snap, str(tmp_path / "out"), on_event=events.append)
+        _assert_deep(tmp_path / "out", listed, events, summary.dirs, summary.warnings)
+    finally:  # deeper than shutil.rmtree recurses
+        fd = os.open(tmp_path, os.O_RDONLY)
+        remove_tree(fd, b"out")
+        os.close(fd)
+
+
+def _assert_deep(
+    out: Path, listed: list[tuple[bytes, str]], events: list[object], dirs: int, warnings: int
+) -> None:
+    last = "/".join(["d"] * MAX_DEPTH)
+    assert listed == [(last.encode(), f"directories nested deeper than {MAX_DEPTH} levels")]
+    too_deep = f"directories nested deeper than {MAX_DEPTH} levels: entries skipped"
+    assert [e for e in events if isinstance(e, FileWarning)] == [FileWarning("/" + last, too_deep)]
+    assert (dirs, warnings) == (MAX_DEPTH, 1)
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        for _level in range(MAX_DEPTH):
+            sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = sub
+        assert os.listdir(fd) == []
+    finally:
+        os.close(fd)
+
+
+def _walk_problems(repo: Repository, root: bytes) -> list[tuple[bytes, str]]:
+    problems: list[tuple[bytes, str]] = []
+    for _ in walk(repo, root, on_problem=lambda p, m: problems.append((p, m))):
+        pass
+    return problems
 
 
 def test_an_ordinary_tree_restores_whole_without_a_warning(
@@ -490,6 +541,22 @@ def test_verify_goes_on_past_a_damaged_file(repo: Repository, tmp_path: Path) ->
     assert summary.verify_errors == [f"{out}{src}/b.txt: content differs"]
 
 
+def test_verify_rereads_the_files_a_resumed_restore_keeps(repo: Repository, tmp_path: Path) -> None:
+    """A second restore keeps both files (size and mtime match), but a.txt's bytes were
+    changed in place since: --verify rereads kept files too and names it."""
+    src, snap = _two_files(repo, tmp_path)
+    out = tmp_path / "out"
+    restore(repo, snap, str(out))
+    a = out / str(src).lstrip("/") / "a.txt"
+    mtime = a.stat().st_mtime_ns
+    a.write_bytes(b"FIRST\n")
+    os.utime(a, ns=(mtime, mtime))
+
+    summary = restore(repo, snap, str(out), verify=True)
+
+    assert (summary.skipped, summary.verify_errors) == (2, [f"{a}: content differs"])
+
+
 def test_a_restore_holds_a_bounded_number_of_descriptors(repo: Repository, tmp_path: Path) -> None:
     """300 directories restore under a limit of 128 open files: a directory's descriptor is
     closed once its window completes (the window holds at most ``Limits.dirs`` of them)."""
@@ -501,7 +568,7 @@ def test_a_restore_holds_a_bounded_number_of_descriptors(repo: Repository, tmp_p
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
     try:
-        summary = restore(repo, snap, str(tmp_path / "out"), limits=Limits(dirs=16))
+        summary = restore(repo, snap, str(tmp_path / "out"), limits=Limits(dirs=16, depth=32))
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert summary.warnings == 0
@@ -733,3 +800,39 @@ def test_a_window_ends_once_it_holds_enough_blobs(repo: Repository, tmp_path: Pa
     assert max(recording.reads) <= 5 - 1 + max(per_file)
     assert len(recording.reads) >= sum(per_file) // (5 - 1 + max(per_file))
     assert_same_tree(src, tmp_path / "out" / str(src).lstrip("/"))
+
+
+# Root without the two capabilities that let it pass permission checks: a directory without
+# search permission then refuses it as it refuses anyone (the test machines run as root).
+_NO_DAC = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search",
+           "--inh-caps", "-dac_override,-dac_read_search"]  # fmt: skip
+
+
+def test_a_file_that_cannot_be_looked_up_is_one_warning_and_the_rest_restores(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """A second restore meets a directory of the first that it may open but not search
+    (mode 0600): looking up "a/x" there fails with EACCES. That is one warning, exit 3, and
+    the rest ("b/y", removed since the first restore) comes back."""
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    (src / "b").mkdir()
+    (src / "a" / "x").write_bytes(b"x\n")
+    (src / "b" / "y").write_bytes(b"y\n")
+    cli.run("backup", str(src), check=True)
+    out = tmp_path / "out"
+    cli.run("restore", "latest", "--target", str(out), check=True)
+    here = out / str(src).lstrip("/")
+    (here / "b" / "y").unlink()
+    os.chmod(here / "a", 0o600)
+
+    result = subprocess.run(
+        [*_NO_DAC, *SNAPFS, "-r", str(cli.repo), "restore", "latest", "--target", str(out)],
+        capture_output=True, env=cli.env, timeout=240,
+    )  # fmt: skip
+
+    assert (result.returncode, result.stderr.decode()) == (
+        3,
+        f"warning: {here}/a/x: Permission denied\n",
+    )
+    assert (here / "b" / "y").read_bytes() == b"y\n"

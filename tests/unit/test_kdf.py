@@ -5,6 +5,7 @@ derivations started ahead of an unlock are used by it, not repeated."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -109,6 +110,38 @@ def test_an_unlock_takes_the_key_derived_ahead(
     Repository.open(LocalBackend(tmp_path), PASSWORD).close()
     assert calls == [PASSWORD.encode()]
     assert not kdf._ahead
+
+
+def test_derivations_ahead_stop_once_the_repository_is_unlocked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three key files of one password: the first derivation is held until the repository
+    is unlocked (as by the first key), then the other two are never computed; an unlock
+    leaves no derivation waiting."""
+    repo = Repository.init(LocalBackend(tmp_path), PASSWORD, kdf=CHEAP_KDF)
+    repo.add_key(PASSWORD, CHEAP_KDF)
+    repo.add_key(PASSWORD, CHEAP_KDF)
+    repo.close()
+    gate, calls = threading.Event(), []
+    real = Argon2Params.compute
+
+    def held(self: Argon2Params, password: bytes) -> bytes:
+        calls.append(password)
+        gate.wait(10)
+        return real(self, password)
+
+    monkeypatch.setattr(Argon2Params, "compute", held)
+    derive_ahead(lambda: LocalBackend(tmp_path), PASSWORD.encode())
+    _wait_until_promised()
+    kdf.unlocked(PASSWORD.encode())
+    gate.set()
+    for t in [t for t in threading.enumerate() if t.name == "snapfs-kdf"]:
+        t.join(10)
+    assert (len(calls), kdf._ahead) == (1, {})  # the first began before the unlock
+    derive_ahead(lambda: LocalBackend(tmp_path), PASSWORD.encode())
+    _wait_until_promised()
+    Repository.open(LocalBackend(tmp_path), PASSWORD).close()
+    assert not kdf._ahead  # the unlock dropped the two it did not need
 
 
 def test_a_wrong_password_derived_ahead_is_still_refused(tmp_path: Path) -> None:

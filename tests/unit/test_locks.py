@@ -103,6 +103,19 @@ def test_stale_after_30_minutes_or_when_the_pid_is_gone_on_this_host(
     assert list_locks(backend, key) == []
 
 
+def test_a_lock_refreshed_too_far_in_the_future_is_stale(store: Store) -> None:
+    """A clock ahead by more than STALE_AFTER is a lock that would never go stale: stale.
+    The bounds are exact: STALE_AFTER ahead is live, a millisecond more is stale."""
+    backend, key = store
+    _put(store, "backup", host="elsewhere", age=-STALE_AFTER)
+    (held,) = list_locks(backend, key)
+    now = held.record.refreshed
+    assert not held.stale(now - STALE_AFTER)
+    assert held.stale(now - STALE_AFTER - 0.001)
+    assert not held.stale(now + STALE_AFTER)
+    assert held.stale(now + STALE_AFTER + 0.001)
+
+
 def test_a_stale_exclusive_lock_does_not_block(store: Store) -> None:
     backend, key = store
     _put(store, "prune", host="elsewhere", age=STALE_AFTER + 1)
