@@ -38,13 +38,13 @@ from typing import Protocol
 
 from snapfs.buffers import Data
 from snapfs.crypto import MasterKey
-from snapfs.errors import IntegrityError, SnapfsError
+from snapfs.errors import IntegrityError, PathNotFound, SnapfsError
 from snapfs.events import BytesDone, EventHandler, FileDone, FileWarning, Planned, ignore
 from snapfs.index import IndexEntry
 from snapfs.metadata import apply_link_metadata, apply_metadata, full_mode, reason
 from snapfs.snapshot import Snapshot
 from snapfs.tree import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, Tree, name_problem
-from snapfs.walk import MAX_DEPTH, PathFilter, join, path_text
+from snapfs.walk import MAX_DEPTH, PathFilter, join, path_text, resolve
 
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -761,19 +761,21 @@ def restore(
     verify: bool = False,
     on_event: EventHandler = ignore,
     limits: Limits | None = None,
+    path: str = "",
 ) -> RestoreSummary:
-    """Restore ``snapshot`` under ``target``; returns counts, warnings and any verification
-    failures. ``target`` itself is resolved once, as given (a symlink there is followed, as
-    tar -C and restic do); nothing below it is reached through a path."""
+    """Restore ``snapshot`` (its directory ``path``, default the root) under ``target``:
+    what lies at ``path/x`` comes back as ``target/x``, and the filters match ``/x``.
+    Returns counts, warnings and any verification failures. ``target`` itself is resolved
+    once, as given (a symlink there is followed, as tar -C and restic do); nothing below it
+    is reached through a path."""
     where = os.fsencode(os.path.abspath(target))
     filt = PathFilter(includes, excludes)
-    counts = snapshot.summary
-    totals = Planned(counts.files, counts.bytes) if counts.files and not filt else None
+    totals = whole_totals(snapshot, filt, path)
     limits = limits or Limits()
     _descriptors_for(limits.depth + 2 * limits.dirs + 64)
     run = Restore(repo, where, filt, on_event, limits, planned=totals, verify=verify)
     with repo.lock("read"), _full_collections_deferred():
-        run.run(bytes.fromhex(snapshot.tree))
+        run.run(subtree(repo, snapshot, path))
     return run.summary
 
 
@@ -786,6 +788,31 @@ def _descriptors_for(wanted: int) -> None:
         ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         if ceiling > soft:
             resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+
+
+def subtree(repo: RestoreSource, snapshot: Snapshot, path: str) -> bytes:
+    """The tree of the directory ``path`` in ``snapshot`` (``/``-separated, absolute or
+    not; "" or "/" is the root). PathNotFound, naming the snapshot, when there is no
+    directory there."""
+    root = bytes.fromhex(snapshot.tree)
+    try:
+        node = resolve(repo, root, path)
+    except PathNotFound as e:
+        raise PathNotFound(f"{e} in snapshot {snapshot.short_id}") from None
+    if node is None:
+        return root
+    if node.type != DIR or node.subtree is None:
+        raise PathNotFound(f"{path}: not a directory in snapshot {snapshot.short_id}")
+    return node.subtree
+
+
+def whole_totals(snapshot: Snapshot, filt: PathFilter, path: str) -> Planned | None:
+    """The snapshot's own totals, when the restore is the whole snapshot: a filter or a
+    PATH below the root makes them not the restore's."""
+    counts = snapshot.summary
+    if not counts.files or filt or path.strip("/"):
+        return None
+    return Planned(counts.files, counts.bytes)
 
 
 _deferring = 0  # restores running in this process (the TUI may run several)

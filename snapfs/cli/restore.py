@@ -1,22 +1,37 @@
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import click
 
 from snapfs.cli.main import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, Context, pass_ctx
 from snapfs.cli.render import emit_json, progress, say, size
 from snapfs.events import Event, FileWarning
 from snapfs.progress import Tally
-from snapfs.restore import restore
+from snapfs.restore import RestoreSummary, restore
+from snapfs.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from snapfs.repository import Repository
 
 
 @click.command("restore")
-@click.argument("snapshot")
+@click.argument("snapshot", metavar="SNAPSHOT[:PATH]")
 @click.option(
     "-t",
     "--target",
     required=True,
-    type=click.Path(file_okay=False),
-    help="Directory to restore into; /a/b comes back as TARGET/a/b.",
+    help="Directory, or s3://BUCKET/PREFIX, to restore into; PATH/a/b comes back as TARGET/a/b.",
+)
+@click.option(
+    "--target-endpoint",
+    metavar="URL",
+    help="The S3 server of an s3:// target, when it is not the repository's.",
+)
+@click.option(
+    "--target-profile", metavar="NAME", help="The AWS profile of an s3:// target's credentials."
 )
 @click.option("--include", "includes", multiple=True, metavar="GLOB", help="Restore only matches.")
 @click.option("--exclude", "excludes", multiple=True, metavar="GLOB", help="Leave out matches.")
@@ -31,24 +46,43 @@ def command(
     ctx: Context,
     snapshot: str,
     target: str,
+    target_endpoint: str | None,
+    target_profile: str | None,
     includes: tuple[str, ...],
     excludes: tuple[str, ...],
     verify: bool,
     as_json: bool,
 ) -> int:
-    """Restore SNAPSHOT (an id, a unique prefix, or 'latest') into TARGET.
+    """Restore SNAPSHOT (an id, a unique prefix, or 'latest') into TARGET; with :PATH,
+    only the directory PATH of the snapshot (its files come back below TARGET as they are
+    below PATH; --include/--exclude then match paths below PATH).
 
     Files already restored (same size and mtime) are skipped, so an interrupted restore
     can simply be run again. Nothing is written outside TARGET: no symlink below it (from
     the snapshot or already there) is followed, and one that stands where the snapshot has
-    an entry is replaced. Exit 3 when some entries were not restored (each is named in a
-    warning); 1 when --verify finds a difference.
+    an entry is replaced.
+
+    An s3://BUCKET/PREFIX target gets each file as the object PREFIX/<its path below PATH>:
+    the original key and metadata for files of an S3 backup; objects already identical
+    there are left alone (resume). Only regular files go; the bucket must exist.
+
+    Exit 3 when some entries were not restored (each is named in a warning); 1 when
+    --verify finds a difference, PATH is no directory of the snapshot, or the target bucket
+    is missing or refuses the credentials.
 
     \b
     Examples:
       snapfs restore latest --target /tmp/r
       snapfs restore 1a2b3c4d --target /tmp/r --include '/data/lake/warehouse/sales/*'
+      snapfs restore latest:/data/lake/sales --target /tmp/sales
+      snapfs restore latest:lake/raw --target s3://restored/raw --target-endpoint http://h:8333
     """
+    spec, _, path = snapshot.partition(":")
+    to_s3 = target.startswith("s3://")
+    if not to_s3 and (target_endpoint or target_profile):
+        raise click.UsageError("--target-endpoint and --target-profile need an s3:// target")
+    if not to_s3 and os.path.isfile(target):
+        raise click.BadParameter(f"{target} is a file", param_hint="'--target'")
     tally = Tally()
 
     def on_event(event: Event) -> None:
@@ -57,17 +91,14 @@ def command(
             say(f"warning: {event.path}: {event.error}")
 
     with ctx.open() as repo:
-        snap = repo.find_snapshot(snapshot)
+        snap = repo.find_snapshot(spec)
+        if to_s3:
+            endpoint = target_endpoint or ctx.s3_endpoint  # else the repository's server
+            run = _to_s3(snap, target, endpoint, target_profile, repo)
+        else:
+            run = _to_disk(repo, snap, target, verify)
         with progress(tally, "restore", enabled=not ctx.quiet, json_lines=as_json):
-            summary = restore(
-                repo,
-                snap,
-                target,
-                includes=list(includes),
-                excludes=list(excludes),
-                verify=verify,
-                on_event=on_event,
-            )
+            summary = run(path, list(includes), list(excludes), on_event)
     for line in summary.verify_errors:
         say(f"verify: {line}")
     if as_json:
@@ -92,3 +123,32 @@ def command(
     if summary.verify_errors:
         return EXIT_ERROR
     return EXIT_PARTIAL if summary.warnings else EXIT_OK
+
+
+Run = Callable[[str, list[str], list[str], Callable[[Event], None]], RestoreSummary]
+
+
+def _to_disk(repo: Repository, snap: Snapshot, target: str, verify: bool) -> Run:
+    def run(
+        path: str, inc: list[str], exc: list[str], on: Callable[[Event], None]
+    ) -> RestoreSummary:
+        return restore(
+            repo, snap, target, includes=inc, excludes=exc, verify=verify, on_event=on, path=path
+        )
+
+    return run
+
+
+def _to_s3(
+    snap: Snapshot, url: str, endpoint: str | None, profile: str | None, repo: Repository
+) -> Run:
+    from snapfs.restore_s3 import restore_to_s3  # boto3 loads for S3 targets only
+    from snapfs.targets.s3 import S3Target
+
+    def run(
+        path: str, inc: list[str], exc: list[str], on: Callable[[Event], None]
+    ) -> RestoreSummary:
+        with S3Target(url, endpoint_url=endpoint, profile=profile) as t:
+            return restore_to_s3(repo, snap, t, path=path, includes=inc, excludes=exc, on_event=on)
+
+    return run

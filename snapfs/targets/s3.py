@@ -103,7 +103,7 @@ class S3Target(Closing):
         """The file ``node`` (its bytes from ``content``) as the object ``key``, unless an
         identical one is there. The object appears whole or not at all; a failed multipart
         upload is aborted."""
-        self._check_bucket()
+        self.check_bucket()
         headers = _headers(node)
         head = self._head(key)
         if head is not None and head["ContentLength"] == node.size and _same(head, headers):
@@ -126,7 +126,7 @@ class S3Target(Closing):
         self._client.close()
 
     # -- requests --------------------------------------------------------------------------
-    def _check_bucket(self) -> None:
+    def check_bucket(self) -> None:
         """TargetNotFound unless the bucket exists: a restore never creates buckets."""
         if self._bucket_seen:
             return

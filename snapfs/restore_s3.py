@@ -1,0 +1,196 @@
+"""Restore into S3: each file of a snapshot's directory becomes an object below
+``s3://BUCKET/PREFIX`` (docs/S3.md, "Restoring into a bucket").
+
+The file at ``PATH/x/y`` goes to ``PREFIX/x/y``. A snapshot of S3 sources (``source`` "s3")
+named its files by sources/keys.py, so their names are decoded back to the original keys;
+other snapshots' names are taken as they are (they must be UTF-8). The objects get the
+metadata the nodes keep (targets/s3.py); objects already identical at the target are left
+alone, so an interrupted restore resumes. Only regular files become objects: directories
+are implied by keys, and symlinks and special files are warned about.
+
+Files go up on FILES threads. Each reads its blobs in order, a group of at most GROUP bytes
+at a time (``read_blob_group``: coalesced ranges), so memory is bounded: a file below the
+multipart threshold is held whole while it uploads, and such files may hold SMALL_BUDGET
+bytes in all; larger ones go up in parts, at most the target's ``uploads`` in flight.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
+
+from snapfs.buffers import Data
+from snapfs.errors import IntegrityError
+from snapfs.events import BytesDone, EventHandler, FileDone, FileWarning, ignore
+from snapfs.restore import RestoreSource, RestoreSummary, subtree, whole_totals
+from snapfs.snapshot import Snapshot
+from snapfs.targets.s3 import S3Target
+from snapfs.tree import DIR, FILE, Node
+from snapfs.walk import PathFilter, path_text, walk
+
+FILES = 8
+GROUP = 4 * 1024 * 1024
+SMALL_BUDGET = 64 * 1024 * 1024
+
+
+class S3RestoreSource(RestoreSource, Protocol):
+    def read_blob_group(self, ids: Iterable[bytes]) -> dict[bytes, Data]: ...
+
+
+def restore_to_s3(
+    repo: S3RestoreSource,
+    snapshot: Snapshot,
+    target: S3Target,
+    *,
+    path: str = "",
+    includes: list[str] | None = None,
+    excludes: list[str] | None = None,
+    on_event: EventHandler = ignore,
+    files: int = FILES,
+) -> RestoreSummary:
+    """Write the files of ``snapshot``'s directory ``path`` as objects through ``target``.
+    Failures of the target (a missing bucket, refused credentials, a server that keeps
+    failing) end the restore; a file that cannot be a key or whose blobs are damaged is
+    warned about and left out."""
+    filt = PathFilter(includes, excludes)
+    run = _S3Restore(repo, target, snapshot.source == "s3", on_event, files)
+    totals = whole_totals(snapshot, filt, path)
+    if totals is not None:
+        on_event(totals)
+    with repo.lock("read"):
+        root = subtree(repo, snapshot, path)
+        target.check_bucket()  # before the walk: a restore of no file still says so
+        run.run(walk(repo, root, prune=filt or None, on_problem=run.problem), filt)
+    return run.summary
+
+
+class _S3Restore:
+    def __init__(
+        self,
+        repo: S3RestoreSource,
+        target: S3Target,
+        s3_names: bool,
+        on_event: EventHandler,
+        files: int,
+    ) -> None:
+        self.repo = repo
+        self.target = target
+        self.s3_names = s3_names
+        self.emit = on_event
+        self.summary = RestoreSummary()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(files, "snapfs-s3-restore")
+        self._slots = threading.BoundedSemaphore(2 * files)  # queued and running files
+        self._small = _Budget(SMALL_BUDGET)
+        self._error: BaseException | None = None
+
+    def run(self, nodes: Iterator[tuple[bytes, Node]], filt: PathFilter) -> None:
+        try:
+            for rel, node in nodes:
+                if self._error is not None:
+                    break
+                if node.type == DIR or (filt and not filt.selected(rel)):
+                    continue
+                if node.type != FILE:
+                    self._warn(rel, "not a regular file: an S3 object cannot hold it, skipped")
+                    continue
+                self._submit(rel, node)
+        except BaseException:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        self._pool.shutdown(wait=True)
+        if self._error is not None:
+            raise self._error
+
+    def problem(self, rel: bytes, message: str) -> None:
+        self._warn(rel, f"{message}: skipped")
+
+    def _warn(self, rel: bytes, message: str) -> None:
+        with self._lock:
+            self.summary.warnings += 1
+        self.emit(FileWarning(path_text(b"/" + rel), message))
+
+    def _submit(self, rel: bytes, node: Node) -> None:
+        held = min(node.size, self.target.multipart_threshold)
+        self._slots.acquire()
+        self._small.take(held)
+        try:
+            fut = self._pool.submit(self._file, rel, node)
+        except BaseException:
+            self._small.give(held)
+            self._slots.release()
+            raise
+        fut.add_done_callback(lambda done: self._done(done, held))
+
+    def _done(self, fut: Future[None], held: int) -> None:
+        self._small.give(held)
+        self._slots.release()
+        error = None if fut.cancelled() else fut.exception()
+        if error is not None:
+            with self._lock:
+                self._error = self._error or error
+
+    def _file(self, rel: bytes, node: Node) -> None:
+        if self._error is not None:  # the restore is failing: start nothing new
+            return
+        try:
+            key = self.target.key_for(rel.split(b"/"), s3_names=self.s3_names)
+        except ValueError:
+            self._warn(rel, "its name cannot be an S3 key (not UTF-8, or not one an S3 "
+                       "backup made): skipped")  # fmt: skip
+            return
+        try:
+            written = self.target.write(key, node, lambda: self._content(node))
+        except IntegrityError as e:
+            self._warn(rel, f"{e}: not restored")
+            return
+        with self._lock:
+            self.summary.files += 1
+            if written.uploaded:
+                self.summary.bytes += node.size
+            else:
+                self.summary.skipped += 1
+        if written.uploaded:
+            self.emit(BytesDone(node.size))
+            self.emit(FileDone(path_text(b"/" + rel), node.size, 0))
+
+    def _content(self, node: Node) -> Iterator[Data]:
+        """The file's blobs in order, read a group of about GROUP bytes at a time."""
+        group: list[bytes] = []
+        size = 0
+        for blob_id in node.content:
+            group.append(blob_id)
+            size += self.repo.blob_entry(blob_id).raw_length
+            if size >= GROUP:
+                yield from _in_order(self.repo.read_blob_group, group)
+                group, size = [], 0
+        if group:
+            yield from _in_order(self.repo.read_blob_group, group)
+
+
+def _in_order(read: Callable[[list[bytes]], dict[bytes, Data]], ids: list[bytes]) -> Iterator[Data]:
+    blobs = read(ids)
+    for blob_id in ids:  # a blob may repeat in a file (zeros, say): read once, given twice
+        yield blobs[blob_id]
+
+
+class _Budget:
+    """Bytes the files being uploaded whole may hold; ``take`` waits for room, but one file
+    alone may take more than the limit (so a lone large file never waits forever)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._cond = threading.Condition()
+
+    def take(self, n: int) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._used == 0 or self._used + n <= self._limit)
+            self._used += n
+
+    def give(self, n: int) -> None:
+        with self._cond:
+            self._used -= n
+            self._cond.notify_all()
