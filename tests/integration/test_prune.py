@@ -165,6 +165,7 @@ def test_undelete_refuses_a_snapshot_a_killed_sweep_has_begun_deleting(
 
     cli.run("prune", check=True)  # finishes the sweep, then marks nothing new
     assert _plans(prune_repo) == []
+    assert _stored(prune_repo) < 3 * 6 * 150_000  # the first snapshot's data is gone
     gone = cli.run("undelete", first[:8])
     assert (gone.returncode, gone.stderr.decode()) == (
         1, f"snapfs: no snapshot matches '{first[:8]}'\n"
