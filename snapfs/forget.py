@@ -1,5 +1,5 @@
 """forget: apply a retention policy (or explicit ids) and move the removed snapshots aside.
-They stay recoverable with ``undelete`` until a prune's second phase sweeps their data."""
+They stay recoverable with ``undelete`` until a prune's second phase deletes any of their data."""
 
 from __future__ import annotations
 

@@ -96,6 +96,23 @@ class TreesInCondemned:
         return validate(decode_tree(self._repo.open_blob_in_pack(self._pack[1], pack_id, entry)))
 
 
+def used_blobs(
+    repo: Repository, snaps: list[Snapshot], headers: dict[str, list[PackEntry]], indexed: set[str]
+) -> set[bytes]:
+    """The blobs ``snaps`` use, their trees read from the index or else from the condemned
+    packs of ``headers``. A tree that reads from neither is walked as empty: whether it is
+    damaged is not ours to judge here (check does), and the caller sees its id is missing."""
+    trees = TreesInCondemned(repo, headers, indexed)
+
+    def load(tree_id: bytes) -> Tree:
+        try:
+            return trees.load(tree_id)
+        except IntegrityError:
+            return Tree([])
+
+    return reachable_blobs(repo, snaps, load)
+
+
 def index_needed(repo: Repository, snaps: list[Snapshot], condemned: Iterable[str]) -> int:
     """Index again each of the ``condemned`` packs that is stored, named by no index file,
     and holds a blob that ``snaps`` use and no indexed pack holds; how many were. The index
@@ -112,15 +129,7 @@ def index_needed(repo: Repository, snaps: list[Snapshot], condemned: Iterable[st
                 continue
     if not headers or not snaps:
         return 0
-    trees = TreesInCondemned(repo, headers, indexed)
-
-    def load(tree_id: bytes) -> Tree:
-        try:
-            return trees.load(tree_id)
-        except IntegrityError:  # not ours to judge here (check does): what else is found
-            return Tree([])
-
-    used = reachable_blobs(repo, snaps, load)
+    used = used_blobs(repo, snaps, headers, indexed)
     again = [
         (pack_id, entries)
         for pack_id, entries in headers.items()

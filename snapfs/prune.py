@@ -25,11 +25,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from snapfs.errors import IntegrityError
+from snapfs.errors import IntegrityError, SnapshotNotFound
 from snapfs.events import EventHandler, FileWarning, ignore
 from snapfs.faults import fault_point
 from snapfs.pack import PackEntry
-from snapfs.plans import PLANS, Plan, TreesInCondemned, index_needed, reachable_blobs
+from snapfs.plans import (
+    PLANS,
+    Plan,
+    TreesInCondemned,
+    index_needed,
+    reachable_blobs,
+    used_blobs,
+)
 from snapfs.repository import Repository
 from snapfs.snapshot import Snapshot, select
 from snapfs.store.base import NotFound, ObjectInfo
@@ -250,16 +257,39 @@ def prune(
 def undelete(repo: Repository, selector: str) -> Snapshot:
     """Bring back a forgotten snapshot. Pending prune plans are cancelled and their condemned
     packs indexed again, so every blob the snapshot needs is readable; the next prune marks
-    afresh. SnapshotNotFound when its data has already been swept."""
+    afresh. SnapshotNotFound when a sweep has deleted any of its data: either the sweep
+    finished its plan (the snapshot is no longer listed) or it was killed after deleting a
+    pack the snapshot needs (it stays listed until a prune finishes that sweep). Nothing is
+    changed before that is known, so a kill at any point leaves the plans to the sweep."""
     with repo.lock("prune"):
         snap = select(repo.forgotten(), selector)
+        plans = repo.load_records(PLANS, Plan)
         stored = repo.list_packs()
         indexed = set(repo.index.pack_ids)
-        for key, plan in repo.load_records(PLANS, Plan):
-            for pack_id in plan.condemned:
-                if pack_id in stored and pack_id not in indexed:
-                    repo.index_again([(pack_id, repo.read_pack_header(pack_id))])
-                    indexed.add(pack_id)
+        headers = {
+            pack_id: repo.read_pack_header(pack_id)
+            for _key, plan in plans
+            for pack_id in plan.condemned
+            if pack_id in stored and pack_id not in indexed
+        }
+        _assert_whole(repo, snap, headers, indexed)
+        if headers:
+            repo.index_again(list(headers.items()))
+        for key, _plan in plans:
             repo.delete_record(key)
         repo.restore_forgotten(snap.id)
         return snap
+
+
+def _assert_whole(
+    repo: Repository, snap: Snapshot, headers: dict[str, list[PackEntry]], indexed: set[str]
+) -> None:
+    """Refuse a snapshot that names a blob neither indexed nor in a stored condemned pack:
+    a sweep killed midway deleted it, and brought back the snapshot would not restore."""
+    condemned = {e.blob_id for entries in headers.values() for e in entries}
+    used = used_blobs(repo, [snap], headers, indexed)
+    if any(b not in condemned and not repo.has_blob(b) for b in used):
+        raise SnapshotNotFound(
+            f"snapshot {snap.short_id} cannot be undeleted: an interrupted prune already "
+            f"deleted some of its data; run prune to finish removing it"
+        )

@@ -63,7 +63,10 @@ def command(ctx: Context, repack_threshold: float, dry_run: bool, retry_lock: fl
 @click.argument("snapshot")
 @pass_ctx
 def undelete_command(ctx: Context, snapshot: str) -> None:
-    """Bring back a forgotten snapshot (until prune has swept its data)."""
+    """Bring back a forgotten snapshot (until prune has swept its data).
+
+    Refused (exit 1) when a prune killed while sweeping already deleted some of its data:
+    run prune to finish removing it."""
     with ctx.open() as repo:
         snap = undelete(repo, snapshot)
     click.echo(f"snapshot {snap.short_id} is back")

@@ -138,6 +138,42 @@ def test_forget_then_undelete_before_sweep(cli: Cli, prune_repo: str, tmp_path: 
     _assert_restores(cli, history, tmp_path, "undeleted")
 
 
+def test_undelete_refuses_a_snapshot_a_killed_sweep_has_begun_deleting(
+    cli: Cli, prune_repo: str, tmp_path: Path
+) -> None:
+    """A sweep killed after deleting one of a forgotten snapshot's packs leaves the snapshot
+    listed as forgotten, and its plan pending: undelete refuses it rather than bring back a
+    snapshot that cannot be restored, and a prune run again finishes the sweep."""
+    history = _history(cli, tmp_path)
+    first = next(iter(history))
+    survivors = {sid: p for sid, p in history.items() if sid != first}
+    cli.run("forget", first, check=True)
+    cli.run("prune", check=True)  # phase 1 condemns the first snapshot's data
+    killed = cli.run("prune", env={"SNAPFS_FAULT": "prune-pack-deleted"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr  # after its first deletion
+    cli.run("unlock", check=True)
+    assert len(_plans(prune_repo)) == 1  # the sweep did not finish its plan
+
+    refused = cli.run("undelete", first[:8])
+    assert (refused.returncode, refused.stderr.decode(), refused.stdout) == (
+        1, f"snapfs: snapshot {first[:8]} cannot be undeleted: an interrupted prune already "
+        "deleted some of its data; run prune to finish removing it\n", b""
+    )  # fmt: skip
+    assert len(_plans(prune_repo)) == 1  # nothing cancelled: the sweep is still to finish
+    _check(cli)
+    _assert_restores(cli, survivors, tmp_path, "refused")
+
+    cli.run("prune", check=True)  # finishes the sweep, then marks nothing new
+    assert _plans(prune_repo) == []
+    assert _stored(prune_repo) < 3 * 6 * 150_000  # the first snapshot's data is gone
+    gone = cli.run("undelete", first[:8])
+    assert (gone.returncode, gone.stderr.decode()) == (
+        1, f"snapfs: no snapshot matches '{first[:8]}'\n"
+    )  # fmt: skip
+    _check(cli)
+    _assert_restores(cli, survivors, tmp_path, "swept")
+
+
 def _packs(location: str) -> set[str]:
     return {info.key for info in open_backend(location).list("data/")}
 

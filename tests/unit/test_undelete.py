@@ -1,7 +1,8 @@
 """What ``undelete`` indexes again: exactly the condemned packs that are stored and that no
 index names. A pack a running backup had indexed again since (``index_needed``) is not
 indexed a second time, and a pack a sweep killed midway had deleted (of another forgotten
-snapshot) is passed over, not read: the snapshot asked for comes back whole all the same."""
+snapshot) is passed over, not read: the snapshot asked for comes back whole all the same,
+and the other one is refused."""
 
 from __future__ import annotations
 
@@ -63,6 +64,14 @@ def test_undelete_indexes_again_exactly_the_condemned_packs_no_index_names(
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == {
         "a": b"one\n", "b": b"two\n"
     }  # fmt: skip
+    # The other one's data pack is gone and no plan is left: it stays forgotten.
+    with pytest.raises(SnapshotNotFound) as refused:
+        undelete(repo, other.id[:8])
+    assert str(refused.value) == (
+        f"snapshot {other.short_id} cannot be undeleted: an interrupted prune already deleted "
+        "some of its data; run prune to finish removing it"
+    )
+    assert [s.id for s in repo.forgotten()] == [other.id]
 
 
 def test_a_snapshot_whose_data_was_swept_cannot_be_undeleted(memory_repo: Repository) -> None:
