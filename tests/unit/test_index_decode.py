@@ -91,6 +91,15 @@ def test_integers_written_wider_than_needed_still_decode() -> None:
     assert _got(plain)[0] == [(blob_id, 1, 5, 7, 9)]
 
 
+def test_an_entry_numpy_cannot_read_whose_id_looks_like_one() -> None:
+    """An id written as bin 16 (95 c5 00 20), holding 95 c4 20 where an entry read from there
+    would end right at the pack's end: the pack is one entry, the one msgspec reads."""
+    blob_id = b"\x00\x95\xc4\x20" + bytes(range(28))
+    entry = b"\x95\xc5\x00\x20" + blob_id + b"\x01\xce\x00\x00\x01\x05\x02\x03"
+    plain = b"\x91\x92\xd9\x40" + b"ab" * 32 + b"\x91" + entry
+    assert _got(plain)[0] == [(blob_id, 1, 261, 2, 3)]
+
+
 @pytest.mark.parametrize(
     "entry",
     [
