@@ -624,9 +624,9 @@ def backup(
         abspaths = list(source.paths)
     else:
         abspaths = sorted({os.path.abspath(p) for p in paths})
-    for p in abspaths if source is None else ():
-        if not os.path.lexists(p):
-            raise PathNotFound(f"{p}: no such file or directory")
+        for p in abspaths:
+            if not os.path.lexists(p):
+                raise PathNotFound(f"{p}: no such file or directory")
     host = host or os.uname().nodename
     if parent == "auto":
         parent = find_parent(repo.snapshots(), host, abspaths)
