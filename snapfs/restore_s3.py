@@ -6,7 +6,10 @@ named its files by sources/keys.py, so their names are decoded back to the origi
 other snapshots' names are taken as they are (they must be UTF-8). The objects get the
 metadata the nodes keep (targets/s3.py); objects already identical at the target are left
 alone, so an interrupted restore resumes. Only regular files become objects: directories
-are implied by keys, and symlinks and special files are warned about.
+are implied by keys, and symlinks and special files are warned about. An object whose key
+is also a directory of other keys (``a`` beside ``a/b``, the file ``a%=``) goes up only when
+that directory's objects are up: servers that keep objects as file-system entries (SeaweedFS)
+may keep just one of ``a`` and ``a/b`` written at once.
 
 Files go up on FILES threads. Each reads its blobs in order, a group of at most GROUP bytes
 at a time (``read_blob_group``: coalesced ranges), so memory is bounded: a file below the
@@ -26,6 +29,7 @@ from snapfs.errors import IntegrityError
 from snapfs.events import BytesDone, EventHandler, FileDone, FileWarning, ignore
 from snapfs.restore import RestoreSource, RestoreSummary, subtree, whole_totals
 from snapfs.snapshot import Snapshot
+from snapfs.sources.keys import BESIDE_DIR
 from snapfs.targets.s3 import S3Target
 from snapfs.tree import DIR, FILE, Node
 from snapfs.walk import PathFilter, path_text, walk
@@ -82,7 +86,8 @@ class _S3Restore:
         self.summary = RestoreSummary()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(files, "snapfs-s3-restore")
-        self._slots = threading.BoundedSemaphore(2 * files)  # queued and running files
+        self._queue = 2 * files  # queued and running files
+        self._slots = threading.BoundedSemaphore(self._queue)
         self._small = _Budget(SMALL_BUDGET)
         self._error: BaseException | None = None
 
@@ -96,6 +101,8 @@ class _S3Restore:
                 if node.type != FILE:
                     self._warn(rel, "not a regular file: an S3 object cannot hold it, skipped")
                     continue
+                if self.s3_names and rel.endswith(BESIDE_DIR):
+                    self._drain()  # the walk gave the directory's files first: they go up now
                 self._submit(rel, node)
         except BaseException:
             self._pool.shutdown(wait=True, cancel_futures=True)
@@ -103,6 +110,13 @@ class _S3Restore:
         self._pool.shutdown(wait=True)
         if self._error is not None:
             raise self._error
+
+    def _drain(self) -> None:
+        """Wait until every file submitted is done (each holds a slot until then)."""
+        for _ in range(self._queue):
+            self._slots.acquire()
+        for _ in range(self._queue):
+            self._slots.release()
 
     def problem(self, rel: bytes, message: str) -> None:
         self._warn(rel, f"{message}: skipped")

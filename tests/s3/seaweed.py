@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +166,19 @@ def _ensure_bucket(client: Any, bucket: str) -> None:
         pass
     except client.exceptions.BucketAlreadyExists:
         pass
+
+
+def put_objects(client: Any, bucket: str, objects: dict[str, bytes], **extra: Any) -> None:
+    """PUT ``objects`` (key: body) on 8 threads, but a key that is also a directory of
+    another key (``a`` beside ``a/b``) afterwards, alone: SeaweedFS keeps objects as filer
+    entries, and of ``a`` and ``a/b`` PUT at the same time it sometimes keeps only one."""
+    dirs = {key[: i + 1] for key in objects for i, c in enumerate(key) if c == "/"}
+    later = [key for key in objects if key + "/" in dirs]
+
+    def one(key: str) -> None:
+        client.put_object(Bucket=bucket, Key=key, Body=objects[key], **extra)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, [key for key in objects if key not in later]))
+    for key in later:
+        one(key)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,10 @@ from typing import Any
 import msgspec
 
 from snapfs.repository import Repository
+from snapfs.restore_s3 import restore_to_s3
 from snapfs.snapshot import Snapshot
 from snapfs.store.url import open_backend
+from snapfs.targets.s3 import S3Target, Written
 from snapfs.tree import Node
 from tests.conftest import PASSWORD, Cli
 from tests.crafted import directory, file, raw_tree
@@ -87,6 +90,46 @@ def test_s3_nodes_go_back_to_their_keys_with_metadata_and_resume(
             "text/csv", "gzip", "max-age=60",
         )  # fmt: skip
         assert o["Metadata"] == {"team": "lake"}
+
+
+class _Recording(S3Target):
+    """Records when each write starts and ends; the write of ``slow`` takes half a second
+    more, so a write that overlaps it shows."""
+
+    slow = "dir/in"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.events: list[tuple[str, str]] = []
+
+    def write(self, key: str, node: Node, content: Any) -> Written:
+        below = key.removeprefix(self.prefix)
+        self.events.append(("start", below))
+        if below == self.slow:
+            time.sleep(0.5)
+        written = super().write(key, node, content)
+        self.events.append(("end", below))
+        return written
+
+
+def test_an_object_beside_a_directory_goes_up_after_the_directory_objects(
+    seaweedfs: SeaweedFS, s3_env: SeaweedFS, client: Any
+) -> None:
+    """SeaweedFS may keep only one of the objects ``dir`` and ``dir/in`` PUT at once, so
+    ``dir`` (the file ``dir%=``) starts only when ``dir/in`` is written."""
+    cli = _s3_repo(seaweedfs)
+    snap = _s3_snapshot(str(cli.repo))
+    out = f"restored-{uuid.uuid4().hex[:8]}"
+    with (
+        Repository.open(open_backend(str(cli.repo)), PASSWORD) as repo,
+        _Recording(f"s3://{BUCKET}/{out}") as target,
+    ):
+        restore_to_s3(repo, snap, target, path="/src/p")
+    events = target.events
+    assert sorted(k for what, k in events if what == "end") == sorted(KEYS)
+    assert events.index(("start", "dir")) > events.index(("end", "dir/in"))
+    got = _objects(client, f"{out}/")
+    assert {k.removeprefix(f"{out}/"): o["Body"].read() for k, o in got.items()} == KEYS
 
 
 def test_local_snapshot_to_a_bucket_object_by_object(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from tests.conftest import Cli
 from tests.integration.test_mount import Mount, mount  # noqa: F401  (the fixture)
 from tests.s3.conftest import SOURCE_BUCKET
 from tests.s3.faultproxy import FaultProxy
-from tests.s3.seaweed import SeaweedFS
+from tests.s3.seaweed import SeaweedFS, put_objects
 
 pytestmark = pytest.mark.parametrize("backend_kind", ["s3"])  # the repository on S3 too
 
@@ -56,12 +55,7 @@ def src(source_server: SeaweedFS) -> Any:
 
 
 def put(client: Any, objects: dict[str, bytes], prefix: str, **extra: Any) -> None:
-    def one(item: tuple[str, bytes]) -> None:
-        key, body = item
-        client.put_object(Bucket=SOURCE_BUCKET, Key=f"{prefix}/{key}", Body=body, **extra)
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(one, objects.items()))
+    put_objects(client, SOURCE_BUCKET, {f"{prefix}/{k}": v for k, v in objects.items()}, **extra)
 
 
 def url(prefix: str) -> str:

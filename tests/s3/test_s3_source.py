@@ -8,7 +8,6 @@ import hashlib
 import os
 import socket
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from snapfs.sources.keys import decode_names, encode_key
 from snapfs.sources.s3 import AHEAD_BYTES, S3Source, parse_source_url
 from snapfs.tree import DIR, FILE
 from tests.s3.faultproxy import FaultPlan, FaultProxy, fast_retry
-from tests.s3.seaweed import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFS
+from tests.s3.seaweed import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFS, put_objects
 
 
 @pytest.fixture
@@ -34,11 +33,7 @@ def source(url: str, **kw: Any) -> S3Source:
 
 
 def put_many(client: Any, keys: list[str], body: bytes | None = None) -> None:
-    def put(key: str) -> None:
-        client.put_object(Bucket=BUCKET, Key=key, Body=key.encode() if body is None else body)
-
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(put, keys))
+    put_objects(client, BUCKET, {key: key.encode() if body is None else body for key in keys})
 
 
 def files(src: S3Source) -> dict[bytes, Any]:
