@@ -96,6 +96,15 @@ def _copy_of_parent(
     return (parent, present[original_id(parent)]) if parent else None
 
 
+def _same_file(node: Node, other: Node) -> bool:
+    """Whether ``other`` (in a copy) holds ``node``'s bytes as far as its metadata tells:
+    a copy that names an original but was made otherwise (by hand, by another tool) must
+    never lend its blobs to files that only share a name."""
+    return (node.size, node.mtime_ns, len(node.content)) == (
+        other.size, other.mtime_ns, len(other.content),
+    )  # fmt: skip
+
+
 class _Translation:
     """Source ids to destination ids, for data blobs and trees, shared by every snapshot of
     a run."""
@@ -127,7 +136,7 @@ class _Translation:
                     continue
                 if node.subtree and other.subtree:
                     stack.append((node.subtree, other.subtree))
-                elif len(node.content) == len(other.content):
+                elif _same_file(node, other):
                     self.blobs.update(zip(node.content, other.content, strict=True))
 
     def tree(self, tree_id: bytes) -> bytes:

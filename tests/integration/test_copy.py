@@ -8,11 +8,14 @@ import json
 import os
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from snapfs.repository import Repository
+from snapfs.snapshot import Snapshot
 from snapfs.store.url import open_backend
-from tests.conftest import BACKENDS, CHEAP_KDF, Cli
+from tests.conftest import BACKENDS, CHEAP_KDF, PASSWORD, Cli
+from tests.crafted import directory, file, raw_tree
 from tests.helpers import assert_same_tree
 
 SOURCE_PASSWORD = "the source repository's own password"
@@ -70,6 +73,34 @@ def test_copying_again_reads_only_what_changed(cli: Cli, source: Cli, lake_tree:
     assert (later["copied"], later["skipped"]) == (1, 1)
     assert later["bytes_read"] == len("hello lake\none more line\n")
     assert [s["original"] for s in _snapshots(cli)] == [s["id"] for s in _snapshots(source)]
+
+
+def test_a_copy_lends_blobs_only_to_files_that_match_it(
+    cli: Cli, source: Cli, tmp_path: Path
+) -> None:
+    """A destination snapshot that names an original but holds other bytes at a file's name
+    (same mtime, one blob, another size: made by hand) lends that blob to no later copy."""
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    (lake / "f.csv").write_bytes(b"the original bytes\n")
+    source.run("backup", str(lake), check=True)
+    (first,) = _snapshots(source)
+    with Repository.open(open_backend(str(cli.repo)), PASSWORD) as repo, repo.writer() as w:
+        other = file(w, b"f.csv", b"other bytes, of another length\n")
+        tree = raw_tree(
+            w, [msgspec.structs.replace(other, mtime_ns=(lake / "f.csv").stat().st_mtime_ns)]
+        )
+        for name in reversed(lake.parts[1:]):
+            tree = raw_tree(w, [directory(name.encode(), tree)])
+        w.save_snapshot(
+            Snapshot(time=str(first["time"]), host=str(first["host"]), user="u",
+                     paths=[str(lake)], tree=tree.hex(), original=str(first["id"]))
+        )  # fmt: skip
+    (lake / "g.csv").write_bytes(b"a new file\n")
+    source.run("backup", str(lake), check=True)
+    assert _copy(cli, source)[-1]["copied"] == 1
+    cli.run("restore", "latest", "--target", str(tmp_path / "out"), check=True)
+    assert_same_tree(lake, tmp_path / "out" / str(lake).lstrip("/"))
 
 
 def test_a_copy_of_a_copy_names_the_first_original(
