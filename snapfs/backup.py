@@ -267,6 +267,8 @@ class Backup:
 
     def _finished(self, job: _DirJob, fut: Future[list[Node]]) -> None:
         self._slots.release()
+        if fut.cancelled():  # the backup failed and dropped its queued work: none to save
+            return
         error = fut.exception()
         if error is not None:
             self.fail(error)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from snapfs.sources.keys import decode_names
 from tests.conftest import Cli
 from tests.integration.test_mount import Mount, mount  # noqa: F401  (the fixture)
 from tests.s3.conftest import SOURCE_BUCKET
-from tests.s3.faultproxy import FaultProxy
+from tests.s3.faultproxy import FaultPlan, FaultProxy
 from tests.s3.seaweed import SeaweedFS, put_objects
 
 pytestmark = pytest.mark.parametrize("backend_kind", ["s3"])  # the repository on S3 too
@@ -150,6 +151,43 @@ def test_incremental_backup_gets_only_what_changed(
     assert summary["files"] == 200 + 1 - 1
     (first, second) = json.loads(cli.run("snapshots", "--json", check=True).stdout)
     assert second["parent"] == first["id"]
+
+
+def test_one_source_request_in_ten_failing_still_gives_every_object(
+    cli: Cli, source_server: SeaweedFS, src: Any, prefix: str, tmp_path: Path
+) -> None:
+    """Listings and GETs of the source answered 500, 503 or a reset one time in ten are
+    retried: the backup keeps every object, warns of none, and restores byte for byte."""
+    objects = {f"d{i % 10}/o{i:03}": f"object {i}\n".encode() * (1 + i % 50) for i in range(400)}
+    put(src, objects, prefix)
+    plan = FaultPlan(rate=0.10, kinds=("500", "503", "reset"), seed=5)
+    with FaultProxy(source_server.s3_port, plan) as proxy:
+        done = backup(cli, proxy.url, url(prefix))
+    summary = json.loads(done.stdout.splitlines()[-1])
+    assert (summary["files"], summary["warnings"]) == (400, 0)
+    faults = sum(proxy.counts[k] for k in plan.kinds)
+    assert faults > 0.05 * proxy.counts["requests"], proxy.counts
+    out = tmp_path / "out"
+    cli.run("restore", "latest", "--target", str(out), check=True)
+    assert restored(out / SOURCE_BUCKET / prefix) == objects
+
+
+def test_a_source_that_keeps_failing_ends_the_backup_in_one_line(
+    cli: Cli, source_server: SeaweedFS, src: Any, prefix: str
+) -> None:
+    """With AWS_MAX_ATTEMPTS=1 the first failed source request ends the backup while work is
+    still queued: one line, exit 1, and no snapshot."""
+    put(src, {f"d{i % 10}/o{i:03}": b"x" * i for i in range(400)}, prefix)
+    plan = FaultPlan(rate=0.10, kinds=("500", "503"), seed=5)
+    with FaultProxy(source_server.s3_port, plan) as proxy:
+        done = cli.run("backup", url(prefix), "--source-endpoint", proxy.url,
+                       env={"AWS_MAX_ATTEMPTS": "1"})  # fmt: skip
+    line = one_line(done)
+    assert done.returncode == 1, line
+    failed = rf"S3 (list|get) s3://{SOURCE_BUCKET}/{prefix}/\S*: \w+: injected by faultproxy"
+    gave_up = r"(gave up after|still failing after giving up on) 1 attempts"  # a later one
+    assert re.fullmatch(rf"snapfs: {failed} \({gave_up}\)", line), line
+    assert json.loads(cli.run("snapshots", "--json", check=True).stdout) == []
 
 
 def test_excludes_name_tree_paths(
