@@ -13,8 +13,9 @@ import resource
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -139,15 +140,28 @@ class Backup:
         done: Future[bytes] = Future()
         old = self._load("/", parent_tree)
         root = _DirJob(self, b"", None, None, on_tree=done.set_result, old=old, old_id=parent_tree)
-        if spec:
-            self._walk_virtual(root, b"", spec)
-        else:
-            self._walk_dir(root, b"/")
-        root.walked()
-        tree_id = done.result()
+        with self.first_failure():
+            if spec:
+                self._walk_virtual(root, b"", spec)
+            else:
+                self._walk_dir(root, b"/")
+            root.walked()
+            tree_id = done.result()
+        return tree_id
+
+    @contextmanager
+    def first_failure(self) -> Iterator[None]:
+        """A worker's failure is raised when the walk ends, and before any error of the walk
+        itself: the first failure is the one to tell (the walk's, once a worker has given up
+        retrying, only says the server is still failing)."""
+        try:
+            yield
+        except Exception:
+            if self._failure is not None:
+                raise self._failure from None
+            raise
         if self._failure is not None:
             raise self._failure
-        return tree_id
 
     def _walk_virtual(self, job: _DirJob, dirpath: bytes, spec: dict[bytes, object]) -> None:
         olds = _by_name(job.old)
@@ -695,11 +709,10 @@ class _SourceWalk:
         done: Future[bytes] = Future()
         old = self.run._load("/", parent_tree)
         root = _SourceDir(self.run, None, None, done.set_result, old, parent_tree)
-        self._walk(root, None, "")
-        root.walked()
-        tree_id = done.result()
-        if self.run._failure is not None:
-            raise self.run._failure
+        with self.run.first_failure():
+            self._walk(root, None, "")
+            root.walked()
+            tree_id = done.result()
         return tree_id
 
     def _walk(self, job: _DirJob, directory: Entry | None, base: str) -> None:
