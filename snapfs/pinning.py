@@ -1,0 +1,130 @@
+"""What a backup keeps of the tables it meets: each table directory limited to the files of
+its pinned version (tables.delta), which of them went missing, and the snapshot's records.
+
+The walk asks ``PinnedTable.wanted`` for every entry below a table's directory: directories
+on the way to a kept file, the log of versions up to the pin, the files that version reads
+(``live``) and those older versions still in the log read (``history``); files written by
+later commits, and anything else, are left out. A live file that is not there when listed or
+read makes the table torn. Thread-safe: workers report lost files while the walk goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import UTC, datetime
+
+from snapfs.snapshot import TableRecord
+from snapfs.sources.files import LocalFiles
+from snapfs.tables.delta import DELTA_LOG, LAST_CHECKPOINT, DeltaPin, pin
+
+LAST_CHECKPOINT_PATH = f"{DELTA_LOG}/{LAST_CHECKPOINT}"
+
+
+class PinnedTable:
+    """One table directory of the backup, pinned at ``pin.version``. ``shown``: its path
+    as warnings show it."""
+
+    def __init__(self, shown: str, pinned: DeltaPin) -> None:
+        self.shown = shown
+        self.pin = pinned
+        self._kept = pinned.live | pinned.log | pinned.history
+        self._dirs = frozenset(_parents(self._kept))
+        self._seen: set[str] = set()
+        self._torn: set[str] = set()
+        self._lock = threading.Lock()
+
+    def wanted(self, rel: str, is_dir: bool) -> bool:
+        """Whether the entry at ``rel`` (relative to the table) goes into the snapshot; a
+        kept file counts as seen by the walk."""
+        if is_dir:
+            return rel in self._dirs
+        if rel == LAST_CHECKPOINT_PATH:
+            return self.pin.last_checkpoint is not None
+        if rel not in self._kept:
+            return False
+        if rel in self.pin.live:
+            with self._lock:
+                self._seen.add(rel)
+        return True
+
+    def lost(self, rel: str) -> str | None:
+        """A kept file gone when read: the warning that names the table torn when the
+        pinned version needs it, None when only history lost it (VACUUM may remove that)."""
+        if rel not in self.pin.live:
+            return None
+        with self._lock:
+            self._torn.add(rel)
+        return self._torn_message(rel)
+
+    def unseen(self) -> list[str]:
+        """After the walk of the table: the warnings for live files the walk never listed
+        (removed between the pin and the listing of their directory)."""
+        with self._lock:
+            missing = sorted(self.pin.live - self._seen - self._torn)
+            self._torn.update(missing)
+        return [self._torn_message(rel) for rel in missing]
+
+    def _torn_message(self, rel: str) -> str:
+        return (
+            f"Delta table torn: version {self.pin.version} needs {rel}, "
+            "which is gone (deleted during the backup?)"
+        )
+
+    def record(self) -> TableRecord:
+        when = datetime.fromtimestamp(self.pin.commit_time_ns / 1e9, UTC)
+        with self._lock:
+            torn = bool(self._torn)
+        return TableRecord(
+            path=self.shown,
+            format="delta",
+            version=self.pin.version,
+            commit_time=when.isoformat(),
+            files=self.pin.files,
+            bytes=self.pin.bytes,
+            torn=torn,
+        )
+
+
+class TablePins:
+    """The tables of one backup run, by their directory's absolute path."""
+
+    def __init__(self) -> None:
+        self._tables: dict[bytes, PinnedTable] = {}
+        self._lock = threading.Lock()
+
+    def pin(self, path: bytes, shown: str) -> PinnedTable:
+        """Pin the Delta table at ``path``. TableUnreadable as ``tables.delta.pin``."""
+        table = PinnedTable(shown, pin(LocalFiles(path), ""))
+        with self._lock:
+            self._tables[path.rstrip(b"/")] = table
+        return table
+
+    def owner(self, path: bytes) -> tuple[PinnedTable, str] | None:
+        """The table ``path`` lies in and its path relative to the table, if any."""
+        with self._lock:
+            if not self._tables:
+                return None
+            head = path
+            while b"/" in head.strip(b"/"):
+                head = head.rsplit(b"/", 1)[0]
+                table = self._tables.get(head)
+                if table is not None:
+                    return table, os.fsdecode(path[len(head) + 1 :])
+        return None
+
+    def records(self) -> list[TableRecord]:
+        with self._lock:
+            tables = list(self._tables.values())
+        return sorted((t.record() for t in tables), key=lambda r: r.path)
+
+
+def _parents(paths: frozenset[str]) -> set[str]:
+    dirs = set()
+    for path in paths:
+        while "/" in path:
+            path = path.rsplit("/", 1)[0]
+            if path in dirs:
+                break
+            dirs.add(path)
+    return dirs
