@@ -4,9 +4,11 @@ A Delta table is a directory holding ``_delta_log/``: commits ``N.json`` (one ac
 checkpoints ``N.checkpoint.parquet`` (or ``N.checkpoint.K.M.parquet``, M parts) folding the
 actions up to N, and ``_last_checkpoint`` naming the newest checkpoint as a hint. ``pin``
 chooses the newest committed version: the newest complete checkpoint that reads (falling
-back to older ones, then to version 0), then every ``N.json`` contiguous after it. Replaying
-that checkpoint and those commits gives the files version N reads (``live``: data files and
-their deletion vectors); the commits before it that are still in the log, and the
+back to older ones, then to version 0), then every ``N.json`` contiguous after it. When the
+log still holds every commit from 0 to there, they are all replayed and no checkpoint is
+read (the same state, one kind of file, no pyarrow). Replaying gives the files version N
+reads (``live``: data files and their deletion vectors, and the log a reader opens: the
+newest checkpoint, the commits after it); the commits before it that are still in the log, and the
 checkpoint's tombstones, give the files older versions read (``history``), so time travel
 inside a snapshot works as far as the log and VACUUM allow. Paths in actions are relative
 URIs (percent-encoded); absolute ones (shallow clones) lie outside the table's directory
@@ -91,21 +93,31 @@ def pin(files: Files, table: str, *, history: bool = True) -> DeltaPin:
     commits = _versions(listing, _COMMIT)
     checkpoints = _checkpoints(listing)
     hint = _read_hint(files, log_dir) if LAST_CHECKPOINT in listing else None
-    state, start = _start(files, log_dir, checkpoints, commits)
+    if history and _whole_log(commits, checkpoints):
+        # Every commit is read for history anyway: replaying them all from 0 gives the
+        # checkpoint's state without opening it (nor loading pyarrow).
+        state, start = _Replay(), None
+    else:
+        state, start = _start(files, log_dir, checkpoints, commits)
     version = start if start is not None else -1
     while version + 1 in commits:
         version += 1
         state.commit(_read_actions(files, log_dir, commits[version].name))
     if version < 0:
-        raise TableUnreadable(f"{table or '.'}: Delta log has no version 0 and no checkpoint")
+        where = f"{table}: " if table else ""
+        raise TableUnreadable(f"{where}the Delta log has no version 0 and no checkpoint")
     if history:
         for old in sorted(v for v in commits if start is not None and v <= start):
             state.past(_read_actions(files, log_dir, commits[old].name, strict=False))
     kept = _kept_log(listing, commits, checkpoints, version)
     when = commits[version] if version in commits else listing[checkpoints[version][0]]
-    # What a reader of version N opens in the log: the checkpoint, the commits after it.
-    first = start + 1 if start is not None else 0
-    read_log = list(checkpoints[start]) if start is not None else []
+    # What a reader of version N opens in the log: the newest checkpoint, the commits after.
+    if start is None:
+        start_read = max((v for v in checkpoints if v <= version), default=None)
+    else:
+        start_read = start
+    first = start_read + 1 if start_read is not None else 0
+    read_log = list(checkpoints[start_read]) if start_read is not None else []
     read_log += [commits[v].name for v in range(first, version + 1)]
     live = state.live_files().union(_join(DELTA_LOG, name) for name in read_log)
     last = hint[1] if hint is not None and hint[0] in checkpoints and hint[0] <= version else None
@@ -165,6 +177,15 @@ class _Replay:
     def live_files(self) -> frozenset[str]:
         dvs = (dv for _size, dv in self.live.values() if dv is not None)
         return frozenset(self.live).union(dvs)
+
+
+def _whole_log(commits: dict[int, FileInfo], checkpoints: dict[int, list[str]]) -> bool:
+    """Whether every commit from 0 to the end of the log after the newest checkpoint is
+    there (no log cleanup yet), so the version can be replayed from 0."""
+    end = max(checkpoints, default=-1)
+    while end + 1 in commits:
+        end += 1
+    return end >= 0 and all(v in commits for v in range(end + 1))
 
 
 def _start(

@@ -137,3 +137,19 @@ def test_no_tables_backs_up_every_file_as_it_is(cli: Cli, table: Path, tmp_path:
     cli.run("backup", "--no-tables", str(table), check=True)
     assert_same_tree(table, _restored(cli, tmp_path, table))
     assert _tables(cli) == []
+
+
+def test_a_table_whose_log_was_cleaned_up_is_pinned_from_its_checkpoint(
+    cli: Cli, table: Path, tmp_path: Path
+) -> None:
+    for version in range(8):  # as log cleanup does once the commits are past retention
+        (table / LOG / f"{version:020d}.json").unlink()
+    assert _read(table).num_rows == DeltaTable(table).to_pyarrow_table().num_rows
+    cli.run("backup", str(table), check=True)
+    restored = _restored(cli, tmp_path, table)
+    assert _read(restored).equals(_read(table))
+    assert _read(restored, 11).equals(_read(table, 11))
+    assert sorted(p.name for p in (restored / LOG).iterdir()) == sorted(
+        p.name for p in (table / LOG).iterdir()
+    )
+    assert [t["version"] for t in _tables(cli)] == [13]
