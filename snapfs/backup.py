@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from operator import attrgetter
 from typing import BinaryIO, TypeVar, cast
 
@@ -206,6 +207,8 @@ class Backup:
         if pinned is not None:
             table, rel = pinned, ""
             entries = self._scan(path)  # listed again after the pin: no file of it missed
+            # Its last file read, no worker can lose one: its record is final, its sets go.
+            job.after = partial(self.tables.finish, path) if self.tables is not None else None
         for entry in entries:
             name = entry.name
             child = base + name
@@ -503,7 +506,9 @@ class _DirJob:
     """A directory whose tree is saved when its walk has ended and every task holding some
     of its entries has finished; then its own node goes to its parent. ``old``: the parent
     snapshot's tree of it (``old_id``), whose id is reused when every entry equals its
-    node. Thread-safe."""
+    node. ``after``: called once it is complete, before its node goes up. Thread-safe."""
+
+    after: Callable[[], object] | None = None
 
     def __init__(
         self, run: Backup, name: bytes, path: bytes | None, st: os.stat_result | None,
@@ -554,6 +559,8 @@ class _DirJob:
         except BaseException as e:
             self.run.fail(e)
             tree_id = b""
+        if self.after is not None:
+            self.after()
         if self.on_tree is not None:
             self.on_tree(tree_id)
         if self.parent is not None:

@@ -90,7 +90,8 @@ class TablePins:
     """The tables of one backup run, by their directory's absolute path."""
 
     def __init__(self) -> None:
-        self._tables: dict[bytes, PinnedTable] = {}
+        self._tables: dict[bytes, PinnedTable] = {}  # pinned, some files not read yet
+        self._done: list[TableRecord] = []
         self._lock = threading.Lock()
 
     def pin(self, path: bytes, shown: str) -> PinnedTable:
@@ -113,10 +114,21 @@ class TablePins:
                     return table, os.fsdecode(path[len(head) + 1 :])
         return None
 
-    def records(self) -> list[TableRecord]:
+    def finish(self, path: bytes) -> None:
+        """The table at ``path`` is complete: every file of it read or lost. Its record is
+        kept, its file set dropped, so memory holds the sets of the tables in progress."""
         with self._lock:
-            tables = list(self._tables.values())
-        return sorted((t.record() for t in tables), key=lambda r: r.path)
+            table = self._tables.pop(path.rstrip(b"/"), None)
+        if table is not None:
+            record = table.record()
+            with self._lock:
+                self._done.append(record)
+
+    def records(self) -> list[TableRecord]:
+        """Every table's record, sorted by path (those not finished as they stand)."""
+        with self._lock:
+            tables, done = list(self._tables.values()), list(self._done)
+        return sorted(done + [t.record() for t in tables], key=lambda r: r.path)
 
 
 def _parents(paths: frozenset[str]) -> set[str]:

@@ -60,3 +60,13 @@ def test_a_live_file_lost_or_never_listed_tears_the_table_and_history_does_not(
     [record] = pins.records()
     assert (record.path, record.version, record.files, record.bytes, record.torn) == (
         str(table), 1, 2, 8, True)  # fmt: skip
+
+
+def test_a_finished_table_keeps_its_record_and_drops_its_file_set(tmp_path: Path) -> None:
+    table = _table(tmp_path)
+    pins = TablePins()
+    pins.pin(str(table).encode(), str(table))
+    before = pins.records()
+    pins.finish(str(table).encode())
+    assert pins.records() == before
+    assert pins.owner(str(table / "p=1" / "a.parquet").encode()) is None  # its set is gone
