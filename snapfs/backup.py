@@ -37,7 +37,7 @@ from snapfs.events import (
 from snapfs.faults import fault_point
 from snapfs.metadata import group_name, node_from_stat, user_name
 from snapfs.pack import BlobKind
-from snapfs.pinning import LAST_CHECKPOINT_PATH, PinnedTable, TablePins
+from snapfs.pinning import DELTA_LOG, LAST_CHECKPOINT_PATH, PinnedTable, TablePins
 from snapfs.plans import claim_for
 from snapfs.repository import Repository, Writer
 from snapfs.snapshot import Snapshot, Summary, find_parent
@@ -260,7 +260,7 @@ class Backup:
         and tables are backed up as tables. One whose log cannot be pinned is warned about
         and backed up as plain files."""
         if self.tables is None or not any(
-            e.name == b"_delta_log" and e.is_dir(follow_symlinks=False) for e in entries
+            e.name == DELTA_LOG and e.is_dir(follow_symlinks=False) for e in entries
         ):
             return None
         shown = path_text(path)

@@ -13,12 +13,15 @@ from __future__ import annotations
 import os
 import threading
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from snapfs.snapshot import TableRecord
-from snapfs.sources.files import LocalFiles
-from snapfs.tables.delta import DELTA_LOG, LAST_CHECKPOINT, DeltaPin, pin
 
-LAST_CHECKPOINT_PATH = f"{DELTA_LOG}/{LAST_CHECKPOINT}"
+if TYPE_CHECKING:  # loaded with the first table met: a backup without tables starts as fast
+    from snapfs.tables.delta import DeltaPin
+
+DELTA_LOG = b"_delta_log"
+LAST_CHECKPOINT_PATH = "_delta_log/_last_checkpoint"
 
 
 class PinnedTable:
@@ -96,6 +99,9 @@ class TablePins:
 
     def pin(self, path: bytes, shown: str) -> PinnedTable:
         """Pin the Delta table at ``path``. TableUnreadable as ``tables.delta.pin``."""
+        from snapfs.sources.files import LocalFiles
+        from snapfs.tables.delta import pin
+
         table = PinnedTable(shown, pin(LocalFiles(path), ""))
         with self._lock:
             self._tables[path.rstrip(b"/")] = table

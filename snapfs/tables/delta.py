@@ -25,11 +25,9 @@ import io
 import json
 import posixpath
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
 
 from snapfs.errors import TableUnreadable
 from snapfs.sources.files import FileInfo, Files
@@ -296,7 +294,11 @@ def _relative(path: object) -> str | None:
     absolute URI, or one climbing out with ``..``)."""
     if not isinstance(path, str) or not path or "://" in path or path.startswith("/"):
         return None
-    decoded = posixpath.normpath(unquote(path))
+    if "%" in path:
+        from urllib.parse import unquote  # 9 ms to import: only for paths that need it
+
+        path = unquote(path)
+    decoded = posixpath.normpath(path)
     if decoded.startswith("../") or decoded in ("..", "."):
         return None
     return decoded
@@ -316,6 +318,8 @@ def _dv_file(action: dict[str, Any]) -> str | None:
     if kind != "u" or len(where) < 20:
         return None
     prefix, encoded = where[:-20], where[-20:]
+    import uuid  # 7 ms to import: only for a table with deletion vectors
+
     try:
         name = f"deletion_vector_{uuid.UUID(bytes=_z85_decode(encoded))}.bin"
     except (KeyError, ValueError):
