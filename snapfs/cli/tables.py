@@ -38,7 +38,7 @@ def command(ctx: Context, snapshot: str, as_json: bool) -> None:
             cell(t.path),
             cell(t.format),
             str(t.version),
-            t.commit_time[:19].replace("T", " "),
+            cell(t.commit_time[:19].replace("T", " ")),  # text from the repository: escaped
             str(t.files),
             size(t.bytes),
             "torn" if t.torn else "whole",
