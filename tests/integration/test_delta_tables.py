@@ -12,6 +12,9 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from snapfs.backup import backup
+from snapfs.events import Event, FileStarted, FileWarning
+from snapfs.repository import Repository
 from tests.conftest import Cli
 from tests.helpers import assert_same_tree
 from tests.integration.test_mount import Mount, mount  # noqa: F401  (a fixture)
@@ -153,3 +156,27 @@ def test_a_table_whose_log_was_cleaned_up_is_pinned_from_its_checkpoint(
         p.name for p in (table / LOG).iterdir()
     )
     assert [t["version"] for t in _tables(cli)] == [13]
+
+
+def test_a_data_file_deleted_as_it_is_opened_makes_the_table_torn(
+    repo: Repository, table: Path
+) -> None:
+    big = pa.table({"id": list(range(5000)), "amount": [i / 7 for i in range(5000)],
+                    "day": ["d5"] * 5000})  # fmt: skip
+    write_deltalake(table, big, mode="append")  # version 14: one file above the chunker's min
+    [victim] = (table / "day=d5").iterdir()
+    assert victim.stat().st_size > repo.config.chunker.min_size  # so not opened ahead
+    warnings: list[FileWarning] = []
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, FileStarted) and event.path == str(victim):
+            victim.unlink()  # listed, about to be opened: as VACUUM deleting it right then
+        elif isinstance(event, FileWarning):
+            warnings.append(event)
+
+    snap = backup(repo, [str(table)], on_event=on_event)
+    rel = victim.relative_to(table)
+    torn = f"Delta table torn: version 14 needs {rel}, which is gone (deleted during the backup?)"
+    assert warnings == [FileWarning(str(table), torn)]
+    assert [(t.version, t.torn) for t in snap.tables] == [(14, True)]
+    assert snap.summary.warnings == 1
