@@ -214,6 +214,10 @@ class Backup:
             child = base + name
             shown = path_text(child)
             if self.excludes and self.excludes.excluded(shown):
+                if table is not None:
+                    left_out = rel + os.fsdecode(name)
+                    for message in table.excluded(left_out, entry.is_dir(follow_symlinks=False)):
+                        self._warn(table.shown, message)
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)

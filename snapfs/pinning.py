@@ -60,6 +60,22 @@ class PinnedTable:
             self._torn.add(rel)
         return self._torn_message(rel)
 
+    def excluded(self, rel: str, is_dir: bool) -> list[str]:
+        """An entry ``--exclude`` leaves out: the warnings for the live files it holds (the
+        table is then not whole, as torn; the warning says why)."""
+        if is_dir:
+            below = rel + "/"
+            lost = sorted(p for p in self.pin.live if p.startswith(below))
+        else:
+            lost = [rel] if rel in self.pin.live else []
+        with self._lock:
+            self._torn.update(lost)
+        return [
+            f"Delta table incomplete: version {self.pin.version} needs {p}, which --exclude "
+            "leaves out"
+            for p in lost
+        ]
+
     def unseen(self) -> list[str]:
         """After the walk of the table: the warnings for live files the walk never listed
         (removed between the pin and the listing of their directory)."""

@@ -180,3 +180,18 @@ def test_a_data_file_deleted_as_it_is_opened_makes_the_table_torn(
     assert warnings == [FileWarning(str(table), torn)]
     assert [(t.version, t.torn) for t in snap.tables] == [(14, True)]
     assert snap.summary.warnings == 1
+
+
+def test_a_table_file_left_out_by_exclude_is_named_and_the_table_not_whole(
+    cli: Cli, table: Path
+) -> None:
+    victim = next((table / "day=d2").glob("*.zstd.parquet"))  # a file the delete rewrote
+    assert str(victim) in {u.removeprefix("file://") for u in DeltaTable(table).file_uris()}
+    done = cli.run("backup", str(table), "--exclude", victim.name)
+    assert done.returncode == 3, done.stderr.decode()
+    rel = victim.relative_to(table)
+    assert done.stderr.decode().splitlines() == [
+        f"warning: {table}: Delta table incomplete: version 13 needs {rel}, which --exclude "
+        "leaves out"
+    ]
+    assert [(t["version"], t["torn"]) for t in _tables(cli)] == [(13, True)]

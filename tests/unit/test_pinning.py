@@ -70,3 +70,17 @@ def test_a_finished_table_keeps_its_record_and_drops_its_file_set(tmp_path: Path
     pins.finish(str(table).encode())
     assert pins.records() == before
     assert pins.owner(str(table / "p=1" / "a.parquet").encode()) is None  # its set is gone
+
+
+def test_an_excluded_directory_names_the_live_files_it_holds(tmp_path: Path) -> None:
+    table = _table(tmp_path)
+    pinned = TablePins().pin(str(table).encode(), str(table))
+    assert pinned.excluded("b.parquet", False) == []  # history only
+    assert pinned.excluded("p=2", True) == [
+        "Delta table incomplete: version 1 needs p=2/c.parquet, which --exclude leaves out"
+    ]
+    assert pinned.unseen() == [
+        "Delta table torn: version 1 needs " + p + ", which is gone (deleted during the backup?)"
+        for p in sorted(pinned.pin.live - {"p=2/c.parquet"})
+    ]
+    assert pinned.record().torn
