@@ -18,13 +18,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from operator import attrgetter
 from typing import BinaryIO, TypeVar, cast
 
 import msgspec
 
 from snapfs.chunker import Chunker
-from snapfs.errors import IntegrityError, PathNotFound
+from snapfs.errors import IntegrityError, PathNotFound, TableUnreadable
 from snapfs.events import (
     BytesDone,
     EventHandler,
@@ -37,6 +38,7 @@ from snapfs.events import (
 from snapfs.faults import fault_point
 from snapfs.metadata import group_name, node_from_stat, user_name
 from snapfs.pack import BlobKind
+from snapfs.pinning import DELTA_LOG, LAST_CHECKPOINT_PATH, PinnedTable, TablePins
 from snapfs.plans import claim_for
 from snapfs.repository import Repository, Writer
 from snapfs.snapshot import Snapshot, Summary, find_parent
@@ -99,8 +101,10 @@ class Backup:
         excludes: PathFilter,
         on_event: EventHandler,
         workers: int,
+        tables: bool = True,
     ) -> None:
         self.repo = repo
+        self.tables = TablePins() if tables else None
         self.writer = writer
         self.excludes = excludes
         self.emit = on_event
@@ -202,28 +206,51 @@ class Backup:
             self._warn(shown, f"the parent snapshot's tree is unreadable, backed up anew: {e}")
             return None
 
-    def _walk_dir(self, job: _DirJob, path: bytes) -> None:
+    def _walk_dir(
+        self, job: _DirJob, path: bytes, table: PinnedTable | None = None, rel: str = ""
+    ) -> None:
+        """``table``: the pinned table ``path`` lies in, at ``rel`` inside it; its entries
+        are limited to the files of the pinned version."""
         olds = _by_name(job.old)
         batch: list[_Item] = []
         reused: list[Node] = []
         files = size = 0
         base = path.rstrip(b"/") + b"/"
-        for entry in self._scan(path):
+        entries = self._scan(path)
+        pinned = self._pin(path, entries) if table is None else None
+        if pinned is not None:
+            table, rel = pinned, ""
+            entries = self._scan(path)  # listed again after the pin: no file of it missed
+            # Its last file read, no worker can lose one: its record is final, its sets go.
+            job.after = partial(self.tables.finish, path) if self.tables is not None else None
+        for entry in entries:
             name = entry.name
             child = base + name
             shown = path_text(child)
             if self.excludes and self.excludes.excluded(shown):
+                if table is not None:
+                    left_out = rel + os.fsdecode(name)
+                    for message in table.excluded(left_out, entry.is_dir(follow_symlinks=False)):
+                        self._warn(table.shown, message)
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as e:
-                self._warn(shown, e)
+                if table is None or not isinstance(e, FileNotFoundError):
+                    self._warn(shown, e)  # a pinned table's file gone: unseen() says torn
                 continue
             old = olds.get(name)
+            inner = ""
+            if table is not None:
+                inner = rel + os.fsdecode(name)
+                if not table.wanted(inner, stat.S_ISDIR(st.st_mode)):
+                    continue
             if stat.S_ISDIR(st.st_mode):
                 sub = self._subdir(job, name, child, shown, st, old)
-                self._walk_dir(sub, child)
+                self._walk_dir(sub, child, table, inner + "/")
                 sub.walked()
+            elif table is not None and inner == LAST_CHECKPOINT_PATH:
+                reused.append(self._pinned_bytes(table, name, child, shown, st))
             elif old is not None and _unchanged(old, st):
                 # Settled here, without a worker: counted once for the whole directory.
                 reused.append(self._settle(shown, st, old))
@@ -242,6 +269,39 @@ class Backup:
         self.counts.add(files, size, 0)
         with self.counts.lock:
             self.counts.dirs += 1
+        if pinned is not None:
+            for message in pinned.unseen():
+                self._warn(pinned.shown, message)
+
+    def _pin(self, path: bytes, entries: list[os.DirEntry[bytes]]) -> PinnedTable | None:
+        """The directory pinned as a Delta table, when it is one (it holds ``_delta_log/``)
+        and tables are backed up as tables. One whose log cannot be pinned is warned about
+        and backed up as plain files."""
+        if self.tables is None or not any(
+            e.name == DELTA_LOG and e.is_dir(follow_symlinks=False) for e in entries
+        ):
+            return None
+        shown = path_text(path)
+        try:
+            table = self.tables.pin(path, shown)
+        except TableUnreadable as e:
+            self._warn(shown, f"not pinned, backed up as plain files: {e}")
+            return None
+        except OSError as e:
+            self._warn(shown, f"not pinned, backed up as plain files: {e.strerror or e}")
+            return None
+        fault_point("table-pinned")  # tests commit or vacuum here, after the pin
+        return table
+
+    def _pinned_bytes(
+        self, table: PinnedTable, name: bytes, path: bytes, shown: str, st: os.stat_result
+    ) -> Node:
+        """``_last_checkpoint`` as read at the pin (a writer may have named a later
+        checkpoint since, which the snapshot leaves out), with the file's metadata now."""
+        data = table.pin.last_checkpoint or b""
+        blob_id, added = self.writer.add_blob(BlobKind.DATA, data)
+        self._count_file(shown, len(data), len(data) if added else 0)
+        return node_from_stat(name, path, st, content=[blob_id] if data else [], size=len(data))
 
     def _settle(self, shown: str, st: os.stat_result, old: Node) -> Node:
         """An unchanged file, settled on the walking thread: told done, and its node as the
@@ -380,6 +440,9 @@ class Backup:
         try:
             if fd is None:
                 fd = _open_noatime(path, advise=not small)
+        except FileNotFoundError as e:
+            self._vanished(path, shown, e)
+            raise _Skip from e
         except OSError as e:
             self._warn(shown, e)
             raise _Skip from e
@@ -434,6 +497,18 @@ class Backup:
             self.emit(BytesDone(len(chunk)))
         return _Content(content, size, new)
 
+    def _vanished(self, path: bytes, shown: str, error: OSError) -> None:
+        """A file gone when read. Inside a pinned table: the table is torn when its version
+        needs the file, and nothing is said when only older versions did (VACUUM's right)."""
+        owner = self.tables.owner(path) if self.tables is not None else None
+        if owner is None:
+            self._warn(shown, error)
+            return
+        table, rel = owner
+        message = table.lost(rel)
+        if message is not None:
+            self._warn(table.shown, message)
+
     def _count_file(self, shown: str, size: int, new: int) -> None:
         self.counts.add(1, size, new)
         self.emit(FileDone(shown, size, new))
@@ -449,7 +524,9 @@ class _DirJob:
     """A directory whose tree is saved when its walk has ended and every task holding some
     of its entries has finished; then its own node goes to its parent. ``old``: the parent
     snapshot's tree of it (``old_id``), whose id is reused when every entry equals its
-    node. Thread-safe."""
+    node. ``after``: called once it is complete, before its node goes up. Thread-safe."""
+
+    after: Callable[[], object] | None = None
 
     def __init__(
         self, run: Backup, name: bytes, path: bytes | None, st: os.stat_result | None,
@@ -500,6 +577,8 @@ class _DirJob:
         except BaseException as e:
             self.run.fail(e)
             tree_id = b""
+        if self.after is not None:
+            self.after()
         if self.on_tree is not None:
             self.on_tree(tree_id)
         if self.parent is not None:
@@ -626,6 +705,7 @@ def backup(
     estimate: bool = False,
     scan: Scan | None = None,
     source: Source | None = None,
+    tables: bool = True,
 ) -> Snapshot:
     """Back up ``paths`` and return the saved snapshot. Unreadable or vanishing files are
     reported as FileWarning events and counted in ``summary.warnings``; the backup goes on.
@@ -633,7 +713,10 @@ def backup(
     ``estimate``, a Scan counts the work ahead (``scan``, if one was started before the
     repository opened); it costs a second walk, so only progress displays ask for it.
     Without, ``scan`` stops as the backup begins: it only warmed the cache meanwhile.
-    With ``source`` (an S3Source, say), its ``paths`` are backed up instead of ``paths``."""
+    With ``source`` (an S3Source, say), its ``paths`` are backed up instead of ``paths``.
+    With ``tables`` (local paths), each Delta table met is pinned at its newest committed
+    version and its directory limited to that version's files (pinning.py); a file the
+    version needs that goes missing is a warning naming the table torn."""
     started = time.monotonic()
     when = datetime.now(UTC).astimezone().isoformat()
     if source is not None:
@@ -655,7 +738,7 @@ def backup(
         scan.stop()
     workers = workers or (os.cpu_count() or 2)
     with repo.lock("backup") as lock, repo.writer() as writer:
-        run = Backup(repo, writer, excludes=filt, on_event=on_event, workers=workers)
+        run = Backup(repo, writer, excludes=filt, on_event=on_event, workers=workers, tables=tables)
         try:
             parent_tree = bytes.fromhex(parent.tree) if parent else None
             if source is None:
@@ -688,6 +771,7 @@ def backup(
             summary=summary,
             program_version=__version__,
             source=source.kind if source is not None else "local",
+            tables=run.tables.records() if run.tables is not None else [],
         )
         saved = writer.save_snapshot(snap)
         claim_for(repo, lock.id, [saved])  # what a prune that ran meanwhile condemned

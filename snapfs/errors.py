@@ -57,3 +57,8 @@ class BucketNotFound(RepositoryNotFound):
 
 class AccessDenied(BackendError):
     """The storage refused the credentials (wrong key, wrong secret, or no permission)."""
+
+
+class TableUnreadable(SnapfsError):
+    """A table's log cannot be pinned at a committed version (no contiguous log, a
+    checkpoint or commit that does not parse): its files are backed up as plain files."""

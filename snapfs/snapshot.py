@@ -22,6 +22,20 @@ class Summary(msgspec.Struct, frozen=True):
     seconds: float = 0.0
 
 
+class TableRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A table the backup pinned (docs/FORMAT.md, "Tables"): its directory as backed up,
+    its format ("delta"), the version pinned, that commit's time, the data files of that
+    version and their bytes; ``torn`` when some file the version needs was gone."""
+
+    path: str
+    format: str
+    version: int
+    commit_time: str
+    files: int
+    bytes: int
+    torn: bool = False
+
+
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     time: str
     host: str
@@ -34,6 +48,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     program_version: str = ""
     source: str = "local"
     original: str | None = None  # a copy's: the id of the snapshot it was copied from
+    tables: list[TableRecord] = []  # since format 1.1: the tables pinned (FORMAT.md "Tables")
     id: str = ""
 
     @property
@@ -46,11 +61,13 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def encode_snapshot(snap: Snapshot) -> bytes:
-    """Without ``original`` unless it is a copy: snapshots made before the field existed
-    encode, and so are named, as they were."""
+    """Without ``original`` unless it is a copy, and without ``tables`` when it pinned none:
+    snapshots made before the fields existed encode, and so are named, as they were."""
     fields = msgspec.structs.asdict(msgspec.structs.replace(snap, id=""))
     if fields["original"] is None:
         del fields["original"]
+    if not fields["tables"]:
+        del fields["tables"]
     return msgspec.msgpack.encode(fields)
 
 

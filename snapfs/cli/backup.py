@@ -41,6 +41,11 @@ S3_WORKERS = 16
     metavar="NAME",
     help="S3 sources: the AWS profile whose credentials read them (else the standard chain).",
 )
+@click.option(
+    "--no-tables",
+    is_flag=True,
+    help="Back up Delta tables as plain files, every file, instead of pinned at one version.",
+)
 @pass_ctx
 def command(
     ctx: Context,
@@ -51,13 +56,18 @@ def command(
     as_json: bool,
     source_endpoint: str | None,
     source_profile: str | None,
+    no_tables: bool,
 ) -> int:
     """Back up PATHS into a new snapshot.
 
     PATHS are local paths, or S3 prefixes (s3://BUCKET/PREFIX: the object s3://B/P/K is
     stored at B/P/K), not both in one snapshot. Files unchanged since the last snapshot of
     the same host and paths are not read again (objects: same key, size, ETag and
-    LastModified). Exit code 3: the snapshot was saved but some files could not be read.
+    LastModified). A Delta table (a directory holding _delta_log/) is pinned at its newest
+    committed version: its directory keeps the log up to that version and the files it and
+    its older versions read, nothing a later commit wrote (snapfs tables lists them). Exit
+    code 3: the snapshot was saved but some files could not be read, or a table is torn (a
+    file its version needs was deleted during the backup).
 
     \b
     Examples:
@@ -100,6 +110,7 @@ def command(
                 scan=scan,
                 source=source,
                 workers=S3_WORKERS if source is not None else None,
+                tables=not no_tables,
             )
         finally:
             if source is not None:

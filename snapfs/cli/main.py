@@ -184,6 +184,7 @@ _COMMANDS = {
     "restore": ("restore", "command"),
     "snapshots": ("snapshots", "command"),
     "stats": ("stats", "command"),
+    "tables": ("tables", "command"),
     "tui": ("tui", "command"),
     "umount": ("mount", "umount_command"),
     "undelete": ("prune", "undelete_command"),

@@ -6,6 +6,7 @@ from rich.text import Text
 
 from snapfs.cli.main import Context, pass_ctx
 from snapfs.cli.render import cell, emit_json, size, stdout
+from snapfs.cli.tables import table_json
 from snapfs.snapshot import Snapshot, sort_by_time
 
 
@@ -13,6 +14,7 @@ def snapshot_json(s: Snapshot) -> dict[str, object]:
     return {
         "id": s.id, "short_id": s.short_id, "time": s.time, "host": s.host, "user": s.user,
         "tags": s.tags, "paths": s.paths, "source": s.source, "tree": s.tree, "parent": s.parent,
+        "tables": [table_json(t) for t in s.tables],
         "original": s.original, "program_version": s.program_version,
         "summary": {"files": s.summary.files, "dirs": s.summary.dirs, "bytes": s.summary.bytes,
                     "bytes_added": s.summary.bytes_added,

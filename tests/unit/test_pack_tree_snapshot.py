@@ -6,7 +6,7 @@ import pytest
 from snapfs.crypto import MasterKey
 from snapfs.errors import SnapshotNotFound
 from snapfs.pack import BlobKind, PackWriter, read_header
-from snapfs.snapshot import Snapshot, decode_snapshot, encode_snapshot, select
+from snapfs.snapshot import Snapshot, TableRecord, decode_snapshot, encode_snapshot, select
 from snapfs.tree import Node, decode_tree, encode_tree
 
 
@@ -54,10 +54,22 @@ def test_selectors() -> None:
 
 
 def test_only_a_copy_encodes_its_original() -> None:
-    """Snapshots made before ``original`` existed must keep their bytes, hence their ids."""
+    """Snapshots made before ``original`` (and ``tables``) existed must keep their bytes,
+    hence their ids."""
     snap = Snapshot(time="2024-05-01T02:00:00+00:00", host="h", user="u", paths=["/a"], tree="ab")
     plain = msgspec.msgpack.decode(encode_snapshot(snap))
-    assert "original" not in plain and "id" in plain
-    assert list(plain) == [f for f in Snapshot.__struct_fields__ if f != "original"]
+    assert "original" not in plain and "tables" not in plain and "id" in plain
+    assert list(plain) == [f for f in Snapshot.__struct_fields__ if f not in ("original", "tables")]
     copy = msgspec.structs.replace(snap, original="ff" * 32)
     assert decode_snapshot(encode_snapshot(copy), "c1") == msgspec.structs.replace(copy, id="c1")
+
+
+def test_a_snapshot_that_pinned_tables_encodes_them_and_an_older_one_reads_none() -> None:
+    record = TableRecord(path="/lake/sales", format="delta", version=13,
+                         commit_time="2026-12-03T10:00:00+00:00", files=4, bytes=3600)  # fmt: skip
+    snap = Snapshot(time="2026-12-03T10:01:00+00:00", host="h", user="u", paths=["/lake"],
+                    tree="ab", tables=[record])  # fmt: skip
+    assert decode_snapshot(encode_snapshot(snap), "s1").tables == [record]
+    older = msgspec.msgpack.encode({"time": snap.time, "host": "h", "user": "u",
+                                    "paths": ["/lake"], "tree": "ab"})  # fmt: skip
+    assert decode_snapshot(older, "s0").tables == []

@@ -1,0 +1,7 @@
+"""Tables inside a source (DESIGN.md §10): find them, pin one committed version, give its
+complete file set. Pure functions over sources.files.Files, so a local directory, an S3
+prefix or a snapshot's trees all serve as input; never the repository."""
+
+from snapfs.tables.delta import DELTA_LOG, DeltaPin, find_tables, pin
+
+__all__ = ["DELTA_LOG", "DeltaPin", "find_tables", "pin"]
