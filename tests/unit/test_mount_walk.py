@@ -26,11 +26,11 @@ Entry = tuple[bytes, int, int]  # name, inode number, mode
 
 @pytest.fixture
 def source(tmp_path: Path) -> Path:
-    """3 groups of 4 directories of 3 files, an empty directory and a deeper one: no two
+    """4 groups of 6 directories of 3 files, an empty directory and a deeper one: no two
     directories have the same tree."""
     root = tmp_path / "lake"
-    for g in range(3):
-        for d in range(4):
+    for g in range(4):
+        for d in range(6):
             folder = root / f"g{g}" / f"d{d}"
             folder.mkdir(parents=True)
             for f in range(3):
@@ -90,10 +90,17 @@ async def _walk(ops: SnapshotOperations, replied: list[Entry]) -> int:
     return walked
 
 
+# 40 nodes: what the mount's 32k are to groups of 100 directories of 100 files. A group's
+# directories decoded ahead (18 nodes) fit; the next groups' trees, decoded ahead as well,
+# would leave before the reader had walked the first group and opened them.
+@pytest.mark.parametrize("lru_nodes", [None, 40])
 def test_a_full_walk_reads_each_tree_once_and_looks_each_up_once(
-    memory_repo: Repository, source: Path, monkeypatch: pytest.MonkeyPatch
+    memory_repo: Repository, source: Path, monkeypatch: pytest.MonkeyPatch, lru_nodes: int | None
 ) -> None:
-    view = View(memory_repo, backup(memory_repo, [str(source)]))
+    snapshot = backup(memory_repo, [str(source)])
+    if lru_nodes is not None:
+        memory_repo.keep_trees(lru_nodes)
+    view = View(memory_repo, snapshot)
     cache = ChunkCache(view.read_chunks, 1 << 20)
     ops = SnapshotOperations(view, cache)
     replied = _replies(monkeypatch)
@@ -103,7 +110,7 @@ def test_a_full_walk_reads_each_tree_once_and_looks_each_up_once(
     finally:
         ops.close()
         cache.close()
-    # the path down to the lake, the lake, its 3 groups, 12 directories, empty and deep
-    assert walked == len(source.parts) + 3 + 12 + 2
+    # the path down to the lake, the lake, its 4 groups, 24 directories, empty and deep
+    assert walked == len(source.parts) + 4 + 24 + 2
     assert counts["get_range"] == walked  # no tree read twice, no file read at all
     assert counts["lookup"] <= walked  # the parent's check of a subtree serves its read
