@@ -92,6 +92,9 @@ _INDEX_EVERY_BLOBS = 65_536
 _PACK_BLOBS = 65_536  # a pack of tiny blobs ends sooner: each costs ~200 bytes until stored
 _TREES_KEPT = 4096
 _TREE_NODES_KEPT = 128 * 1024
+# Subtrees' index entries kept from their parent's check for their own read (~350 bytes
+# each); a tree with more directories than this has only its first ones kept.
+_TREE_ENTRIES_KEPT = 8192
 T = TypeVar("T")
 
 
@@ -124,6 +127,8 @@ class Repository:
         self._trees_lock = threading.Lock()
         self._tree_nodes = 0  # nodes of the trees in _trees
         self._tree_nodes_kept = _TREE_NODES_KEPT
+        # subtree id -> its entry, looked up by the check of its parent (under _trees_lock)
+        self._tree_entries: OrderedDict[bytes, IndexEntry] = OrderedDict()
         self._pool = ThreadPoolExecutor(backend.connections, "snapfs-read")
 
     # -- opening -------------------------------------------------------------------------
@@ -275,10 +280,12 @@ class Repository:
         """Replace the index in use (prune's, without the packs it condemns)."""
         with self._index_lock:
             self._index = index
+            self._forget_tree_entries()
 
     def reload_index(self) -> LayeredIndex:
         with self._index_lock:
             self._index = self._load_index()
+            self._forget_tree_entries()
             return self._index
 
     def index_packs(self, keys: list[str] | None = None) -> Iterator[tuple[str, list[PackEntry]]]:
@@ -348,7 +355,9 @@ class Repository:
 
     def read_blob(self, blob_id: bytes) -> Data:
         """The blob's plaintext, authenticated and checked against its id."""
-        entry = self.blob_entry(blob_id)
+        return self._read_at(blob_id, self.blob_entry(blob_id))
+
+    def _read_at(self, blob_id: bytes, entry: IndexEntry) -> Data:
         try:
             sealed = self.backend.get_range(pack_key(entry.pack_id), entry.offset, entry.length)
         except NotFound:  # a prune moved it: the current index knows where
@@ -497,7 +506,7 @@ class Repository:
             if tree is not None:
                 self._trees.move_to_end(tree_id)
                 return tree
-        data = self._read_tree_blob(tree_id)  # its errors name the blob
+        data = self._read_tree_blob(tree_id, self._take_tree_entry(tree_id))
         try:
             tree = validate(decode_tree(data))
         except IntegrityError as e:
@@ -516,24 +525,65 @@ class Repository:
         return tree
 
     def _checked_subtrees(self, tree: Tree) -> Tree:
-        """``tree`` without the directories whose subtree the index knows as a data blob."""
+        """``tree`` without the directories whose subtree the index knows as a data blob.
+        The entries found are kept for reading those subtrees: a walk then looks each
+        directory up once, not once here and again to read it."""
         bad = []
+        found = []
         for node in tree.nodes:
             if node.type == DIR and node.subtree is not None:
                 entry = self.index.lookup(node.subtree)
-                if entry is not None and entry.kind != BlobKind.TREE:
+                if entry is None:
+                    continue
+                if entry.kind != BlobKind.TREE:
                     bad.append(node.name)
+                elif not entry_problem(entry.kind, entry.length, entry.raw_length):
+                    found.append((node.subtree, entry))
+        self._keep_tree_entries(found[:_TREE_ENTRIES_KEPT])
         if not bad:
             return tree
         problems = [TreeProblem(name, "a subtree that is not a tree") for name in bad]
         return Tree([n for n in tree.nodes if n.name not in bad], (*tree.problems, *problems))
 
-    def _read_tree_blob(self, tree_id: bytes) -> Data:
-        """Trees come from packs kept whole in the local cache, when there is one: a
-        re-backup reads every tree of its parent, and on S3 each read was a request."""
+    def tree_entry(self, tree_id: bytes) -> IndexEntry:
+        """Where the tree blob is (``blob_entry``), without a lookup when its parent's check
+        made it; kept for its read (``load_tree``). IntegrityError when the index does not
+        have it, records a place no blob can have, or knows it as a data blob."""
+        with self._trees_lock:
+            entry = self._tree_entries.get(tree_id)
+        if entry is None:
+            entry = self._looked_up_tree(tree_id)
+            self._keep_tree_entries([(tree_id, entry)])
+        return entry
+
+    def _take_tree_entry(self, tree_id: bytes) -> IndexEntry:
+        with self._trees_lock:
+            entry = self._tree_entries.pop(tree_id, None)
+        return entry or self._looked_up_tree(tree_id)
+
+    def _looked_up_tree(self, tree_id: bytes) -> IndexEntry:
         entry = self.blob_entry(tree_id)
         if entry.kind != BlobKind.TREE:
             raise IntegrityError(f"blob {tree_id.hex()[:16]} is not a tree")
+        return entry
+
+    def _keep_tree_entries(self, entries: list[tuple[bytes, IndexEntry]]) -> None:
+        """Keep ``entries`` for the trees' reads, the oldest kept making room."""
+        with self._trees_lock:
+            kept = self._tree_entries
+            kept.update(entries)
+            while len(kept) > _TREE_ENTRIES_KEPT:
+                kept.popitem(last=False)
+
+    def _forget_tree_entries(self) -> None:
+        """Another index is in use: entries of the one before may name packs it lacks."""
+        with self._trees_lock:
+            self._tree_entries.clear()
+
+    def _read_tree_blob(self, tree_id: bytes, entry: IndexEntry) -> Data:
+        """Trees come from packs kept whole in the local cache, when there is one: a
+        re-backup reads every tree of its parent, and on S3 each read was a request. Its
+        errors name the blob."""
         cache = pack_cache(self.backend)
         if cache is not None:
             key = pack_key(entry.pack_id)
@@ -542,7 +592,7 @@ class Repository:
                 return self._open_blob(tree_id, sealed, entry.pack_id, entry.raw_length)
             except (IntegrityError, NotFound):  # a damaged copy, or pruned: ask the store
                 cache.forget(key)
-        return self.read_blob(tree_id)
+        return self._read_at(tree_id, entry)
 
     def keep_trees(self, nodes: int) -> None:
         """Bound the LRU of decoded trees at ``nodes`` nodes in all from now on (at least

@@ -17,10 +17,12 @@ _GROUP = 16  # trees one task decodes
 
 
 class TreesAhead:
-    """``load`` decodes a tree into the repository's bounded LRU; ``cached`` says whether
-    it is there. Each tree is decoded once however many ask (in-flight de-duplication)."""
+    """``load`` decodes a tree into the repository's bounded LRU and says whether to go on
+    with the next trees wanted with it (a reader may not open those before the LRU has
+    let them go); ``cached`` says whether a tree is there. Each tree is decoded once
+    however many ask (in-flight de-duplication)."""
 
-    def __init__(self, load: Callable[[bytes], object], cached: Callable[[bytes], bool]) -> None:
+    def __init__(self, load: Callable[[bytes], bool], cached: Callable[[bytes], bool]) -> None:
         self._load = load
         self._cached = cached
         self._pending: dict[bytes, Future[None]] = {}
@@ -35,18 +37,20 @@ class TreesAhead:
                 if tree_id not in self._pending and not self._cached(tree_id):
                     self._pending[tree_id] = Future()
                     todo.append(tree_id)
+        stop = threading.Event()  # set: the rest of these are not decoded
         for start in range(0, len(todo), _GROUP):
-            self._pool.submit(self._decode, todo[start : start + _GROUP])
+            self._pool.submit(self._decode, todo[start : start + _GROUP], stop)
 
     def pending(self, tree_id: bytes) -> Future[None] | None:
         """The decoding of ``tree_id`` in flight, if it is."""
         with self._lock:
             return self._pending.get(tree_id)
 
-    def _decode(self, tree_ids: list[bytes]) -> None:
+    def _decode(self, tree_ids: list[bytes], stop: threading.Event) -> None:
         for tree_id in tree_ids:
             try:
-                self._load(tree_id)
+                if not stop.is_set() and not self._load(tree_id):
+                    stop.set()
             except Exception as e:  # whoever opens it meets the error and reports it
                 log.debug("tree %s not decoded ahead: %s", tree_id.hex()[:16], e)
             with self._lock:

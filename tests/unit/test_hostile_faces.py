@@ -63,6 +63,9 @@ class _Failing:
     def blob_entry(self, blob_id: bytes) -> IndexEntry:
         raise RuntimeError("unused")
 
+    def tree_entry(self, tree_id: bytes) -> IndexEntry:
+        raise RuntimeError("unused")
+
     def read_blob_group(self, ids: Iterable[bytes]) -> dict[bytes, Data]:
         raise RuntimeError("unused")
 

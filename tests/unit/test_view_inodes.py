@@ -162,8 +162,8 @@ class _Trees:
         self.raw_lengths = raw_lengths
         self.decoded: list[bytes] = []
 
-    def blob_entry(self, blob_id: bytes) -> IndexEntry:
-        return IndexEntry("p" * 64, BlobKind.TREE, 0, 100, self.raw_lengths[blob_id])
+    def tree_entry(self, tree_id: bytes) -> IndexEntry:
+        return IndexEntry("p" * 64, BlobKind.TREE, 0, 100, self.raw_lengths[tree_id])
 
     def load_tree(self, tree_id: bytes) -> Tree:
         self.decoded.append(tree_id)
