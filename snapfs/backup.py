@@ -167,6 +167,7 @@ class Backup:
             elif old_node is not None and _unchanged(old_node, st):
                 job.add([self._settle(shown, st, old_node)])
                 self.counts.add(1, st.st_size, 0)
+                self.emit(BytesDone(st.st_size))
             else:
                 self._submit(job, [(path, name, shown, st)])
 
@@ -194,11 +195,12 @@ class Backup:
         reused: list[Node] = []
         files = size = 0
         base = path.rstrip(b"/") + b"/"
+        excludes = self.excludes if self.excludes else None
         for entry in self._scan(path):
             name = entry.name
             child = base + name
             shown = path_text(child)
-            if self.excludes and self.excludes.excluded(shown):
+            if excludes is not None and excludes.excluded(shown):
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
@@ -226,13 +228,15 @@ class Backup:
             self._submit(job, batch)
         job.add(reused)
         self.counts.add(files, size, 0)
+        if size:
+            self.emit(BytesDone(size))  # the reused files' bytes, told once a directory
         with self.counts.lock:
             self.counts.dirs += 1
 
     def _settle(self, shown: str, st: os.stat_result, old: Node) -> Node:
         """An unchanged file, settled on the walking thread: told done, and its node as the
-        parent snapshot has it (the caller adds it to its directory and counts it)."""
-        self.emit(BytesDone(st.st_size))
+        parent snapshot has it (the caller adds it to its directory, counts it and tells
+        its bytes: once a directory, one event fewer a file)."""
         self.emit(FileDone(shown, st.st_size, 0))
         return _kept(old, st)
 
@@ -273,7 +277,16 @@ class Backup:
         job.arrived([] if error is not None else fut.result())
 
     def _leaves(self, batch: list[_Item]) -> list[Node]:
-        """The batch's nodes, ``self._ahead`` files opened ahead at a time."""
+        """The batch's nodes, ``self._ahead`` files opened ahead at a time. The bytes of its
+        small files are told once, at its end (``_read_small`` sums them)."""
+        self._local.unsent = 0
+        try:
+            return self._batch_leaves(batch)
+        finally:
+            if self._local.unsent:
+                self.emit(BytesDone(self._local.unsent))
+
+    def _batch_leaves(self, batch: list[_Item]) -> list[Node]:
         nodes = []
         for at in range(0, len(batch), self._ahead):
             window = batch[at : at + self._ahead]
@@ -399,7 +412,7 @@ class Backup:
         if n == 0:
             return _Content([], 0, 0)
         blob_id, added = self.writer.add_blob(BlobKind.DATA, memoryview(buf)[:n])
-        self.emit(BytesDone(n))
+        self._local.unsent += n  # told by _leaves, once a batch
         return _Content([blob_id], n, n if added else 0)
 
     def _read_chunked(self, fd: int) -> _Content:
