@@ -28,6 +28,7 @@ from snapfs.events import (
     BytesDone,
     EventHandler,
     FileDone,
+    FilesReused,
     FileStarted,
     FileWarning,
     Planned,
@@ -165,9 +166,9 @@ class Backup:
                     self._walk_virtual(child, path, cast(dict[bytes, object], sub))
                 child.walked()
             elif old_node is not None and _unchanged(old_node, st):
-                job.add([self._settle(shown, st, old_node)])
+                job.add([_kept(old_node, st)])
                 self.counts.add(1, st.st_size, 0)
-                self.emit(BytesDone(st.st_size))
+                self.emit(FilesReused(1, st.st_size))
             else:
                 self._submit(job, [(path, name, shown, st)])
 
@@ -199,28 +200,29 @@ class Backup:
         for entry in self._scan(path):
             name = entry.name
             child = base + name
-            shown = path_text(child)
-            if excludes is not None and excludes.excluded(shown):
+            # Paths as text only where they are shown or matched: not for a reused file.
+            if excludes is not None and excludes.excluded(path_text(child)):
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as e:
-                self._warn(shown, e)
+                self._warn(path_text(child), e)
                 continue
             old = olds.get(name)
             if stat.S_ISDIR(st.st_mode):
-                sub = self._subdir(job, name, child, shown, st, old)
+                sub = self._subdir(job, name, child, path_text(child), st, old)
                 self._walk_dir(sub, child)
                 sub.walked()
             elif old is not None and _unchanged(old, st):
-                # Settled here, without a worker: counted once for the whole directory.
-                reused.append(self._settle(shown, st, old))
+                # Settled here, without a worker or an event: told once for the directory.
+                reused.append(_kept(old, st))
                 files += 1
                 size += st.st_size
             elif stat.S_ISREG(st.st_mode) and st.st_size >= _OWN_TASK:
-                self._submit(job, [(child, name, shown, st)])  # a large file: a task of its own
+                # A large file: a task of its own.
+                self._submit(job, [(child, name, path_text(child), st)])
             else:
-                batch.append((child, name, shown, st))
+                batch.append((child, name, path_text(child), st))
                 if len(batch) >= _BATCH:  # handing work to a thread costs more than a small file
                     self._submit(job, batch)
                     batch = []
@@ -228,17 +230,10 @@ class Backup:
             self._submit(job, batch)
         job.add(reused)
         self.counts.add(files, size, 0)
-        if size:
-            self.emit(BytesDone(size))  # the reused files' bytes, told once a directory
+        if files:
+            self.emit(FilesReused(files, size))
         with self.counts.lock:
             self.counts.dirs += 1
-
-    def _settle(self, shown: str, st: os.stat_result, old: Node) -> Node:
-        """An unchanged file, settled on the walking thread: told done, and its node as the
-        parent snapshot has it (the caller adds it to its directory, counts it and tells
-        its bytes: once a directory, one event fewer a file)."""
-        self.emit(FileDone(shown, st.st_size, 0))
-        return _kept(old, st)
 
     def _scan(self, path: bytes) -> list[os.DirEntry[bytes]]:
         """The directory's entries, unsorted (trees are sorted when saved)."""
@@ -731,8 +726,6 @@ class _SourceWalk:
                 self._walk(sub, entry, shown + "/")
                 sub.walked()
             elif old is not None and self.source.unchanged(old, entry):
-                run.emit(BytesDone(old.size))
-                run.emit(FileDone(shown, old.size, 0))
                 reused.append(old)
                 files += 1
                 size += old.size
@@ -740,6 +733,8 @@ class _SourceWalk:
                 run._task(job, self._files, [(shown, entry)])
         job.add(reused)
         run.counts.add(files, size, 0)
+        if files:
+            run.emit(FilesReused(files, size))
         with run.counts.lock:
             run.counts.dirs += 1
 

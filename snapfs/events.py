@@ -30,6 +30,15 @@ class FileDone:
 
 
 @dataclass(frozen=True, slots=True)
+class FilesReused:
+    """Files done without being read (unchanged since the parent snapshot), told once a
+    directory: an event per file cost a re-backup more than settling the file did."""
+
+    files: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class BytesDone:
     """Bytes processed within a file still in progress (large files, restore writes)."""
 
@@ -42,7 +51,7 @@ class FileWarning:
     error: str
 
 
-Event = Planned | FileStarted | FileDone | BytesDone | FileWarning
+Event = Planned | FileStarted | FileDone | FilesReused | BytesDone | FileWarning
 EventHandler = Callable[[Event], None]
 
 
