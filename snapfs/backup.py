@@ -35,7 +35,7 @@ from snapfs.events import (
     ignore,
 )
 from snapfs.faults import fault_point
-from snapfs.metadata import group_name, node_from_stat, user_name
+from snapfs.metadata import group_name, node_from_stat, read_xattrs, user_name
 from snapfs.pack import BlobKind
 from snapfs.plans import claim_for
 from snapfs.repository import Repository, Writer
@@ -73,11 +73,15 @@ class _Counts:
             self.bytes_added += new
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Content:
+    """A file's blobs, and its xattrs, read through its descriptor before it is closed (set
+    once by the reader, then only read: a hardlink's other names share it)."""
+
     content: list[bytes]
     size: int
     new: int
+    xattrs: list[tuple[bytes, bytes]] | None = None  # read through the file's descriptor
 
 
 class _Skip(Exception):
@@ -328,7 +332,9 @@ class Backup:
         if not stat.S_ISREG(st.st_mode):
             return node_from_stat(name, path, st)
         done = self._content(item, fd)
-        return node_from_stat(name, path, st, content=done.content, size=done.size)
+        return node_from_stat(
+            name, path, st, content=done.content, size=done.size, xattrs=done.xattrs
+        )
 
     def _content(self, item: _Item, fd: int | None) -> _Content:
         """A file's blobs; a hardlinked inode is read once, by whichever worker comes first.
@@ -382,6 +388,7 @@ class Backup:
                 if done is None:
                     done = self._read_chunked(fd)
                     after = os.fstat(fd)
+                done.xattrs = read_xattrs(fd)
             finally:
                 os.close(fd)
         except OSError as e:
