@@ -56,6 +56,23 @@ async def type_text(pilot: Pilot[Any], text: str) -> None:
 
 
 # -- opening --------------------------------------------------------------------------
+def test_snapshot_columns_fit_their_cells_before_any_idle(fixed_repo: list[Snapshot]) -> None:
+    """The widths are set with the rows, not when the table is next idle: a frame drawn in
+    between (a loaded machine) would otherwise stay cached at the labels' widths."""
+
+    async def flow() -> None:
+        app = SnapfsApp("repo", PASSWORD)
+        async with opened(app):
+            table = app.home.table
+            table.show(list(reversed(fixed_repo)))  # no await: no idle since
+            widths = {c.key.value: c.get_render_width(table) for c in table.ordered_columns}
+            padding = 2 * table.cell_padding
+            assert widths["id"] == len(fixed_repo[0].short_id) + padding
+            assert widths["tags"] == len("nightly,release") + padding
+
+    run(flow())
+
+
 def test_wrong_password_asks_again(fixed_repo: list[Snapshot]) -> None:
     async def flow() -> None:
         app = SnapfsApp("repo", "not the password")

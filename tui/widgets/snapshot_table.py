@@ -90,18 +90,23 @@ class SnapshotTable(DataTable[Cell]):
 
     def _rebuild(self) -> None:
         """Columns are re-added too, so the sort arrow moves with the sort column; a few
-        thousand rows rebuild in milliseconds."""
+        thousand rows rebuild in milliseconds. Each column gets the width of its widest
+        cell here: DataTable measures auto-width columns only when idle, and a frame drawn
+        before that (a loaded machine) stays cached at the labels' widths."""
         keep = self.current()
         rows = [s for s in self.snapshots if self._matches(s)]
         rows.sort(key=_SORT_KEYS[self.sort_column], reverse=self.sort_reverse)  # type: ignore[arg-type]
         self.rows_shown = rows
+        cells = [self._cells(snap) for snap in rows]
         self.clear(columns=True)
         self.add_column("", key="mark", width=1)
-        for key, label, right, _sort in COLUMNS:
+        for at, (key, label, right, _sort) in enumerate(COLUMNS, start=1):
             arrow = (" ▼" if self.sort_reverse else " ▲") if key == self.sort_column else ""
-            self.add_column(Text(label + arrow, justify="right" if right else "left"), key=key)
-        for snap in rows:
-            self.add_row(*self._cells(snap), key=snap.id)
+            header = Text(label + arrow, justify="right" if right else "left")
+            width = max([header.cell_len, *(_cell_len(row[at]) for row in cells)])
+            self.add_column(header, key=key, width=width)
+        for snap, row in zip(rows, cells, strict=True):
+            self.add_row(*row, key=snap.id)
         if keep is not None and keep in rows:
             self.move_cursor(row=rows.index(keep))
 
@@ -117,3 +122,7 @@ class SnapshotTable(DataTable[Cell]):
             Text(size(s.bytes), justify="right"),
             Text(size(s.bytes_added), justify="right"),
         ]
+
+
+def _cell_len(cell: Cell) -> int:
+    return cell.cell_len if isinstance(cell, Text) else Text(cell).cell_len
