@@ -9,9 +9,13 @@ from snapfs.snapshot import TableRecord
 
 
 def table_json(t: TableRecord) -> dict[str, object]:
-    return {"path": t.path, "format": t.format, "version": t.version,
-            "commit_time": t.commit_time, "files": t.files, "bytes": t.bytes,
-            "torn": t.torn}  # fmt: skip
+    """``metadata`` only for a format that has one (Iceberg): Delta's records read as before."""
+    fields: dict[str, object] = {"path": t.path, "format": t.format, "version": t.version,
+                                 "commit_time": t.commit_time, "files": t.files,
+                                 "bytes": t.bytes, "torn": t.torn}  # fmt: skip
+    if t.metadata is not None:
+        fields["metadata"] = t.metadata
+    return fields
 
 
 @click.command("tables")
