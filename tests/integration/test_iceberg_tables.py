@@ -175,3 +175,21 @@ def test_the_version_hint_names_the_metadata_pinned_and_is_kept_as_read(table: T
     assert pinned.version == StaticTable.from_metadata(older).metadata.current_snapshot_id
     assert pinned.fixed == {"metadata/version-hint.text": os.path.basename(older).encode()}
     assert f"metadata/{os.path.basename(table.metadata_location)}" not in pinned.kept
+
+
+def test_a_file_only_older_snapshots_read_may_go_during_the_backup(
+    cli: Cli, table: Table, tmp_path: Path
+) -> None:
+    path = _dir(table)
+    gone = [f for f in _data_files(table) if "/day=d0/" in f]
+    table.delete("day = 'd0'")  # its manifests name the d0 files as deleted: older ones read them
+    assert gone and not set(gone) & set(_data_files(table))
+    held = cli.hold("table-pinned", tmp_path / "held", "backup", str(path))
+    for victim in gone:
+        os.unlink(victim)  # as expire_snapshots would once the older snapshots expire
+    held.flag.unlink()
+    _out, err = held.proc.communicate(timeout=240)
+    assert (held.proc.returncode, err.decode()) == (0, "")
+    assert [(t["version"], t["torn"]) for t in _tables(cli)] == [
+        (table.metadata.current_snapshot_id, False)
+    ]
