@@ -100,7 +100,7 @@ def pin(files: Files, table: str, location: str, *, history: bool = True) -> Pin
     ``location``."""
     meta_dir = join(table, METADATA)
     listing = {e.name: e for e in files.list(meta_dir) if not e.is_dir}
-    hint = _read_hint(files, meta_dir) if VERSION_HINT in listing else None
+    hint = _read_hint(files, meta_dir, listing) if VERSION_HINT in listing else None
     name = _current(files, meta_dir, listing, hint)
     state = _parse_metadata(files, meta_dir, name)
     reader = _Reader(files, _Paths(location, table))
@@ -157,7 +157,7 @@ def _current(
 ) -> str:
     """The name of the metadata file to pin: the hint's when it is there, else the highest
     N's (ties to the later ``last-updated-ms``)."""
-    if hint is not None and hint[0] in listing:
+    if hint is not None:
         return hint[0]
     numbered = [(n, _number(n)) for n in listing]
     top = max((number for _n, number in numbered if number is not None), default=None)
@@ -169,19 +169,21 @@ def _current(
     return max(tied, key=lambda n: _parse_metadata(files, meta_dir, n).last_updated_ms)
 
 
-def _read_hint(files: Files, meta_dir: str) -> tuple[str, bytes] | None:
-    """``version-hint.text``: the metadata file name it stands for and its bytes; None when
-    unreadable. It holds N (``vN.metadata.json``) or, from some writers, a file name."""
+def _read_hint(
+    files: Files, meta_dir: str, listing: dict[str, FileInfo]
+) -> tuple[str, bytes] | None:
+    """``version-hint.text``: the name of the listed metadata file it stands for and its
+    bytes; None when unreadable or naming none listed. It holds N (``vN.metadata.json``, or
+    ``vN.gz.metadata.json``) or, from some writers, a file name."""
     try:
         data = files.read(join(meta_dir, VERSION_HINT))
         text = data.decode().strip()
     except (OSError, UnicodeDecodeError):
         return None
     if text.isdigit():
-        return f"v{int(text)}.metadata.json", data
-    if _number(text) is not None and "/" not in text:
-        return text, data
-    return None
+        named = [n for n in listing if n.startswith("v") and _number(n) == int(text)]
+        return (named[0], data) if len(named) == 1 else None
+    return (text, data) if text in listing and _number(text) is not None else None
 
 
 def _parse_metadata(files: Files, meta_dir: str, name: str) -> _Metadata:
