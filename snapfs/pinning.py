@@ -127,7 +127,7 @@ class TablePins:
 
         return table_format(LocalFiles(path), "", [os.fsdecode(d) for d in subdirs])
 
-    def pin(self, path: bytes, shown: str, fmt: str = "delta") -> PinnedTable:
+    def pin(self, path: bytes, shown: str, fmt: str) -> PinnedTable:
         """Pin the table of format ``fmt`` at ``path``. TableUnreadable as ``tables.pin``."""
         from snapfs.sources.files import LocalFiles
         from snapfs.tables import pin

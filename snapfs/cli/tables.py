@@ -23,9 +23,11 @@ def table_json(t: TableRecord) -> dict[str, object]:
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of the tables.")
 @pass_ctx
 def command(ctx: Context, snapshot: str, as_json: bool) -> None:
-    """List the tables SNAPSHOT pinned: each table's path, format, the version it holds,
-    that version's commit time, data files and bytes. A torn table lost, during the
-    backup, a file its version needs (the backup exited 3)."""
+    """List the tables SNAPSHOT pinned: each table's path, format, the version it holds
+    (Delta: the log version; Iceberg: the current snapshot's id), that version's commit
+    time, data files and bytes; --json gives an Iceberg table's pinned metadata file as
+    "metadata". A torn table lost, during the backup, a file its version needs (the
+    backup exited 3)."""
     with ctx.open() as repo:
         snap = repo.find_snapshot(snapshot)
     if as_json:
