@@ -5,7 +5,8 @@ whole table state (its schemas, its snapshots, the current one), named ``vN.meta
 (Hadoop tables) or ``NNNNN-UUID.metadata.json`` (catalogs), N growing with each commit.
 ``pin`` chooses the current one: the file ``metadata/version-hint.text`` names when it names
 one that is there, else the highest N (a tie, two writers racing for one N, goes to the
-later ``last-updated-ms``). Its file set: the metadata file; for the current snapshot its
+later ``last-updated-ms``); one that does not parse (still being written) gives way to the
+one before it. Its file set: the metadata file; for the current snapshot its
 manifest list, the manifests it names and their data and delete files (``live``); for every
 other snapshot the metadata keeps, the same (``history``: time travel inside a snapshot works
 as far as ``expire_snapshots`` allowed); the older metadata files (those of lower N, the
@@ -101,8 +102,7 @@ def pin(files: Files, table: str, location: str, *, history: bool = True) -> Pin
     meta_dir = join(table, METADATA)
     listing = {e.name: e for e in files.list(meta_dir) if not e.is_dir}
     hint = _read_hint(files, meta_dir, listing) if VERSION_HINT in listing else None
-    name = _current(files, meta_dir, listing, hint)
-    state = _parse_metadata(files, meta_dir, name)
+    name, state = _current(files, meta_dir, listing, hint)
     reader = _Reader(files, _Paths(location, table))
     live: dict[str, int] = {}
     data = files_count = 0
@@ -154,19 +154,31 @@ def _older(state: _Metadata, reader: _Reader, current: _Snapshot | None) -> set[
 
 def _current(
     files: Files, meta_dir: str, listing: dict[str, FileInfo], hint: tuple[str, bytes] | None
-) -> str:
-    """The name of the metadata file to pin: the hint's when it is there, else the highest
-    N's (ties to the later ``last-updated-ms``)."""
-    if hint is not None:
-        return hint[0]
-    numbered = [(n, _number(n)) for n in listing]
-    top = max((number for _n, number in numbered if number is not None), default=None)
-    if top is None:
+) -> tuple[str, _Metadata]:
+    """The metadata file to pin and its fields: the hint's when it reads, else the one of
+    highest N that reads (of one N, the later ``last-updated-ms``). One that does not read
+    is being written (writers do not write metadata files atomically: the catalog names
+    the file once it is whole) or a wreck: the one before it is the table's last commit."""
+    groups: dict[int, list[str]] = {}
+    for name in listing:
+        if (number := _number(name)) is not None:
+            groups.setdefault(number, []).append(name)
+    if not groups:
         raise TableUnreadable(f"{meta_dir}: no metadata file")
-    tied = sorted(n for n, number in numbered if number == top)
-    if len(tied) == 1:
-        return tied[0]
-    return max(tied, key=lambda n: _parse_metadata(files, meta_dir, n).last_updated_ms)
+    order = [[hint[0]]] if hint is not None else []
+    order += [sorted(groups[number]) for number in sorted(groups, reverse=True)]
+    first: TableUnreadable | None = None
+    for group in order:
+        parsed = []
+        for name in group:
+            try:
+                parsed.append((name, _parse_metadata(files, meta_dir, name)))
+            except TableUnreadable as e:
+                first = first or e
+        if parsed:
+            return max(parsed, key=lambda found: found[1].last_updated_ms)
+    assert first is not None  # every group had a name, and none parsed
+    raise first
 
 
 def _read_hint(

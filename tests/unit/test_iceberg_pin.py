@@ -98,7 +98,7 @@ def test_of_two_metadata_files_of_one_number_the_later_is_pinned_and_the_other_l
     assert pinned.log == {"metadata/00001-aa.metadata.json", "metadata/00002-cc.metadata.json"}
 
 
-def test_a_version_hint_names_vn_and_gzip_metadata_reads() -> None:
+def test_a_version_hint_names_vn_gzip_metadata_reads_and_a_torn_newest_gives_way() -> None:
     files = {
         "t/metadata/v1.metadata.json": _metadata(None),
         "t/metadata/v2.gz.metadata.json": gzip.compress(_metadata(None, updated=42)),
@@ -111,7 +111,10 @@ def test_a_version_hint_names_vn_and_gzip_metadata_reads() -> None:
     assert pinned.live == frozenset() and pinned.files == 0
     assert pinned.log == {"metadata/v1.metadata.json", "metadata/v2.gz.metadata.json"}
     assert pinned.fixed == {"metadata/version-hint.text": b"2\n"}
-    del files["t/metadata/version-hint.text"]
+    del files["t/metadata/version-hint.text"]  # v3 is still being written: v2 is the last
+    assert pin(MemoryFiles(files), "t", ROOT).log == pinned.log
+    for name in ("v1.metadata.json", "v2.gz.metadata.json"):
+        del files[f"t/metadata/{name}"]
     with pytest.raises(TableUnreadable) as e:
         pin(MemoryFiles(files), "t", ROOT)
     assert str(e.value) == (
