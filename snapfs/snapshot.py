@@ -63,8 +63,9 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def encode_snapshot(snap: Snapshot) -> bytes:
-    """Without ``original`` unless it is a copy, and without ``tables`` when it pinned none:
-    snapshots made before the fields existed encode, and so are named, as they were."""
+    """Without ``original`` unless it is a copy, without ``tables`` when it pinned none, and
+    a table's ``metadata`` only when it has one (Iceberg): snapshots made before the fields
+    existed encode, and so are named, as they were."""
     fields = msgspec.structs.asdict(msgspec.structs.replace(snap, id=""))
     if fields["original"] is None:
         del fields["original"]
