@@ -29,7 +29,15 @@ if TYPE_CHECKING:
         SnapshotNotFound,
         WrongPassword,
     )
-    from snapfs.events import BytesDone, Event, FileDone, FileStarted, FileWarning, Planned
+    from snapfs.events import (
+        BytesDone,
+        Event,
+        FileDone,
+        FilesReused,
+        FileStarted,
+        FileWarning,
+        Planned,
+    )
     from snapfs.progress import Tally
     from snapfs.repository import Repository
     from snapfs.restore import RestoreSummary, restore
@@ -55,6 +63,7 @@ _LAZY = {
     "BytesDone": "events",
     "Event": "events",
     "FileDone": "events",
+    "FilesReused": "events",
     "FileStarted": "events",
     "FileWarning": "events",
     "Planned": "events",
@@ -119,6 +128,7 @@ __all__ = [
     "FileDone",
     "FileStarted",
     "FileWarning",
+    "FilesReused",
     "IntegrityError",
     "PathNotFound",
     "Planned",

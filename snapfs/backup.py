@@ -30,13 +30,14 @@ from snapfs.events import (
     BytesDone,
     EventHandler,
     FileDone,
+    FilesReused,
     FileStarted,
     FileWarning,
     Planned,
     ignore,
 )
 from snapfs.faults import fault_point
-from snapfs.metadata import group_name, node_from_stat, user_name
+from snapfs.metadata import group_name, node_from_stat, read_xattrs, user_name
 from snapfs.pack import BlobKind
 from snapfs.pinning import TABLE_MARKS, PinnedTable, TablePins
 from snapfs.plans import claim_for
@@ -75,11 +76,15 @@ class _Counts:
             self.bytes_added += new
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Content:
+    """A file's blobs, and its xattrs, read through its descriptor before it is closed (set
+    once by the reader, then only read: a hardlink's other names share it)."""
+
     content: list[bytes]
     size: int
     new: int
+    xattrs: list[tuple[bytes, bytes]] | None = None  # read through the file's descriptor
 
 
 class _Skip(Exception):
@@ -183,8 +188,9 @@ class Backup:
                     self._walk_virtual(child, path, cast(dict[bytes, object], sub))
                 child.walked()
             elif old_node is not None and _unchanged(old_node, st):
-                job.add([self._settle(shown, st, old_node)])
+                job.add([_kept(old_node, st)])
                 self.counts.add(1, st.st_size, 0)
+                self.emit(FilesReused(1, st.st_size))
             else:
                 self._submit(job, [(path, name, shown, st)])
 
@@ -216,6 +222,7 @@ class Backup:
         reused: list[Node] = []
         files = size = 0
         base = path.rstrip(b"/") + b"/"
+        excludes = self.excludes if self.excludes else None
         entries = self._scan(path)
         pinned = self._pin(path, entries) if table is None else None
         if pinned is not None:
@@ -226,18 +233,17 @@ class Backup:
         for entry in entries:
             name = entry.name
             child = base + name
-            shown = path_text(child)
-            if self.excludes and self.excludes.excluded(shown):
+            # Paths as text only where they are shown or matched: not for a reused file.
+            if excludes is not None and excludes.excluded(path_text(child)):
                 if table is not None:
-                    left_out = rel + os.fsdecode(name)
-                    for message in table.excluded(left_out, entry.is_dir(follow_symlinks=False)):
-                        self._warn(table.shown, message)
+                    self._table_excluded(table, rel + os.fsdecode(name), entry)
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as e:
+                # A pinned table's file gone: unseen() says whether the table is torn.
                 if table is None or not isinstance(e, FileNotFoundError):
-                    self._warn(shown, e)  # a pinned table's file gone: unseen() says torn
+                    self._warn(path_text(child), e)
                 continue
             old = olds.get(name)
             inner = ""
@@ -246,20 +252,21 @@ class Backup:
                 if not table.wanted(inner, stat.S_ISDIR(st.st_mode)):
                     continue
             if stat.S_ISDIR(st.st_mode):
-                sub = self._subdir(job, name, child, shown, st, old)
+                sub = self._subdir(job, name, child, path_text(child), st, old)
                 self._walk_dir(sub, child, table, inner + "/")
                 sub.walked()
             elif table is not None and inner in table.pin.fixed:
-                reused.append(self._pinned_bytes(table, inner, name, child, shown, st))
+                reused.append(self._pinned_bytes(table, inner, name, child, path_text(child), st))
             elif old is not None and _unchanged(old, st):
-                # Settled here, without a worker: counted once for the whole directory.
-                reused.append(self._settle(shown, st, old))
+                # Settled here, without a worker or an event: told once for the directory.
+                reused.append(_kept(old, st))
                 files += 1
                 size += st.st_size
             elif stat.S_ISREG(st.st_mode) and st.st_size >= _OWN_TASK:
-                self._submit(job, [(child, name, shown, st)])  # a large file: a task of its own
+                # A large file: a task of its own.
+                self._submit(job, [(child, name, path_text(child), st)])
             else:
-                batch.append((child, name, shown, st))
+                batch.append((child, name, path_text(child), st))
                 if len(batch) >= _BATCH:  # handing work to a thread costs more than a small file
                     self._submit(job, batch)
                     batch = []
@@ -267,11 +274,17 @@ class Backup:
             self._submit(job, batch)
         job.add(reused)
         self.counts.add(files, size, 0)
+        if files:
+            self.emit(FilesReused(files, size))
         with self.counts.lock:
             self.counts.dirs += 1
         if pinned is not None:
             for message in pinned.unseen():
                 self._warn(pinned.shown, message)
+
+    def _table_excluded(self, table: PinnedTable, inner: str, entry: os.DirEntry[bytes]) -> None:
+        for message in table.excluded(inner, entry.is_dir(follow_symlinks=False)):
+            self._warn(table.shown, message)
 
     def _pin(self, path: bytes, entries: list[os.DirEntry[bytes]]) -> PinnedTable | None:
         """The directory pinned as a table, when it is one (it holds ``_delta_log/``, or
@@ -307,13 +320,6 @@ class Backup:
         blob_id, added = self.writer.add_blob(BlobKind.DATA, data)
         self._count_file(shown, len(data), len(data) if added else 0)
         return node_from_stat(name, path, st, content=[blob_id] if data else [], size=len(data))
-
-    def _settle(self, shown: str, st: os.stat_result, old: Node) -> Node:
-        """An unchanged file, settled on the walking thread: told done, and its node as the
-        parent snapshot has it (the caller adds it to its directory and counts it)."""
-        self.emit(BytesDone(st.st_size))
-        self.emit(FileDone(shown, st.st_size, 0))
-        return _kept(old, st)
 
     def _scan(self, path: bytes) -> list[os.DirEntry[bytes]]:
         """The directory's entries, unsorted (trees are sorted when saved)."""
@@ -354,7 +360,16 @@ class Backup:
         job.arrived([] if error is not None else fut.result())
 
     def _leaves(self, batch: list[_Item]) -> list[Node]:
-        """The batch's nodes, ``self._ahead`` files opened ahead at a time."""
+        """The batch's nodes, ``self._ahead`` files opened ahead at a time. The bytes of its
+        small files are told once, at its end (``_read_small`` sums them)."""
+        self._local.unsent = 0
+        try:
+            return self._batch_leaves(batch)
+        finally:
+            if self._local.unsent:
+                self.emit(BytesDone(self._local.unsent))
+
+    def _batch_leaves(self, batch: list[_Item]) -> list[Node]:
         nodes = []
         for at in range(0, len(batch), self._ahead):
             window = batch[at : at + self._ahead]
@@ -401,7 +416,9 @@ class Backup:
         if not stat.S_ISREG(st.st_mode):
             return node_from_stat(name, path, st)
         done = self._content(item, fd)
-        return node_from_stat(name, path, st, content=done.content, size=done.size)
+        return node_from_stat(
+            name, path, st, content=done.content, size=done.size, xattrs=done.xattrs
+        )
 
     def _content(self, item: _Item, fd: int | None) -> _Content:
         """A file's blobs; a hardlinked inode is read once, by whichever worker comes first.
@@ -458,6 +475,7 @@ class Backup:
                 if done is None:
                     done = self._read_chunked(fd)
                     after = os.fstat(fd)
+                done.xattrs = read_xattrs(fd)
             finally:
                 os.close(fd)
         except OSError as e:
@@ -483,7 +501,7 @@ class Backup:
         if n == 0:
             return _Content([], 0, 0)
         blob_id, added = self.writer.add_blob(BlobKind.DATA, memoryview(buf)[:n])
-        self.emit(BytesDone(n))
+        self._local.unsent += n  # told by _leaves, once a batch
         return _Content([blob_id], n, n if added else 0)
 
     def _read_chunked(self, fd: int) -> _Content:
@@ -822,8 +840,6 @@ class _SourceWalk:
                 self._walk(sub, entry, shown + "/")
                 sub.walked()
             elif old is not None and self.source.unchanged(old, entry):
-                run.emit(BytesDone(old.size))
-                run.emit(FileDone(shown, old.size, 0))
                 reused.append(old)
                 files += 1
                 size += old.size
@@ -831,6 +847,8 @@ class _SourceWalk:
                 run._task(job, self._files, [(shown, entry)])
         job.add(reused)
         run.counts.add(files, size, 0)
+        if files:
+            run.emit(FilesReused(files, size))
         with run.counts.lock:
             run.counts.dirs += 1
 

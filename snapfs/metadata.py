@@ -46,15 +46,18 @@ def full_mode(node: Node) -> int:
     return _MODE_BITS[node.type] | node.mode
 
 
-def read_xattrs(path: bytes) -> list[tuple[bytes, bytes]]:
+def read_xattrs(entry: bytes | int) -> list[tuple[bytes, bytes]]:
+    """The extended attributes of ``entry``: a path (never followed) or an open descriptor
+    (a backup's, which spares the kernel a second walk of the path)."""
+    where: dict[str, bool] = {} if isinstance(entry, int) else {"follow_symlinks": False}
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = os.listxattr(entry, **where)
     except OSError:
         return []
     out = []
     for name in sorted(names):
         try:
-            out.append((name.encode(), os.getxattr(path, name, follow_symlinks=False)))
+            out.append((name.encode(), os.getxattr(entry, name, **where)))
         except OSError:
             continue
     return out
@@ -69,9 +72,11 @@ def node_from_stat(
     size: int | None = None,
     target: bytes = b"",
     subtree: bytes | None = None,
+    xattrs: list[tuple[bytes, bytes]] | None = None,
 ) -> Node:
     """A node for ``path`` as ``st`` describes it, with its contents, link target or
-    subtree. Built in one call: the node of every file of a backup passes through here."""
+    subtree, and ``xattrs`` (else read from ``path``). Built in one call: the node of every
+    file of a backup passes through here."""
     kind = _TYPES.get(stat.S_IFMT(st.st_mode), FILE)
     return Node(
         name,
@@ -89,7 +94,7 @@ def node_from_stat(
         st.st_nlink,
         st.st_rdev if kind in (CHAR, BLOCK) else 0,
         target,
-        read_xattrs(path) if kind != SYMLINK else [],
+        xattrs if xattrs is not None else read_xattrs(path) if kind != SYMLINK else [],
         [] if content is None else content,
         subtree,
     )

@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from snapfs.events import BytesDone, Event, FileDone, FileWarning, Planned
+from snapfs.events import BytesDone, Event, FileDone, FilesReused, FileWarning, Planned
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,9 @@ class Tally:
                 self.bytes += event.bytes
             elif isinstance(event, FileDone):
                 self.files += 1
+            elif isinstance(event, FilesReused):
+                self.files += event.files
+                self.bytes += event.bytes
             elif isinstance(event, FileWarning):
                 self.warnings += 1
                 self.warning_lines.append(f"{event.path}: {event.error}")

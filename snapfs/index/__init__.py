@@ -62,46 +62,49 @@ class Index:
 
     def add_pack(self, pack_id: str, entries: Iterable[PackEntry]) -> None:
         """Index the blobs of one pack. A blob already indexed elsewhere keeps its first home.
-        The loop is written out (no per-blob calls): it runs for every blob at every open."""
+        The loop is written out (no per-blob calls): every blob a backup writes passes here,
+        and a bucket's ``in`` (C) settles the common case, an id not there yet, at once."""
         pno = self._pack_no.get(pack_id)
         if pno is None:
             pno = self._pack_no[pack_id] = len(self._packs)
             self._packs.append(pack_id)
         pack, home = _REC.pack, pno << 1
         bits, buckets = self._table
+        shift, room = 32 - bits, _PER_BUCKET * len(buckets)
         for blob_id, kind, offset, length, raw in entries:
-            bucket = buckets[int.from_bytes(blob_id[:4], "big") >> (32 - bits)]
-            pos = bucket.find(blob_id)
-            while pos > 0 and pos % _RECORD:  # the id's bytes met inside another record
-                pos = bucket.find(blob_id, pos + 1)
-            if pos != -1:
+            bucket = buckets[int.from_bytes(blob_id[:4]) >> shift]
+            if blob_id in bucket and _record_at(bucket, blob_id) >= 0:
                 continue
             bucket += pack(blob_id, home | kind, offset, length, raw)
             self._count += 1
-            if self._count > _PER_BUCKET * len(buckets):
+            if self._count > room:
                 self._grow()
                 bits, buckets = self._table
+                shift, room = 32 - bits, _PER_BUCKET * len(buckets)
 
     def _grow(self) -> None:
+        """Twice the buckets: each splits in two by the next bit of its ids, in order."""
         bits, buckets = self._table
-        bits += 1
-        grown = [bytearray() for _ in range(1 << bits)]
+        shift = 31 - bits
+        grown: list[bytearray] = []
         for bucket in buckets:
+            low, high = bytearray(), bytearray()
             for pos in range(0, len(bucket), _RECORD):
-                record = bucket[pos : pos + _RECORD]
-                grown[_bucket(record, bits)] += record
-        self._table = (bits, grown)
+                half = high if (int.from_bytes(bucket[pos : pos + 4]) >> shift) & 1 else low
+                half += bucket[pos : pos + _RECORD]
+            grown += (low, high)
+        self._table = (bits + 1, grown)
 
     def _find(self, blob_id: bytes) -> tuple[int, int, int, int] | None:
         bits, buckets = self._table
-        bucket = buckets[_bucket(blob_id, bits)]
-        pos = bucket.find(blob_id)
-        while pos != -1:
-            if pos % _RECORD == 0:
-                _id, packkind, offset, length, raw = _REC.unpack_from(bucket, pos)
-                return packkind, offset, length, raw
-            pos = bucket.find(blob_id, pos + 1)
-        return None
+        bucket = buckets[int.from_bytes(blob_id[:4]) >> (32 - bits)]
+        if blob_id not in bucket:  # most lookups of a backup: a new blob
+            return None
+        pos = _record_at(bucket, blob_id)
+        if pos < 0:
+            return None
+        _id, packkind, offset, length, raw = _REC.unpack_from(bucket, pos)
+        return packkind, offset, length, raw
 
     def __contains__(self, blob_id: bytes) -> bool:
         return self._find(blob_id) is not None
@@ -133,5 +136,10 @@ def by_pack(index: Index) -> dict[str, list[PackEntry]]:
     return out
 
 
-def _bucket(blob_id: bytes | bytearray, bits: int) -> int:
-    return int.from_bytes(blob_id[:4], "big") >> (32 - bits)
+def _record_at(bucket: bytearray, blob_id: bytes) -> int:
+    """Where the record of ``blob_id`` starts in ``bucket``, or -1 (the id's bytes may also
+    be met across two records: only a record's start counts)."""
+    pos = bucket.find(blob_id)
+    while pos > 0 and pos % _RECORD:
+        pos = bucket.find(blob_id, pos + 1)
+    return pos

@@ -38,6 +38,8 @@ class LayeredIndex:
             return self.lookup(blob_id) is not None
         if blob_id in self._overlay:  # the overlay first: ``published`` swaps it second
             return True
+        if not self._runs:  # a new repository's: no generator for any() to make
+            return False
         return any(run.find(blob_id) is not None for run in self._runs)
 
     def lookup(self, blob_id: bytes) -> IndexEntry | None:

@@ -16,6 +16,7 @@ from snapfs.backup import backup
 from snapfs.events import Event, FileStarted, FileWarning
 from snapfs.repository import Repository
 from tests.conftest import Cli
+from tests.duckdb_ext import connect
 from tests.helpers import assert_same_tree
 from tests.integration.test_mount import Mount, mount  # noqa: F401  (a fixture)
 
@@ -94,6 +95,26 @@ def test_a_table_restored_and_mounted_reads_as_its_version_and_its_history(
     listed = cli.run("tables", "latest", check=True).stdout.decode().splitlines()
     assert listed[0].split() == ["Path", "Format", "Version", "Committed", "Files", "Size", "State"]
     assert listed[1].split()[:3] == [str(table), "delta", "13"] and listed[1].split()[-1] == "whole"
+
+
+def test_duckdb_scans_a_mounted_table_at_its_pinned_version(
+    cli: Cli,
+    mount: Mount,  # noqa: F811  (the fixture imported above)
+    table: Path,
+) -> None:
+    """DuckDB's delta_scan over the mount, after the live table moved on a version: the
+    pinned version's aggregate, partitions and all."""
+    cli.run("backup", str(table), check=True)
+    write_deltalake(table, _rows(900, 50, "d9"), mode="append", partition_by=["day"])
+    aggregate = "SELECT day, count(*), sum(id), sum(amount) FROM {} GROUP BY day ORDER BY day"
+    con = connect("delta")
+    con.register("pinned", _read(table, 13))
+    with mount("latest") as mnt:
+        scan = f"delta_scan('{mnt / table.relative_to('/')}')"
+        got = con.execute(aggregate.format(scan)).fetchall()
+    assert got == con.execute(aggregate.format("pinned")).fetchall()
+    live = con.execute(aggregate.format(f"delta_scan('{table}')")).fetchall()
+    assert [row[0] for row in live] == [row[0] for row in got] + ["d9"]
 
 
 def test_a_commit_after_the_pin_is_left_out_of_the_snapshot(

@@ -7,7 +7,8 @@ import threading
 from pathlib import Path
 
 from snapfs.backup import Scan, backup
-from snapfs.events import Event, Planned
+from snapfs.events import Event, FileDone, Planned
+from snapfs.progress import Tally
 from snapfs.repository import Repository
 
 
@@ -34,3 +35,25 @@ def test_an_estimating_backup_plans_what_it_then_saves(repo: Repository, lake_tr
     events: list[Event] = []
     snap = backup(repo, [str(lake_tree)], on_event=events.append, estimate=True)
     assert _planned(events) == [Planned(snap.summary.files, snap.summary.bytes)]
+
+
+def test_progress_counts_reused_files_as_the_summary_does(
+    repo: Repository, lake_tree: Path
+) -> None:
+    """Files reused from the parent snapshot are told once a directory, not one event each;
+    the tally still reaches the summary's files and bytes, and the file read again is told
+    on its own."""
+    backup(repo, [str(lake_tree)])
+    changed = lake_tree / "dir/nested/deeper/leaf.csv"
+    changed.write_text("changed")
+    tally = Tally()
+    events: list[Event] = []
+
+    def on_event(event: Event) -> None:
+        events.append(event)
+        tally(event)
+
+    snap = backup(repo, [str(lake_tree)], on_event=on_event)
+    view = tally.view()
+    assert (view.files, view.bytes) == (snap.summary.files, snap.summary.bytes)
+    assert [e.path for e in events if isinstance(e, FileDone)] == [str(changed)]
