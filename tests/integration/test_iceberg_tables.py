@@ -1,7 +1,8 @@
 """Iceberg tables written by pyiceberg (a SQL catalog on SQLite), backed up pinned at their
 current metadata file: restored to their own place with the source moved away, pyiceberg's
-StaticTable reads exactly the pinned snapshot (and older ones: time travel); a commit after
-the pin is left out; a data file deleted after the pin makes the table torn (exit 3)."""
+StaticTable reads exactly the pinned snapshot (and older ones: time travel), and so does
+DuckDB's iceberg_scan; a commit after the pin is left out; a data file deleted after the
+pin makes the table torn (exit 3)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.table import StaticTable, Table
@@ -18,6 +20,7 @@ from pyiceberg.table import StaticTable, Table
 from snapfs.sources.files import LocalFiles
 from snapfs.tables import pin
 from tests.conftest import Cli
+from tests.duckdb_ext import connect
 from tests.helpers import assert_same_tree
 
 
@@ -91,6 +94,11 @@ def test_a_table_restored_reads_as_its_snapshot_and_its_history(
     cli.run("backup", str(path.parent), check=True)
     moved = _restore_in_place(cli, path, tmp_path)
     assert [_read(pinned)] + [_read(pinned, s) for s in older] == expected
+    query = f"SELECT count(*), sum(id), min(day) FROM iceberg_scan('{pinned}')"
+    rows = expected[0]
+    assert connect("avro", "iceberg").execute(query).fetchall() == [
+        (rows.num_rows, pc.sum(rows["id"]).as_py(), pc.min(rows["day"]).as_py())
+    ]
     assert not (path / "data" / "day=d0" / "00000-uncommitted.parquet").exists()
     assert _metadata_files(path) == _metadata_files(moved)
     [record] = _tables(cli)
