@@ -39,7 +39,7 @@ from snapfs.events import (
 from snapfs.faults import fault_point
 from snapfs.metadata import group_name, node_from_stat, read_xattrs, user_name
 from snapfs.pack import BlobKind
-from snapfs.pinning import DELTA_LOG, LAST_CHECKPOINT_PATH, PinnedTable, TablePins
+from snapfs.pinning import TABLE_MARKS, PinnedTable, TablePins
 from snapfs.plans import claim_for
 from snapfs.repository import Repository, Writer
 from snapfs.snapshot import Snapshot, Summary, find_parent
@@ -255,8 +255,8 @@ class Backup:
                 sub = self._subdir(job, name, child, path_text(child), st, old)
                 self._walk_dir(sub, child, table, inner + "/")
                 sub.walked()
-            elif table is not None and inner == LAST_CHECKPOINT_PATH:
-                reused.append(self._pinned_bytes(table, name, child, path_text(child), st))
+            elif table is not None and inner in table.pin.fixed:
+                reused.append(self._pinned_bytes(table, inner, name, child, path_text(child), st))
             elif old is not None and _unchanged(old, st):
                 # Settled here, without a worker or an event: told once for the directory.
                 reused.append(_kept(old, st))
@@ -287,16 +287,20 @@ class Backup:
             self._warn(table.shown, message)
 
     def _pin(self, path: bytes, entries: list[os.DirEntry[bytes]]) -> PinnedTable | None:
-        """The directory pinned as a Delta table, when it is one (it holds ``_delta_log/``)
-        and tables are backed up as tables. One whose log cannot be pinned is warned about
-        and backed up as plain files."""
-        if self.tables is None or not any(
-            e.name == DELTA_LOG and e.is_dir(follow_symlinks=False) for e in entries
-        ):
+        """The directory pinned as a table, when it is one (it holds ``_delta_log/``, or
+        ``metadata/`` with Iceberg metadata files) and tables are backed up as tables. One
+        that cannot be pinned is warned about and backed up as plain files."""
+        if self.tables is None:
             return None
+        marks = [
+            e.name for e in entries if e.name in TABLE_MARKS and e.is_dir(follow_symlinks=False)
+        ]
         shown = path_text(path)
         try:
-            table = self.tables.pin(path, shown)
+            fmt = self.tables.format_of(path, marks)
+            if fmt is None:
+                return None
+            table = self.tables.pin(path, shown, fmt)
         except TableUnreadable as e:
             self._warn(shown, f"not pinned, backed up as plain files: {e}")
             return None
@@ -307,11 +311,12 @@ class Backup:
         return table
 
     def _pinned_bytes(
-        self, table: PinnedTable, name: bytes, path: bytes, shown: str, st: os.stat_result
+        self, table: PinnedTable, rel: str, name: bytes, path: bytes, shown: str, st: os.stat_result
     ) -> Node:
-        """``_last_checkpoint`` as read at the pin (a writer may have named a later
-        checkpoint since, which the snapshot leaves out), with the file's metadata now."""
-        data = table.pin.last_checkpoint or b""
+        """A file stored as read at the pin (``_last_checkpoint``, ``version-hint.text``: a
+        writer may have named a later version since, which the snapshot leaves out), with
+        the file's metadata now."""
+        data = table.pin.fixed[rel]
         blob_id, added = self.writer.add_blob(BlobKind.DATA, data)
         self._count_file(shown, len(data), len(data) if added else 0)
         return node_from_stat(name, path, st, content=[blob_id] if data else [], size=len(data))
@@ -732,7 +737,7 @@ def backup(
     repository opened); it costs a second walk, so only progress displays ask for it.
     Without, ``scan`` stops as the backup begins: it only warmed the cache meanwhile.
     With ``source`` (an S3Source, say), its ``paths`` are backed up instead of ``paths``.
-    With ``tables`` (local paths), each Delta table met is pinned at its newest committed
+    With ``tables`` (local paths), each Delta or Iceberg table met is pinned at its newest committed
     version and its directory limited to that version's files (pinning.py); a file the
     version needs that goes missing is a warning naming the table torn."""
     started = time.monotonic()

@@ -1,11 +1,13 @@
 """What a backup keeps of the tables it meets: each table directory limited to the files of
-its pinned version (tables.delta), which of them went missing, and the snapshot's records.
+its pinned version (tables/: Delta, Iceberg), which of them went missing, and the snapshot's
+records.
 
 The walk asks ``PinnedTable.wanted`` for every entry below a table's directory: directories
-on the way to a kept file, the log of versions up to the pin, the files that version reads
-(``live``) and those older versions still in the log read (``history``); files written by
-later commits, and anything else, are left out. A live file that is not there when listed or
-read makes the table torn. Thread-safe: workers report lost files while the walk goes on.
+on the way to a kept file, the log or metadata of versions up to the pin, the files that
+version reads (``live``) and those older versions still in the log or metadata read; files
+written by later commits, and anything else, are left out. A live file that is not there when
+listed or read makes the table torn. Thread-safe: workers report lost files while the walk
+goes on.
 """
 
 from __future__ import annotations
@@ -18,20 +20,21 @@ from typing import TYPE_CHECKING
 from snapfs.snapshot import TableRecord
 
 if TYPE_CHECKING:  # loaded with the first table met: a backup without tables starts as fast
-    from snapfs.tables.delta import DeltaPin
+    from snapfs.tables.base import Pin
 
-DELTA_LOG = b"_delta_log"
-LAST_CHECKPOINT_PATH = "_delta_log/_last_checkpoint"
+# The subdirectory that may make its parent a table (Delta's log, Iceberg's metadata).
+TABLE_MARKS = frozenset((b"_delta_log", b"metadata"))
 
 
 class PinnedTable:
     """One table directory of the backup, pinned at ``pin.version``. ``shown``: its path
     as warnings show it."""
 
-    def __init__(self, shown: str, pinned: DeltaPin) -> None:
+    def __init__(self, shown: str, pinned: Pin) -> None:
         self.shown = shown
         self.pin = pinned
-        self._kept = pinned.live | pinned.log | pinned.history
+        self._name = pinned.format.capitalize()  # as warnings name the format
+        self._kept = pinned.kept
         self._dirs = frozenset(_parents(self._kept))
         self._seen: set[str] = set()
         self._torn: set[str] = set()
@@ -42,8 +45,6 @@ class PinnedTable:
         kept file counts as seen by the walk."""
         if is_dir:
             return rel in self._dirs
-        if rel == LAST_CHECKPOINT_PATH:
-            return self.pin.last_checkpoint is not None
         if rel not in self._kept:
             return False
         if rel in self.pin.live:
@@ -71,7 +72,7 @@ class PinnedTable:
         with self._lock:
             self._torn.update(lost)
         return [
-            f"Delta table incomplete: version {self.pin.version} needs {p}, which --exclude "
+            f"{self._name} table incomplete: version {self.pin.version} needs {p}, which --exclude "
             "leaves out"
             for p in lost
         ]
@@ -86,7 +87,7 @@ class PinnedTable:
 
     def _torn_message(self, rel: str) -> str:
         return (
-            f"Delta table torn: version {self.pin.version} needs {rel}, "
+            f"{self._name} table torn: version {self.pin.version} needs {rel}, "
             "which is gone (deleted during the backup?)"
         )
 
@@ -94,10 +95,12 @@ class PinnedTable:
         when = datetime.fromtimestamp(self.pin.commit_time_ns / 1e9, UTC)
         with self._lock:
             torn = bool(self._torn)
+        metadata = self.pin.metadata
         return TableRecord(
             path=self.shown,
-            format="delta",
+            format=self.pin.format,
             version=self.pin.version,
+            metadata=f"{self.shown.rstrip('/')}/{metadata}" if metadata is not None else None,
             commit_time=when.isoformat(),
             files=self.pin.files,
             bytes=self.pin.bytes,
@@ -113,12 +116,23 @@ class TablePins:
         self._done: list[TableRecord] = []
         self._lock = threading.Lock()
 
-    def pin(self, path: bytes, shown: str) -> PinnedTable:
-        """Pin the Delta table at ``path``. TableUnreadable as ``tables.delta.pin``."""
+    def format_of(self, path: bytes, subdirs: list[bytes]) -> str | None:
+        """The format of the table at directory ``path``, whose subdirectories include
+        ``subdirs`` (those of its entries named in TABLE_MARKS); None when it is no table.
+        OSError when its metadata cannot be listed."""
+        if not subdirs:
+            return None
         from snapfs.sources.files import LocalFiles
-        from snapfs.tables.delta import pin
+        from snapfs.tables import table_format
 
-        table = PinnedTable(shown, pin(LocalFiles(path), ""))
+        return table_format(LocalFiles(path), "", [os.fsdecode(d) for d in subdirs])
+
+    def pin(self, path: bytes, shown: str, fmt: str) -> PinnedTable:
+        """Pin the table of format ``fmt`` at ``path``. TableUnreadable as ``tables.pin``."""
+        from snapfs.sources.files import LocalFiles
+        from snapfs.tables import pin
+
+        table = PinnedTable(shown, pin(LocalFiles(path), "", fmt, os.fsdecode(path)))
         with self._lock:
             self._tables[path.rstrip(b"/")] = table
         return table

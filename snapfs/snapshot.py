@@ -24,8 +24,9 @@ class Summary(msgspec.Struct, frozen=True):
 
 class TableRecord(msgspec.Struct, frozen=True, kw_only=True):
     """A table the backup pinned (docs/FORMAT.md, "Tables"): its directory as backed up,
-    its format ("delta"), the version pinned, that commit's time, the data files of that
-    version and their bytes; ``torn`` when some file the version needs was gone."""
+    its format ("delta", "iceberg"), the version pinned, that commit's time, the data files
+    of that version and their bytes; ``torn`` when some file the version needs was gone;
+    ``metadata``: the pinned metadata file's path in the snapshot (Iceberg)."""
 
     path: str
     format: str
@@ -34,6 +35,7 @@ class TableRecord(msgspec.Struct, frozen=True, kw_only=True):
     files: int
     bytes: int
     torn: bool = False
+    metadata: str | None = None
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,14 +63,24 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def encode_snapshot(snap: Snapshot) -> bytes:
-    """Without ``original`` unless it is a copy, and without ``tables`` when it pinned none:
-    snapshots made before the fields existed encode, and so are named, as they were."""
+    """Without ``original`` unless it is a copy, without ``tables`` when it pinned none, and
+    a table's ``metadata`` only when it has one (Iceberg): snapshots made before the fields
+    existed encode, and so are named, as they were."""
     fields = msgspec.structs.asdict(msgspec.structs.replace(snap, id=""))
     if fields["original"] is None:
         del fields["original"]
     if not fields["tables"]:
         del fields["tables"]
+    else:  # a Delta record as format 1.1 wrote it: without ``metadata``
+        fields["tables"] = [_table_fields(t) for t in snap.tables]
     return msgspec.msgpack.encode(fields)
+
+
+def _table_fields(table: TableRecord) -> dict[str, object]:
+    fields = msgspec.structs.asdict(table)
+    if fields["metadata"] is None:
+        del fields["metadata"]
+    return fields
 
 
 def decode_snapshot(data: Data, snapshot_id: str) -> Snapshot:

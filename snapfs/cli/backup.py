@@ -44,7 +44,8 @@ S3_WORKERS = 16
 @click.option(
     "--no-tables",
     is_flag=True,
-    help="Back up Delta tables as plain files, every file, instead of pinned at one version.",
+    help="Back up Delta and Iceberg tables as plain files, every file, instead of pinned at "
+    "one version.",
 )
 @pass_ctx
 def command(
@@ -64,8 +65,10 @@ def command(
     stored at B/P/K), not both in one snapshot. Files unchanged since the last snapshot of
     the same host and paths are not read again (objects: same key, size, ETag and
     LastModified). A Delta table (a directory holding _delta_log/) is pinned at its newest
-    committed version: its directory keeps the log up to that version and the files it and
-    its older versions read, nothing a later commit wrote (snapfs tables lists them). Exit
+    committed version, an Iceberg table (metadata/ holding *.metadata.json) at its current
+    metadata file: its directory keeps the log or metadata up to that version and the files
+    it and its older versions read, nothing a later commit wrote (snapfs tables lists
+    them). Exit
     code 3: the snapshot was saved but some files could not be read, or a table is torn (a
     file its version needs was deleted during the backup).
 

@@ -9,9 +9,13 @@ from snapfs.snapshot import TableRecord
 
 
 def table_json(t: TableRecord) -> dict[str, object]:
-    return {"path": t.path, "format": t.format, "version": t.version,
-            "commit_time": t.commit_time, "files": t.files, "bytes": t.bytes,
-            "torn": t.torn}  # fmt: skip
+    """``metadata`` only for a format that has one (Iceberg): Delta's records read as before."""
+    fields: dict[str, object] = {"path": t.path, "format": t.format, "version": t.version,
+                                 "commit_time": t.commit_time, "files": t.files,
+                                 "bytes": t.bytes, "torn": t.torn}  # fmt: skip
+    if t.metadata is not None:
+        fields["metadata"] = t.metadata
+    return fields
 
 
 @click.command("tables")
@@ -19,9 +23,11 @@ def table_json(t: TableRecord) -> dict[str, object]:
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of the tables.")
 @pass_ctx
 def command(ctx: Context, snapshot: str, as_json: bool) -> None:
-    """List the tables SNAPSHOT pinned: each table's path, format, the version it holds,
-    that version's commit time, data files and bytes. A torn table lost, during the
-    backup, a file its version needs (the backup exited 3)."""
+    """List the tables SNAPSHOT pinned: each table's path, format, the version it holds
+    (Delta: the log version; Iceberg: the current snapshot's id), that version's commit
+    time, data files and bytes; --json gives an Iceberg table's pinned metadata file as
+    "metadata". A torn table lost, during the backup, a file its version needs (the
+    backup exited 3)."""
     with ctx.open() as repo:
         snap = repo.find_snapshot(snapshot)
     if as_json:

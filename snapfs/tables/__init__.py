@@ -2,6 +2,7 @@
 complete file set. Pure functions over sources.files.Files, so a local directory, an S3
 prefix or a snapshot's trees all serve as input; never the repository."""
 
-from snapfs.tables.delta import DELTA_LOG, DeltaPin, find_tables, pin
+from snapfs.tables.base import Pin
+from snapfs.tables.formats import find_tables, pin, table_format
 
-__all__ = ["DELTA_LOG", "DeltaPin", "find_tables", "pin"]
+__all__ = ["Pin", "find_tables", "pin", "table_format"]

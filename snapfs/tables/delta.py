@@ -25,15 +25,17 @@ import io
 import json
 import posixpath
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from snapfs.errors import TableUnreadable
 from snapfs.sources.files import FileInfo, Files
+from snapfs.tables.base import Pin
+from snapfs.tables.base import join as _join
 
 DELTA_LOG = "_delta_log"
 LAST_CHECKPOINT = "_last_checkpoint"
+LAST_CHECKPOINT_PATH = f"{DELTA_LOG}/{LAST_CHECKPOINT}"
 
 _COMMIT = re.compile(r"(\d{20})\.json")
 _CRC = re.compile(r"(\d{20})\.crc")
@@ -42,43 +44,19 @@ _Z85 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?
 _Z85_VALUE = {c: i for i, c in enumerate(_Z85)}
 
 
-@dataclass(frozen=True)
-class DeltaPin:
-    """One table pinned at ``version``. Paths are relative to the table's directory
-    (``path``, relative to the Files root). ``log``: the ``_delta_log/`` entries of versions
-    up to ``version`` (commits, the complete checkpoints, checksums), as listed at the pin.
+@dataclass(frozen=True, kw_only=True)
+class DeltaPin(Pin):
+    """A Delta table pinned at log ``version``. ``log``: the ``_delta_log/`` entries of
+    versions up to it (commits, the complete checkpoints, checksums), as listed at the pin.
+    ``checkpoint``: the checkpoint the replay started from (None: from version 0).
     ``last_checkpoint``: ``_last_checkpoint``'s bytes as read at the pin when they name a
-    checkpoint in ``log``, else None (a reader then lists the log, as it must anyway).
-    ``live``: every file version N reads (its data files and deletion vectors, the
-    checkpoint and commits of the log it is read from); ``history``: files only older
-    versions read (kept where still present). ``files``/``bytes``: version N's data files
-    and their size. ``commit_time_ns``: N.json's modification time, which Delta's
-    TIMESTAMP AS OF reads."""
+    checkpoint in ``log``, else None (a reader then lists the log, as it must anyway); kept
+    as ``fixed``. ``live``: its data files and deletion vectors, the checkpoint and commits
+    of the log it is read from. ``commit_time_ns``: N.json's modification time, which
+    Delta's TIMESTAMP AS OF reads."""
 
-    path: str
-    version: int
-    commit_time_ns: int
     checkpoint: int | None
-    log: frozenset[str]
     last_checkpoint: bytes | None
-    live: frozenset[str]
-    history: frozenset[str]
-    files: int
-    bytes: int
-
-
-def find_tables(files: Files, path: str = "") -> Iterator[str]:
-    """Every Delta table at or below directory ``path``, depth first in name order; a
-    table's own directories are not searched for more tables."""
-    stack = [path]
-    while stack:
-        here = stack.pop()
-        entries = files.list(here)
-        if any(e.is_dir and e.name == DELTA_LOG for e in entries):
-            yield here
-            continue
-        subdirs = sorted((e.name for e in entries if e.is_dir), reverse=True)
-        stack.extend(_join(here, name) for name in subdirs)
 
 
 def pin(files: Files, table: str, *, history: bool = True) -> DeltaPin:
@@ -120,12 +98,14 @@ def pin(files: Files, table: str, *, history: bool = True) -> DeltaPin:
     live = state.live_files().union(_join(DELTA_LOG, name) for name in read_log)
     last = hint[1] if hint is not None and hint[0] in checkpoints and hint[0] <= version else None
     return DeltaPin(
+        format="delta",
         path=table,
         version=version,
         commit_time_ns=when.mtime_ns,
         checkpoint=start,
         log=frozenset(_join(DELTA_LOG, name) for name in kept),
         last_checkpoint=last,
+        fixed={LAST_CHECKPOINT_PATH: last} if last is not None else {},
         live=live,
         history=frozenset(state.history - live) if history else frozenset(),
         files=len(state.live),
@@ -338,7 +318,3 @@ def _z85_decode(text: str) -> bytes:
             value = value * 85 + _Z85_VALUE[char]
         out += value.to_bytes(4, "big")
     return bytes(out)
-
-
-def _join(base: str, name: str) -> str:
-    return f"{base}/{name}" if base else name

@@ -11,7 +11,8 @@ import pytest
 
 from snapfs.errors import TableUnreadable
 from snapfs.sources.files import FileInfo
-from snapfs.tables.delta import find_tables, pin
+from snapfs.tables import find_tables
+from snapfs.tables.delta import pin
 
 DV = {"storageType": "u", "pathOrInlineDv": "ab^-aqEH.-t@S}K{vb[*k^", "sizeInBytes": 40,
       "cardinality": 2}  # fmt: skip
@@ -136,4 +137,4 @@ def test_tables_are_found_below_a_path_and_not_inside_a_table() -> None:
         "lake/x/_delta_log/" + log(0)[13:]: b"", "lake/x/inner/_delta_log/a": b"",
         "lake/y/z/_delta_log/b": b"", "lake/plain/file": b"",
     })  # fmt: skip
-    assert list(find_tables(files, "lake")) == ["lake/x", "lake/y/z"]
+    assert list(find_tables(files, "lake")) == [("lake/x", "delta"), ("lake/y/z", "delta")]

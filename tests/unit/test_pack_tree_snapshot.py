@@ -73,3 +73,20 @@ def test_a_snapshot_that_pinned_tables_encodes_them_and_an_older_one_reads_none(
     older = msgspec.msgpack.encode({"time": snap.time, "host": "h", "user": "u",
                                     "paths": ["/lake"], "tree": "ab"})  # fmt: skip
     assert decode_snapshot(older, "s0").tables == []
+
+
+def test_a_delta_record_encodes_as_format_1_1_did_and_an_iceberg_one_with_its_metadata() -> None:
+    """A Delta record has no ``metadata``: encoded without the key, its snapshot keeps the
+    bytes (and id) it had before Iceberg records existed."""
+    delta = TableRecord(path="/lake/d", format="delta", version=13,
+                        commit_time="2026-12-03T10:00:00+00:00", files=4, bytes=3600)  # fmt: skip
+    meta = "/lake/i/metadata/00003-a.metadata.json"
+    iceberg = msgspec.structs.replace(delta, path="/lake/i", format="iceberg", metadata=meta)
+    snap = Snapshot(time="2026-12-03T10:01:00+00:00", host="h", user="u", paths=["/lake"],
+                    tree="ab", tables=[delta, iceberg])  # fmt: skip
+    plain = msgspec.msgpack.decode(encode_snapshot(snap))
+    assert [list(t) for t in plain["tables"]] == [
+        ["path", "format", "version", "commit_time", "files", "bytes", "torn"],
+        ["path", "format", "version", "commit_time", "files", "bytes", "torn", "metadata"],
+    ]
+    assert decode_snapshot(encode_snapshot(snap), "s1").tables == [delta, iceberg]

@@ -26,7 +26,7 @@ def test_a_pinned_directory_keeps_its_version_its_history_and_nothing_else(
     tmp_path: Path,
 ) -> None:
     table = _table(tmp_path)
-    pinned = TablePins().pin(str(table).encode(), str(table))
+    pinned = TablePins().pin(str(table).encode(), str(table), "delta")
     assert pinned.pin.version == 1
     assert [r for r in ("p=1", "p=2", "p=3", "_delta_log", "_delta_log/_commits")
             if pinned.wanted(r, True)] == ["p=1", "p=2", "_delta_log"]  # fmt: skip
@@ -42,7 +42,7 @@ def test_a_live_file_lost_or_never_listed_tears_the_table_and_history_does_not(
 ) -> None:
     table = _table(tmp_path)
     pins = TablePins()
-    pinned = pins.pin(str(table).encode(), str(table))
+    pinned = pins.pin(str(table).encode(), str(table), "delta")
     owner = pins.owner(str(table / "p=1" / "a.parquet").encode())
     assert owner == (pinned, "p=1/a.parquet")
     assert pins.owner(str(tmp_path / "lake" / "other.parquet").encode()) is None
@@ -65,7 +65,7 @@ def test_a_live_file_lost_or_never_listed_tears_the_table_and_history_does_not(
 def test_a_finished_table_keeps_its_record_and_drops_its_file_set(tmp_path: Path) -> None:
     table = _table(tmp_path)
     pins = TablePins()
-    pins.pin(str(table).encode(), str(table))
+    pins.pin(str(table).encode(), str(table), "delta")
     before = pins.records()
     pins.finish(str(table).encode())
     assert pins.records() == before
@@ -74,7 +74,7 @@ def test_a_finished_table_keeps_its_record_and_drops_its_file_set(tmp_path: Path
 
 def test_an_excluded_directory_names_the_live_files_it_holds(tmp_path: Path) -> None:
     table = _table(tmp_path)
-    pinned = TablePins().pin(str(table).encode(), str(table))
+    pinned = TablePins().pin(str(table).encode(), str(table), "delta")
     assert pinned.excluded("b.parquet", False) == []  # history only
     assert pinned.excluded("p=2", True) == [
         "Delta table incomplete: version 1 needs p=2/c.parquet, which --exclude leaves out"

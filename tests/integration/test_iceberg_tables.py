@@ -1,0 +1,203 @@
+"""Iceberg tables written by pyiceberg (a SQL catalog on SQLite), backed up pinned at their
+current metadata file: restored to their own place with the source moved away, pyiceberg's
+StaticTable reads exactly the pinned snapshot (and older ones: time travel), and so does
+DuckDB's iceberg_scan; a commit after the pin is left out; a data file deleted after the
+pin makes the table torn (exit 3)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.table import StaticTable, Table
+
+from snapfs.sources.files import LocalFiles
+from snapfs.tables import pin
+from tests.conftest import Cli
+from tests.duckdb_ext import connect
+from tests.helpers import assert_same_tree
+
+
+def _rows(start: int, n: int, day: str) -> pa.Table:
+    return pa.table({"id": pa.array(range(start, start + n), pa.int64()),
+                     "amount": [i * 0.5 for i in range(n)], "day": [day] * n})  # fmt: skip
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> Table:
+    """A table partitioned by day, 10 snapshots: six appends, a delete (a rewritten file),
+    an overwrite of one partition (a delete and an append), an append."""
+    catalog = SqlCatalog(
+        "test", uri=f"sqlite:///{tmp_path / 'catalog.db'}", warehouse=f"file://{tmp_path / 'lake'}"
+    )
+    catalog.create_namespace("shop")
+    made = catalog.create_table("shop.sales", schema=_rows(0, 1, "d0").schema)
+    with made.update_spec() as spec:
+        spec.add_identity("day")
+    for v in range(6):
+        made.append(_rows(v * 10, 10, f"d{v % 3}"))
+    made.delete("id = 13")
+    made.overwrite(_rows(500, 5, "d1"), overwrite_filter="day = 'd1'")
+    made.append(_rows(600, 5, "d2"))
+    assert len(made.metadata.snapshots) == 10
+    return made
+
+
+def _dir(table: Table) -> Path:
+    return Path(table.location().removeprefix("file://"))
+
+
+def _read(metadata: str | Path, snapshot_id: int | None = None) -> pa.Table:
+    scan = StaticTable.from_metadata(str(metadata)).scan(snapshot_id=snapshot_id)
+    return scan.to_arrow().select(["id", "amount", "day"]).sort_by("id")
+
+
+def _metadata_files(path: Path) -> list[str]:
+    return sorted(p.name for p in (path / "metadata").glob("*.metadata.json"))
+
+
+def _tables(cli: Cli) -> list[dict[str, object]]:
+    tables: list[dict[str, object]] = json.loads(
+        cli.run("tables", "latest", "--json", check=True).stdout
+    )
+    return tables
+
+
+def _restore_in_place(cli: Cli, path: Path, tmp_path: Path) -> Path:
+    """The source moved away, the table restored to its own absolute path (Iceberg metadata
+    names absolute paths: only there does it read as is). Returns where the source went."""
+    moved = tmp_path / "moved-away"
+    path.rename(moved)
+    cli.run("restore", f"latest:{path}", "--target", str(path), check=True)
+    return moved
+
+
+def _data_files(table: Table) -> list[str]:
+    return sorted(t.file.file_path.removeprefix("file://") for t in table.scan().plan_files())
+
+
+def test_a_table_restored_reads_as_its_snapshot_and_its_history(
+    cli: Cli, table: Table, tmp_path: Path
+) -> None:
+    path = _dir(table)
+    (path / "data" / "day=d0" / "00000-uncommitted.parquet").write_bytes(b"a failed writer's")
+    pinned = table.metadata_location.removeprefix("file://")
+    older = [s.snapshot_id for s in table.metadata.snapshots][2:7:2]  # appends, the delete
+    expected = [_read(pinned)] + [_read(pinned, s) for s in older]
+    live = _data_files(table)
+    cli.run("backup", str(path.parent), check=True)
+    moved = _restore_in_place(cli, path, tmp_path)
+    assert [_read(pinned)] + [_read(pinned, s) for s in older] == expected
+    query = f"SELECT count(*), sum(id), min(day) FROM iceberg_scan('{pinned}')"
+    rows = expected[0]
+    assert connect("avro", "iceberg").execute(query).fetchall() == [
+        (rows.num_rows, pc.sum(rows["id"]).as_py(), pc.min(rows["day"]).as_py())
+    ]
+    assert not (path / "data" / "day=d0" / "00000-uncommitted.parquet").exists()
+    assert _metadata_files(path) == _metadata_files(moved)
+    [record] = _tables(cli)
+    assert record == {
+        "path": str(path), "format": "iceberg", "version": table.metadata.current_snapshot_id,
+        "commit_time": record["commit_time"], "files": len(live),
+        "bytes": sum(os.path.getsize(f) for f in live), "torn": False, "metadata": pinned,
+    }  # fmt: skip
+    listed = cli.run("tables", "latest", check=True).stdout.decode().splitlines()
+    assert listed[1].split()[:3] == [str(path), "iceberg", str(record["version"])]
+
+
+def test_a_commit_after_the_pin_is_left_out_of_the_snapshot(
+    cli: Cli, table: Table, tmp_path: Path
+) -> None:
+    path = _dir(table)
+    pinned = table.metadata_location.removeprefix("file://")
+    pinned_rows, pinned_id = _read(pinned), table.metadata.current_snapshot_id
+    before = set(p.relative_to(path) for p in path.rglob("*") if p.is_file())
+    held = cli.hold("table-pinned", tmp_path / "held", "backup", str(path))
+    table.append(_rows(900, 50, "d9"))  # a new metadata file, manifest list, manifest, data
+    assert table.metadata.current_snapshot_id != pinned_id
+    held.release()
+    _restore_in_place(cli, path, tmp_path)
+    assert set(p.relative_to(path) for p in path.rglob("*") if p.is_file()) == before
+    assert _read(pinned).equals(pinned_rows)
+    assert [(t["version"], t["metadata"]) for t in _tables(cli)] == [(pinned_id, pinned)]
+
+
+def test_a_data_file_deleted_after_the_pin_makes_the_table_torn(
+    cli: Cli, table: Table, tmp_path: Path
+) -> None:
+    path = _dir(table)
+    victim = _data_files(table)[0]
+    held = cli.hold("table-pinned", tmp_path / "held", "backup", str(path))
+    os.unlink(victim)  # as expire_snapshots and orphan removal racing the backup would
+    held.flag.unlink()
+    _out, err = held.proc.communicate(timeout=240)
+    assert held.proc.returncode == 3, err.decode()
+    version = table.metadata.current_snapshot_id
+    assert err.decode().splitlines() == [
+        f"warning: {path}: Iceberg table torn: version {version} needs "
+        f"{os.path.relpath(victim, path)}, which is gone (deleted during the backup?)"
+    ]
+    assert [(t["version"], t["torn"]) for t in _tables(cli)] == [(version, True)]
+
+
+def test_no_tables_backs_up_every_file_as_it_is(cli: Cli, table: Table, tmp_path: Path) -> None:
+    path = _dir(table)
+    (path / "data" / "day=d0" / "00000-uncommitted.parquet").write_bytes(b"a failed writer's")
+    (path / "metadata" / "99999-not-yet-committed.metadata.json").write_bytes(b"{}")
+    cli.run("backup", "--no-tables", str(path), check=True)
+    cli.run("restore", f"latest:{path}", "--target", str(tmp_path / "restored"), check=True)
+    assert_same_tree(path, tmp_path / "restored")
+    assert _tables(cli) == []
+
+
+def test_a_table_whose_metadata_names_files_elsewhere_is_backed_up_as_plain_files(
+    cli: Cli, table: Table, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copied"
+    shutil.copytree(_dir(table), copy)  # its metadata still names the original's files
+    done = cli.run("backup", str(copy))
+    assert done.returncode == 3, done.stderr.decode()
+    [line] = done.stderr.decode().splitlines()
+    assert line.startswith(
+        f"warning: {copy}: not pinned, backed up as plain files: its metadata names "
+        f"file://{_dir(table)}/"
+    ) and line.endswith(", outside the table's directory")
+    cli.run("restore", f"latest:{copy}", "--target", str(tmp_path / "restored"), check=True)
+    assert_same_tree(copy, tmp_path / "restored")
+    assert _tables(cli) == []
+
+
+def test_the_version_hint_names_the_metadata_pinned_and_is_kept_as_read(table: Table) -> None:
+    path = _dir(table)
+    history = table.metadata.metadata_log
+    older = history[-3].metadata_file.removeprefix("file://")
+    (path / "metadata" / "version-hint.text").write_text(os.path.basename(older))
+    pinned = pin(LocalFiles(str(path)), "", "iceberg", str(path))
+    assert pinned.metadata == os.path.relpath(older, path)
+    assert pinned.version == StaticTable.from_metadata(older).metadata.current_snapshot_id
+    assert pinned.fixed == {"metadata/version-hint.text": os.path.basename(older).encode()}
+    assert f"metadata/{os.path.basename(table.metadata_location)}" not in pinned.kept
+
+
+def test_a_file_only_older_snapshots_read_may_go_during_the_backup(
+    cli: Cli, table: Table, tmp_path: Path
+) -> None:
+    path = _dir(table)
+    gone = [f for f in _data_files(table) if "/day=d0/" in f]
+    table.delete("day = 'd0'")  # its manifests name the d0 files as deleted: older ones read them
+    assert gone and not set(gone) & set(_data_files(table))
+    held = cli.hold("table-pinned", tmp_path / "held", "backup", str(path))
+    for victim in gone:
+        os.unlink(victim)  # as expire_snapshots would once the older snapshots expire
+    held.flag.unlink()
+    _out, err = held.proc.communicate(timeout=240)
+    assert (held.proc.returncode, err.decode()) == (0, "")
+    assert [(t["version"], t["torn"]) for t in _tables(cli)] == [
+        (table.metadata.current_snapshot_id, False)
+    ]
