@@ -116,9 +116,13 @@ class IndexCache:
             return self._update(wanted, read)
 
     def _current(self, wanted: set[str]) -> list[Run] | None:
+        """The runs when the manifest covers exactly ``wanted``. No manifest is never
+        current, even for a repository without index files: its update publishes an empty
+        one, so the first backup's index files are added to a cache that exists (else the
+        next open would read and merge every one of them)."""
         manifest = self._read_manifest()
         if manifest is None:
-            return None if wanted else []
+            return None
         covered = {name for info in manifest.runs for name in info.files}
         if covered != wanted:
             return None

@@ -286,6 +286,21 @@ def test_a_rewrite_into_a_cache_never_built_adds_nothing(tmp_path: Path) -> None
     assert sorted(files.read) == sorted(new)
 
 
+def test_a_cache_opened_without_index_files_takes_the_first_ones(tmp_path: Path) -> None:
+    """A new repository: its open publishes an empty manifest, so the index file its first
+    backup writes is added as a run, and the next open reads no file."""
+    files = Files(17)
+    cache = IndexCache(tmp_path / "c", REPO, _mac)
+    assert cache.open_runs([], files.reader) == []
+    name = files.add(packs=2, blobs=60)
+    run = cache.add(name, encode_index_file(files.files[name]))
+    assert run is not None
+    files.read.clear()
+    disk = _open(tmp_path / "c", files)
+    assert files.read == []
+    _same_answers(disk, files.memory_index(), random.Random(18))
+
+
 def test_runs_to_merge_keeps_few_runs() -> None:
     assert runs_to_merge([1000]) == []
     assert runs_to_merge([1000, 10]) == []
