@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -336,6 +337,98 @@ class IndexCache:
         except OSError:
             return None
 
+    def feed(self, on_run: Callable[[Run, list[str]], None]) -> Feed:
+        """A ``Feed`` for the index files a writer stores (a backup's, a copy's)."""
+        return Feed(self, on_run)
+
+    def _append(self, infos: list[RunInfo]) -> list[RunInfo]:
+        """Name ``infos`` (runs this process wrote) beside the manifest's runs, merging
+        nothing, when the lock is free and a manifest exists; the ones left unnamed. A run
+        another updater swept away meanwhile is not named: the next open reads its files."""
+        try:
+            with self._locked(blocking=False) as held:
+                manifest = self._read_manifest() if held else None
+                if manifest is None:
+                    return infos
+                alive = [info for info in infos if (self.directory / info.name).exists()]
+                for info in alive:  # another thread's publish may have cleared _unsynced
+                    _fsync(self.directory / info.name)
+                self._publish([*manifest.runs, *alive])
+                return []
+        except OSError:
+            return infos
+
+    def compact(self) -> None:
+        """Merge the manifest's runs as ``runs_to_merge`` says, at most PUBLISH_MERGE_LIMIT
+        records (a writer's share), when the lock is free: once, as a writer ends."""
+        try:
+            with self._locked(blocking=False) as held:
+                manifest = self._read_manifest() if held else None
+                opened = None if manifest is None else self._open_all(manifest.runs)
+                if manifest is None or opened is None:
+                    return
+                runs = list(zip(manifest.runs, opened, strict=True))
+                kept = self._compact(runs, limit=PUBLISH_MERGE_LIMIT, read=None, wanted=None)
+                if [info for info, _run in kept] != manifest.runs:
+                    self._publish([info for info, _run in kept])
+                for _info, run in [*runs, *kept]:  # a second close does nothing
+                    run.close()
+        except OSError:
+            return
+
+
+class Feed:
+    """The index files a writer stores, given to the cache as they are written: gathered
+    into runs of about BUILD_BATCH records (sorted on a thread, merging nothing), each
+    handed to ``on_run`` with its pack ids (the writer's overlay lets them go) and named
+    in the manifest beside the runs there when the lock is free; ``close`` writes the last
+    and compacts once. So a backup merges once at its end, not once an index file, and the
+    next open reads none of its files. Thread-safe. Failing to write a run (an unwritable
+    cache) stops the feed: its packs stay in the overlay, the next open reads the files."""
+
+    def __init__(self, cache: IndexCache, on_run: Callable[[Run, list[str]], None]) -> None:
+        self._cache = cache
+        self._on_run = on_run
+        self._lock = threading.Lock()
+        self._batches: _Batches | None = _Batches(self._written)
+        self._unnamed: list[RunInfo] = []  # written, not yet in the manifest
+
+    def add(self, name: str, plain: Buffer) -> None:
+        with self._lock:
+            if self._batches is None:
+                return
+            try:
+                self._batches.add(name, plain)
+            except OSError:
+                self._stop()
+
+    def close(self) -> None:
+        """Write and name the last run, then compact; idempotent."""
+        with self._lock:
+            if self._batches is None:
+                return
+            try:
+                self._batches.finish()
+            except OSError:
+                pass
+            self._stop()
+        self._cache.compact()
+
+    def _stop(self) -> None:
+        batches, self._batches = self._batches, None
+        if batches is not None:
+            batches.close()
+
+    def _written(
+        self, records: np.ndarray[Any, Any], packs: list[bytes], files: list[str]
+    ) -> tuple[RunInfo, Run]:
+        """A batch made a run (on the batch thread, one at a time): named when it can be,
+        then given to the writer's index."""
+        info, run = self._cache._write(records, packs, files)
+        self._unnamed = self._cache._append([*self._unnamed, info])
+        self._on_run(run, [pack.hex() for pack in packs])
+        return info, run
+
 
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -389,8 +482,11 @@ class _Batches:
     def finish(self) -> list[tuple[RunInfo, Run]]:
         self._wait()
         if self._files:
-            self._built.append(self._write(concatenate(self._batch), self._packs, self._files))
+            parts, packs, files = self._batch, self._packs, self._files
             self._batch, self._packs, self._files, self._size = [], [], [], 0
+            records = concatenate(parts)
+            del parts  # gone before the sort copies the records again
+            self._built.append(self._write(records, packs, files))
         return self._built
 
     def close(self) -> None:
