@@ -327,8 +327,7 @@ class Repository:
         """Where a writer gives the index files it stores: they become runs of the index
         cache in batches, and the overlay lets their packs go as each run is written."""
         self.index  # noqa: B018 - loaded, so the cache in use is known
-        assert self._index_cache is not None
-        return self._index_cache.feed(self._published)
+        return self._cache().feed(self._published)
 
     def _published(self, run: Run, pack_ids: list[str]) -> None:
         with self._index_lock:

@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -341,29 +341,29 @@ class IndexCache:
         """A ``Feed`` for the index files a writer stores (a backup's, a copy's)."""
         return Feed(self, on_run)
 
-    def _append(self, infos: list[RunInfo]) -> list[RunInfo]:
-        """Name ``infos`` (runs this process wrote) beside the manifest's runs, merging
-        nothing, when the lock is free and a manifest exists; the ones left unnamed. A run
-        another updater swept away meanwhile is not named: the next open reads its files."""
-        try:
-            with self._locked(blocking=False) as held:
-                manifest = self._read_manifest() if held else None
-                if manifest is None:
-                    return infos
-                alive = [info for info in infos if (self.directory / info.name).exists()]
-                for info in alive:  # another thread's publish may have cleared _unsynced
-                    _fsync(self.directory / info.name)
-                self._publish([*manifest.runs, *alive])
-                return []
-        except OSError:
+    def _name(self, infos: list[RunInfo]) -> list[RunInfo]:
+        """Under the lock: name ``infos`` (runs this process wrote) beside the manifest's
+        runs, merging nothing; the ones left unnamed (all of them when there is no manifest:
+        the next open builds the whole cache). A run another updater swept away meanwhile is
+        not named: the next open reads its files."""
+        manifest = self._read_manifest()
+        if manifest is None:
             return infos
+        alive = [info for info in infos if (self.directory / info.name).exists()]
+        for info in alive:  # another thread's publish may have cleared _unsynced
+            _fsync(self.directory / info.name)
+        self._publish([*manifest.runs, *alive])
+        return []
 
-    def compact(self) -> None:
-        """Merge the manifest's runs as ``runs_to_merge`` says, at most PUBLISH_MERGE_LIMIT
-        records (a writer's share), when the lock is free: once, as a writer ends."""
+    def compact(self, unnamed: list[RunInfo]) -> None:
+        """When the lock is free: name ``unnamed``, then merge the manifest's runs as
+        ``runs_to_merge`` says, at most PUBLISH_MERGE_LIMIT records (a writer's share).
+        Once, as a writer ends; else the next open reads what stays unnamed."""
         try:
             with self._locked(blocking=False) as held:
-                manifest = self._read_manifest() if held else None
+                if not held or self._name(unnamed):
+                    return
+                manifest = self._read_manifest()
                 opened = None if manifest is None else self._open_all(manifest.runs)
                 if manifest is None or opened is None:
                     return
@@ -383,8 +383,10 @@ class Feed:
     handed to ``on_run`` with its pack ids (the writer's overlay lets them go) and named
     in the manifest beside the runs there when the lock is free; ``close`` writes the last
     and compacts once. So a backup merges once at its end, not once an index file, and the
-    next open reads none of its files. Thread-safe. Failing to write a run (an unwritable
-    cache) stops the feed: its packs stay in the overlay, the next open reads the files."""
+    next open reads none of its files. Thread-safe. A run is written under the lock when
+    it is free, so no updater sweeps it half-written; a batch whose run cannot be written
+    (a full disk, or swept while the lock was busy) stays in the overlay, and the next open
+    reads its files."""
 
     def __init__(self, cache: IndexCache, on_run: Callable[[Run, list[str]], None]) -> None:
         self._cache = cache
@@ -395,37 +397,34 @@ class Feed:
 
     def add(self, name: str, plain: Buffer) -> None:
         with self._lock:
-            if self._batches is None:
-                return
-            try:
-                self._batches.add(name, plain)
-            except OSError:
-                self._stop()
+            if self._batches is not None:
+                with suppress(OSError):  # the batch that failed is lost to the cache only
+                    self._batches.add(name, plain)
 
     def close(self) -> None:
-        """Write and name the last run, then compact; idempotent."""
+        """Write the last run, name what is unnamed, then compact; idempotent."""
         with self._lock:
-            if self._batches is None:
+            batches, self._batches = self._batches, None
+            if batches is None:
                 return
             try:
-                self._batches.finish()
-            except OSError:
-                pass
-            self._stop()
-        self._cache.compact()
-
-    def _stop(self) -> None:
-        batches, self._batches = self._batches, None
-        if batches is not None:
-            batches.close()
+                with suppress(OSError):
+                    batches.finish()
+            finally:
+                batches.close()
+        self._cache.compact(self._unnamed)
 
     def _written(
         self, records: np.ndarray[Any, Any], packs: list[bytes], files: list[str]
     ) -> tuple[RunInfo, Run]:
-        """A batch made a run (on the batch thread, one at a time): named when it can be,
-        then given to the writer's index."""
-        info, run = self._cache._write(records, packs, files)
-        self._unnamed = self._cache._append([*self._unnamed, info])
+        """A batch made a run (on the batch thread, one at a time), named when the lock
+        is free, then given to the writer's index."""
+        with self._cache._locked(blocking=False) as held:
+            info, run = self._cache._write(records, packs, files)
+            self._unnamed.append(info)
+            if held:
+                with suppress(OSError):
+                    self._unnamed = self._cache._name(self._unnamed)
         self._on_run(run, [pack.hex() for pack in packs])
         return info, run
 
