@@ -29,6 +29,7 @@ from snapfs.buffers import Buffer
 from snapfs.faults import fault_point
 from snapfs.index.decode import records_of_index_file
 from snapfs.index.runs import (
+    CHUNK_RECORDS,
     DamagedRun,
     Run,
     checksum,
@@ -48,6 +49,7 @@ MAX_RUNS = 8
 # glibc's mmap threshold (32 MB) and are reused from the heap; at 2^20 each one was a fresh
 # mapping, faulted in page by page (2.6 GB of page faults, 4.7 s of system time for 10M).
 BUILD_BATCH = 1 << 19
+FEED_BATCH = 1 << 18  # a writer's batches and merge slices: its memory, beside its backup's
 PUBLISH_MERGE_LIMIT = 1 << 22  # a writer merges at most this many records on its own
 _MAC = 32
 _TMP = ".tmp-"
@@ -227,7 +229,7 @@ class IndexCache:
 
     def _compact(
         self, runs: list[tuple[RunInfo, Run]], *, limit: int | None, read: ReadFiles | None,
-        wanted: set[str] | None,
+        wanted: set[str] | None, chunk: int = CHUNK_RECORDS,
     ) -> list[tuple[RunInfo, Run]]:  # fmt: skip
         """Merge runs as ``runs_to_merge`` says (only when the merge holds at most ``limit``
         records, if given). A run whose bytes fail their checksum is dropped and, when
@@ -250,7 +252,8 @@ class IndexCache:
             inputs = [runs[i] for i in chosen]
             files = [name for info, _run in inputs for name in info.files]
             sources = [run for _info, run in inputs]
-            merged = self._install(partial(merge_runs, sources, repo_id=self._repo_bytes), files)
+            merge = partial(merge_runs, sources, repo_id=self._repo_bytes, chunk=chunk)
+            merged = self._install(merge, files)
             runs = [r for i, r in enumerate(runs) if i not in chosen] + [merged]
 
     def _publish(self, infos: list[RunInfo]) -> None:
@@ -356,9 +359,9 @@ class IndexCache:
         return []
 
     def compact(self, unnamed: list[RunInfo]) -> None:
-        """When the lock is free: name ``unnamed``, then merge the manifest's runs as
-        ``runs_to_merge`` says, at most PUBLISH_MERGE_LIMIT records (a writer's share).
-        Once, as a writer ends; else the next open reads what stays unnamed."""
+        """When the lock is free: name ``unnamed`` (runs this process wrote while it was
+        busy), then merge the manifest's runs as ``runs_to_merge`` says, at most
+        PUBLISH_MERGE_LIMIT records (a writer's share). Once, as a writer ends."""
         try:
             with self._locked(blocking=False) as held:
                 if not held or self._name(unnamed):
@@ -368,7 +371,8 @@ class IndexCache:
                 if manifest is None or opened is None:
                     return
                 runs = list(zip(manifest.runs, opened, strict=True))
-                kept = self._compact(runs, limit=PUBLISH_MERGE_LIMIT, read=None, wanted=None)
+                kept = self._compact(runs, limit=PUBLISH_MERGE_LIMIT, read=None, wanted=None,
+                                     chunk=FEED_BATCH)  # fmt: skip
                 if [info for info, _run in kept] != manifest.runs:
                     self._publish([info for info, _run in kept])
                 for _info, run in [*runs, *kept]:  # a second close does nothing
@@ -379,20 +383,20 @@ class IndexCache:
 
 class Feed:
     """The index files a writer stores, given to the cache as they are written: gathered
-    into runs of about BUILD_BATCH records (sorted on a thread, merging nothing), each
+    into runs of about FEED_BATCH records (sorted on a thread, merging nothing), each
     handed to ``on_run`` with its pack ids (the writer's overlay lets them go) and named
-    in the manifest beside the runs there when the lock is free; ``close`` writes the last
-    and compacts once. So a backup merges once at its end, not once an index file, and the
-    next open reads none of its files. Thread-safe. A run is written under the lock when
-    it is free, so no updater sweeps it half-written; a batch whose run cannot be written
-    (a full disk, or swept while the lock was busy) stays in the overlay, and the next open
-    reads its files."""
+    in the manifest beside the runs there (and those left unnamed before) when the lock is
+    free; ``close`` writes the last and compacts once. So a backup merges once at its end,
+    not once an index file, and the next open reads none of its files. Thread-safe. A run
+    is written under the lock when it is free, so no updater sweeps it half-written; a
+    batch whose run cannot be written (a full disk, or swept while the lock was busy)
+    stays in the overlay, and the next open reads its files."""
 
     def __init__(self, cache: IndexCache, on_run: Callable[[Run, list[str]], None]) -> None:
         self._cache = cache
         self._on_run = on_run
         self._lock = threading.Lock()
-        self._batches: _Batches | None = _Batches(self._written)
+        self._batches: _Batches | None = _Batches(self._written, FEED_BATCH)
         self._unnamed: list[RunInfo] = []  # written, not yet in the manifest
 
     def add(self, name: str, plain: Buffer) -> None:
@@ -402,7 +406,7 @@ class Feed:
                     self._batches.add(name, plain)
 
     def close(self) -> None:
-        """Write the last run, name what is unnamed, then compact; idempotent."""
+        """Write the last run, name those left unnamed, then compact; idempotent."""
         with self._lock:
             batches, self._batches = self._batches, None
             if batches is None:
@@ -443,9 +447,12 @@ class _Batches:
     holds at most two batches. ``finish`` writes the last and gives every run written."""
 
     def __init__(
-        self, write: Callable[[np.ndarray[Any, Any], list[bytes], list[str]], tuple[RunInfo, Run]]
+        self,
+        write: Callable[[np.ndarray[Any, Any], list[bytes], list[str]], tuple[RunInfo, Run]],
+        batch: int | None = None,
     ) -> None:
         self._write = write
+        self._most = BUILD_BATCH if batch is None else batch  # records a batch holds
         self._pool = ThreadPoolExecutor(1, "snapfs-index-build")
         self._writing: Future[tuple[RunInfo, Run]] | None = None
         self._built: list[tuple[RunInfo, Run]] = []
@@ -467,7 +474,7 @@ class _Batches:
         self._packs += file_packs
         self._files.append(name)
         self._size += len(records)
-        if self._size >= BUILD_BATCH:
+        if self._size >= self._most:
             self._wait()
             batch = concatenate(self._batch)
             self._writing = self._pool.submit(self._write, batch, self._packs, self._files)

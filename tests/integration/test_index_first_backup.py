@@ -52,7 +52,7 @@ def test_the_open_after_each_backup_reads_no_index_file_and_backups_merge_once(
 ) -> None:
     location = init_small_packs(str(tmp_path / "repo"))
     monkeypatch.setattr(snapfs.repository, "_INDEX_EVERY_PACKS", 1)  # an index file a pack
-    monkeypatch.setattr(snapfs.index.cache, "BUILD_BATCH", 300)  # a run every two files or so
+    monkeypatch.setattr(snapfs.index.cache, "FEED_BATCH", 300)  # a run every two files or so
     merges: list[int] = []
 
     def counted(sources, *args, **kwargs):  # type: ignore[no-untyped-def]
