@@ -42,8 +42,9 @@ from snapfs.errors import (
 )
 from snapfs.faults import fault_point
 from snapfs.index import IndexEntry, decode_index_file, encode_index_file
-from snapfs.index.cache import IndexCache
+from snapfs.index.cache import Feed, IndexCache
 from snapfs.index.layered import LayeredIndex
+from snapfs.index.runs import Run
 from snapfs.kdf import (
     KNOWN_KDFS,
     Argon2Params,
@@ -303,7 +304,7 @@ class Repository:
 
     def write_index(self, packs: list[tuple[str, list[PackEntry]]]) -> str:
         """Store one index file naming ``packs``; returns its id."""
-        return self._store_index(encode_index_file(packs))
+        return self.store_index(encode_index_file(packs))
 
     def index_again(self, packs: list[tuple[str, list[PackEntry]]]) -> None:
         """Store one index file naming ``packs`` that this process's index does not hold
@@ -311,7 +312,7 @@ class Repository:
         when it is free, so that the next open does not merge it again. This process's
         index stays as loaded: what prune decides next does not change."""
         plain = encode_index_file(packs)
-        index_id = self._store_index(plain)
+        index_id = self.store_index(plain)
         cache = self._index_cache
         if cache is None or self._index is None:
             return  # no cache opened here: the next open reads the file
@@ -319,7 +320,8 @@ class Repository:
         if run is not None:
             run.close()
 
-    def _store_index(self, plain: bytes) -> str:
+    def store_index(self, plain: bytes) -> str:
+        """Store one encoded index file (``plain``); returns its id."""
         sealed = self.key.seal(plain)
         index_id = content_id(sealed)
         try:
@@ -328,15 +330,17 @@ class Repository:
             pass
         return index_id
 
-    def index_written(self, index_id: str, packs: list[tuple[str, list[PackEntry]]]) -> None:
-        """The overlay's ``packs`` are named by the index file ``index_id`` now: they become
-        a run of the index cache when it is free (else the next open reads the file)."""
-        cache = self._index_cache
-        if cache is None or self._index is None:
-            return
-        run = cache.add(index_id, encode_index_file(packs))
-        if run is not None:
-            self._index.published(run, [pack_id for pack_id, _entries in packs])
+    def index_feed(self) -> Feed:
+        """Where a writer gives the index files it stores: they become runs of the index
+        cache in batches, and the overlay lets their packs go as each run is written."""
+        self.index  # noqa: B018 - loaded, so the cache in use is known
+        return self._cache().feed(self._published)
+
+    def _published(self, run: Run, pack_ids: list[str]) -> None:
+        with self._index_lock:
+            index = self._index
+        if index is not None:  # the index in use now (prune may have replaced it)
+            index.published(run, pack_ids)
 
     # -- blobs ---------------------------------------------------------------------------
     def has_blob(self, blob_id: bytes) -> bool:
@@ -721,7 +725,7 @@ class Repository:
 
             def store() -> None:
                 plain = encode_index_file(batch)
-                add(self._store_index(plain), plain)
+                add(self.store_index(plain), plain)
 
             for pack_id, entries in self.index_packs(superseded):
                 if pack_id in seen or not keep(pack_id):
@@ -810,6 +814,7 @@ class Writer:
         self._pending: set[bytes] = set()
         self._stored: list[tuple[str, list[PackEntry]]] = []
         self._uploads: list[Future[None]] = []
+        self._feed: Feed | None = None  # made at the first index file, closed on exit
         self._slots = threading.BoundedSemaphore(3)
         self._pool = ThreadPoolExecutor(3, "snapfs-upload")
         self.stored_bytes = 0
@@ -825,14 +830,24 @@ class Writer:
         tb: TracebackType | None,
     ) -> None:
         if exc_type is None:
-            self.flush()
-            self._pool.shutdown()
+            try:
+                self.flush()
+                self._pool.shutdown()
+            finally:
+                self._close_feed()
             return
         self._pool.shutdown(wait=True)
         try:
             self._write_stored_index()
         except Exception:
             pass
+        self._close_feed()
+
+    def _close_feed(self) -> None:
+        with self._lock:
+            feed = self._feed
+        if feed is not None:
+            feed.close()
 
     def add_blob(self, kind: BlobKind, data: Buffer) -> tuple[bytes, bool]:
         """Store ``data`` unless the repository has it; returns its id and whether it was new."""
@@ -911,9 +926,14 @@ class Writer:
         with self._lock:
             stored, self._stored = self._stored, []
         if stored:
-            index_id = self.repo.write_index(stored)
+            plain = encode_index_file(stored)
+            index_id = self.repo.store_index(plain)
             fault_point("index-stored")
-            self.repo.index_written(index_id, stored)
+            with self._lock:
+                if self._feed is None:
+                    self._feed = self.repo.index_feed()
+                feed = self._feed
+            feed.add(index_id, plain)
 
     def flush(self) -> None:
         """Store every open pack, wait for all uploads, then write the index naming them."""

@@ -15,12 +15,14 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from snapfs.backup import backup
+from snapfs.buffers import Data
 from snapfs.kdf import Argon2Params
 from snapfs.prune import PruneReport, mark
 from snapfs.repository import Repository
@@ -184,6 +186,22 @@ def init_small_packs(location: str) -> str:
     """``location`` made a repository with 256 KiB packs, so a few MB make many of them."""
     Repository.init(open_backend(location), PASSWORD, kdf=CHEAP_KDF, pack_size=256 * 1024).close()
     return location
+
+
+@contextmanager
+def index_files_read(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The names of the index files any repository reads from its store inside, in order
+    (a spy on ``Repository._plain_index_files``, which every read of them goes through)."""
+    read: list[str] = []
+    plain_index_files = Repository._plain_index_files
+
+    def spied(self: Repository, names: list[str]) -> Iterator[tuple[str, Data]]:
+        read.extend(names)
+        return plain_index_files(self, names)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Repository, "_plain_index_files", spied)
+        yield read
 
 
 def reopened(location: str) -> Repository:

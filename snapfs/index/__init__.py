@@ -55,7 +55,7 @@ class Index:
 
     @property
     def pack_ids(self) -> list[str]:
-        return list(self._packs)
+        return list(self._pack_no)  # the packs held (``_packs`` keeps dropped ones' numbers)
 
     def has_pack(self, pack_id: str) -> bool:
         return pack_id in self._pack_no
@@ -81,6 +81,23 @@ class Index:
                 self._grow()
                 bits, buckets = self._table
                 shift, room = 32 - bits, _PER_BUCKET * len(buckets)
+
+    def drop_packs(self, pack_ids: Iterable[str]) -> None:
+        """Forget the blobs of ``pack_ids``, record by record, making no per-blob objects.
+        Each bucket is swapped whole, so a lookup on another thread sees it before or after,
+        never half changed; callers serialise this with ``add_pack``."""
+        gone = {self._pack_no.pop(p) for p in pack_ids if p in self._pack_no}
+        if not gone:
+            return
+        _bits, buckets = self._table
+        for i, bucket in enumerate(buckets):
+            kept = bytearray()
+            for pos in range(0, len(bucket), _RECORD):
+                if int.from_bytes(bucket[pos + 32 : pos + 36], "little") >> 1 not in gone:
+                    kept += bucket[pos : pos + _RECORD]
+            if len(kept) != len(bucket):
+                self._count -= (len(bucket) - len(kept)) // _RECORD
+                buckets[i] = kept
 
     def _grow(self) -> None:
         """Twice the buckets: each splits in two by the next bit of its ids, in order."""

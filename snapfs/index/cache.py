@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from snapfs.buffers import Buffer
 from snapfs.faults import fault_point
 from snapfs.index.decode import records_of_index_file
 from snapfs.index.runs import (
+    CHUNK_RECORDS,
     DamagedRun,
     Run,
     checksum,
@@ -47,6 +49,7 @@ MAX_RUNS = 8
 # glibc's mmap threshold (32 MB) and are reused from the heap; at 2^20 each one was a fresh
 # mapping, faulted in page by page (2.6 GB of page faults, 4.7 s of system time for 10M).
 BUILD_BATCH = 1 << 19
+FEED_BATCH = 1 << 18  # a writer's batches and merge slices: its memory, beside its backup's
 PUBLISH_MERGE_LIMIT = 1 << 22  # a writer merges at most this many records on its own
 _MAC = 32
 _TMP = ".tmp-"
@@ -116,9 +119,13 @@ class IndexCache:
             return self._update(wanted, read)
 
     def _current(self, wanted: set[str]) -> list[Run] | None:
+        """The runs when the manifest covers exactly ``wanted``. No manifest is never
+        current, even for a repository without index files: its update publishes an empty
+        one, so the first backup's index files are added to a cache that exists (else the
+        next open would read and merge every one of them)."""
         manifest = self._read_manifest()
         if manifest is None:
-            return None if wanted else []
+            return None
         covered = {name for info in manifest.runs for name in info.files}
         if covered != wanted:
             return None
@@ -222,7 +229,7 @@ class IndexCache:
 
     def _compact(
         self, runs: list[tuple[RunInfo, Run]], *, limit: int | None, read: ReadFiles | None,
-        wanted: set[str] | None,
+        wanted: set[str] | None, chunk: int = CHUNK_RECORDS,
     ) -> list[tuple[RunInfo, Run]]:  # fmt: skip
         """Merge runs as ``runs_to_merge`` says (only when the merge holds at most ``limit``
         records, if given). A run whose bytes fail their checksum is dropped and, when
@@ -245,7 +252,8 @@ class IndexCache:
             inputs = [runs[i] for i in chosen]
             files = [name for info, _run in inputs for name in info.files]
             sources = [run for _info, run in inputs]
-            merged = self._install(partial(merge_runs, sources, repo_id=self._repo_bytes), files)
+            merge = partial(merge_runs, sources, repo_id=self._repo_bytes, chunk=chunk)
+            merged = self._install(merge, files)
             runs = [r for i, r in enumerate(runs) if i not in chosen] + [merged]
 
     def _publish(self, infos: list[RunInfo]) -> None:
@@ -332,6 +340,98 @@ class IndexCache:
         except OSError:
             return None
 
+    def feed(self, on_run: Callable[[Run, list[str]], None]) -> Feed:
+        """A ``Feed`` for the index files a writer stores (a backup's, a copy's)."""
+        return Feed(self, on_run)
+
+    def _name(self, infos: list[RunInfo]) -> list[RunInfo]:
+        """Under the lock: name ``infos`` (runs this process wrote) beside the manifest's
+        runs, merging nothing; the ones left unnamed (all of them when there is no manifest:
+        the next open builds the whole cache). A run another updater swept away meanwhile is
+        not named: the next open reads its files."""
+        manifest = self._read_manifest()
+        if manifest is None:
+            return infos
+        alive = [info for info in infos if (self.directory / info.name).exists()]
+        for info in alive:  # another thread's publish may have cleared _unsynced
+            _fsync(self.directory / info.name)
+        self._publish([*manifest.runs, *alive])
+        return []
+
+    def compact(self, unnamed: list[RunInfo]) -> None:
+        """When the lock is free: name ``unnamed`` (runs this process wrote while it was
+        busy), then merge the manifest's runs as ``runs_to_merge`` says, at most
+        PUBLISH_MERGE_LIMIT records (a writer's share). Once, as a writer ends."""
+        try:
+            with self._locked(blocking=False) as held:
+                if not held or self._name(unnamed):
+                    return
+                manifest = self._read_manifest()
+                opened = None if manifest is None else self._open_all(manifest.runs)
+                if manifest is None or opened is None:
+                    return
+                runs = list(zip(manifest.runs, opened, strict=True))
+                kept = self._compact(runs, limit=PUBLISH_MERGE_LIMIT, read=None, wanted=None,
+                                     chunk=FEED_BATCH)  # fmt: skip
+                if [info for info, _run in kept] != manifest.runs:
+                    self._publish([info for info, _run in kept])
+                for _info, run in [*runs, *kept]:  # a second close does nothing
+                    run.close()
+        except OSError:
+            return
+
+
+class Feed:
+    """The index files a writer stores, given to the cache as they are written: gathered
+    into runs of about FEED_BATCH records (sorted on a thread, merging nothing), each
+    handed to ``on_run`` with its pack ids (the writer's overlay lets them go) and named
+    in the manifest beside the runs there (and those left unnamed before) when the lock is
+    free; ``close`` writes the last and compacts once. So a backup merges once at its end,
+    not once an index file, and the next open reads none of its files. Thread-safe. A run
+    is written under the lock when it is free, so no updater sweeps it half-written; a
+    batch whose run cannot be written (a full disk, or swept while the lock was busy)
+    stays in the overlay, and the next open reads its files."""
+
+    def __init__(self, cache: IndexCache, on_run: Callable[[Run, list[str]], None]) -> None:
+        self._cache = cache
+        self._on_run = on_run
+        self._lock = threading.Lock()
+        self._batches: _Batches | None = _Batches(self._written, FEED_BATCH)
+        self._unnamed: list[RunInfo] = []  # written, not yet in the manifest
+
+    def add(self, name: str, plain: Buffer) -> None:
+        with self._lock:
+            if self._batches is not None:
+                with suppress(OSError):  # the batch that failed is lost to the cache only
+                    self._batches.add(name, plain)
+
+    def close(self) -> None:
+        """Write the last run, name those left unnamed, then compact; idempotent."""
+        with self._lock:
+            batches, self._batches = self._batches, None
+            if batches is None:
+                return
+            try:
+                with suppress(OSError):
+                    batches.finish()
+            finally:
+                batches.close()
+        self._cache.compact(self._unnamed)
+
+    def _written(
+        self, records: np.ndarray[Any, Any], packs: list[bytes], files: list[str]
+    ) -> tuple[RunInfo, Run]:
+        """A batch made a run (on the batch thread, one at a time), named when the lock
+        is free, then given to the writer's index."""
+        with self._cache._locked(blocking=False) as held:
+            info, run = self._cache._write(records, packs, files)
+            self._unnamed.append(info)
+            if held:
+                with suppress(OSError):
+                    self._unnamed = self._cache._name(self._unnamed)
+        self._on_run(run, [pack.hex() for pack in packs])
+        return info, run
+
 
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -347,9 +447,12 @@ class _Batches:
     holds at most two batches. ``finish`` writes the last and gives every run written."""
 
     def __init__(
-        self, write: Callable[[np.ndarray[Any, Any], list[bytes], list[str]], tuple[RunInfo, Run]]
+        self,
+        write: Callable[[np.ndarray[Any, Any], list[bytes], list[str]], tuple[RunInfo, Run]],
+        batch: int | None = None,
     ) -> None:
         self._write = write
+        self._most = BUILD_BATCH if batch is None else batch  # records a batch holds
         self._pool = ThreadPoolExecutor(1, "snapfs-index-build")
         self._writing: Future[tuple[RunInfo, Run]] | None = None
         self._built: list[tuple[RunInfo, Run]] = []
@@ -371,7 +474,7 @@ class _Batches:
         self._packs += file_packs
         self._files.append(name)
         self._size += len(records)
-        if self._size >= BUILD_BATCH:
+        if self._size >= self._most:
             self._wait()
             batch = concatenate(self._batch)
             self._writing = self._pool.submit(self._write, batch, self._packs, self._files)
@@ -385,8 +488,11 @@ class _Batches:
     def finish(self) -> list[tuple[RunInfo, Run]]:
         self._wait()
         if self._files:
-            self._built.append(self._write(concatenate(self._batch), self._packs, self._files))
+            parts, packs, files = self._batch, self._packs, self._files
             self._batch, self._packs, self._files, self._size = [], [], [], 0
+            records = concatenate(parts)
+            del parts  # gone before the sort copies the records again
+            self._built.append(self._write(records, packs, files))
         return self._built
 
     def close(self) -> None:

@@ -62,14 +62,9 @@ class LayeredIndex:
 
     def published(self, run: Run, pack_ids: Iterable[str]) -> None:
         """``run`` now holds the blobs of ``pack_ids``: they leave the overlay."""
-        gone = set(pack_ids)
         with self._lock:
             self._runs = (*self._runs, run)
-            kept = Index()
-            for pack_id, entries in by_pack(self._overlay).items():
-                if pack_id not in gone:
-                    kept.add_pack(pack_id, entries)
-            self._overlay = kept
+            self._overlay.drop_packs(pack_ids)
 
     def without(self, packs: Iterable[str]) -> LayeredIndex:
         """The same index with the blobs of ``packs`` left out."""

@@ -342,9 +342,12 @@ def merged_chunks(
     return table.tobytes(), chunks()
 
 
-def merge_runs(runs: Sequence[Run], path: Path, *, repo_id: bytes) -> tuple[int, int, bytes]:
-    """Write the union of ``runs`` as one run at ``path``; (records, file size, checksum)."""
-    table, chunks = merged_chunks(runs)
+def merge_runs(
+    runs: Sequence[Run], path: Path, *, repo_id: bytes, chunk: int = CHUNK_RECORDS
+) -> tuple[int, int, bytes]:
+    """Write the union of ``runs`` as one run at ``path``, sorting about ``chunk`` records
+    at a time (memory: two chunks); (records, file size, checksum)."""
+    table, chunks = merged_chunks(runs, chunk)
     writer = RunWriter(path, repo_id, sum(run.count for run in runs), table)
     try:
         # a chunk is written and hashed on a thread while the next is read and sorted

@@ -9,25 +9,16 @@ import pytest
 
 from snapfs.prune import PruneReport, sweep, undelete
 from snapfs.repository import Repository
-from tests.conftest import condemned_backup, reopened
+from tests.conftest import condemned_backup, index_files_read, reopened
 
 
 def _merged_at_next_open(location: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The index files the next open reads (none when runs cover them all); checks that
     its index names the packs the index files do."""
-    merged: list[str] = []
-    plain_index_files = Repository._plain_index_files
-
-    def spied(self: Repository, names: list[str]):  # type: ignore[no-untyped-def]
-        merged.extend(names)
-        return plain_index_files(self, names)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Repository, "_plain_index_files", spied)
-        with reopened(location) as reader:
-            opened = reader.index
-            at_open = list(merged)
-            assert opened.pack_ids == sorted({pack_id for pack_id, _ in reader.index_packs()})
+    with index_files_read(monkeypatch) as merged, reopened(location) as reader:
+        opened = reader.index
+        at_open = list(merged)
+        assert opened.pack_ids == sorted({pack_id for pack_id, _ in reader.index_packs()})
     return at_open
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def test_kill_while_the_cache_is_built_leaves_the_next_command_correct(
 ) -> None:
     src = tmp_path / "src"
     _grow(src, 10, seed=1)
-    cli.run("backup", str(src), check=True)  # an empty repository: no cache to build yet
+    cli.run("backup", str(src), check=True)
+    shutil.rmtree(Path(cli.env["XDG_CACHE_HOME"], "snapfs"))  # as on another machine
     killed = cli.run("stats", "--json", env={"SNAPFS_FAULT": fault})  # builds it, dies
     assert killed.returncode == -signal.SIGKILL
     fresh = _stats(cli, SNAPFS_CACHE_DIR="off")

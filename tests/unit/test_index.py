@@ -37,6 +37,27 @@ def test_lookup_returns_what_was_added_across_growth(expected: int) -> None:
     )
 
 
+def test_dropped_packs_leave_only_their_own_blobs_behind() -> None:
+    """What a run took over leaves the overlay; the other packs answer as before, and a
+    dropped pack added again is found again."""
+    index = Index()
+    packs = {f"{p:064x}": _entries(300) for p in range(6)}
+    for pack_id, entries in packs.items():
+        index.add_pack(pack_id, entries)
+    dropped = list(packs)[1::2]
+    index.drop_packs([*dropped, "f" * 64])  # one it never held
+    assert len(index) == 900
+    assert index.pack_ids == list(packs)[0::2]
+    for pack_id, entries in packs.items():
+        assert index.has_pack(pack_id) == (pack_id not in dropped)
+        for e in entries:
+            found = index.lookup(e.blob_id)
+            assert (found is None) if pack_id in dropped else (found and found.pack_id == pack_id)
+    index.add_pack(dropped[0], packs[dropped[0]])
+    assert len(index) == 1200
+    assert index.lookup(packs[dropped[0]][7].blob_id) is not None
+
+
 def test_a_blob_keeps_its_first_home() -> None:
     index = Index()
     e = _entries(1)[0]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import blake3
 import pytest
 
+import snapfs.index.cache
 from snapfs.index import Index, encode_index_file
 from snapfs.index.cache import IndexCache, runs_to_merge
 from snapfs.index.layered import LayeredIndex
@@ -284,6 +288,60 @@ def test_a_rewrite_into_a_cache_never_built_adds_nothing(tmp_path: Path) -> None
     files.read.clear()
     _same_answers(_open(tmp_path / "c", files), files.memory_index(), random.Random(16))
     assert sorted(files.read) == sorted(new)
+
+
+def test_a_cache_opened_without_index_files_takes_the_first_ones(tmp_path: Path) -> None:
+    """A new repository: its open publishes an empty manifest, so the index file its first
+    backup writes is added as a run, and the next open reads no file."""
+    files = Files(17)
+    cache = IndexCache(tmp_path / "c", REPO, _mac)
+    assert cache.open_runs([], files.reader) == []
+    name = files.add(packs=2, blobs=60)
+    run = cache.add(name, encode_index_file(files.files[name]))
+    assert run is not None
+    files.read.clear()
+    disk = _open(tmp_path / "c", files)
+    assert files.read == []
+    _same_answers(disk, files.memory_index(), random.Random(18))
+
+
+@contextmanager
+def _held_elsewhere(directory: Path) -> Iterator[None]:
+    """The cache's lock, held as another process's update holds it (flock(2))."""
+    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("free_at_close", [True, False])
+def test_runs_a_feed_writes_while_the_lock_is_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, free_at_close: bool
+) -> None:
+    """A writer's runs serve its index even while another updater holds the lock; they are
+    named as it ends when the lock is free by then, else the next open reads their files."""
+    monkeypatch.setattr(snapfs.index.cache, "FEED_BATCH", 150)  # a run every two files
+    files = Files(19)
+    files.add(packs=2, blobs=50)
+    disk = _open(tmp_path / "c", files)
+    feed = IndexCache(tmp_path / "c", REPO, _mac).feed(disk.published)
+    fed = [files.add(packs=1, blobs=80) for _ in range(6)]
+    with _held_elsewhere(tmp_path / "c"):
+        for name in fed:
+            feed.add(name, encode_index_file(files.files[name]))
+        deadline = time.monotonic() + 20  # the last batch is written on the feed's thread
+        while len(disk.runs) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(disk.runs) == 4  # the open's, and three the lock kept unnamed
+        if not free_at_close:
+            feed.close()
+    feed.close()  # the lock free now: a second close does nothing
+    _same_answers(disk, files.memory_index(), random.Random(20))
+    files.read.clear()
+    _same_answers(_open(tmp_path / "c", files), files.memory_index(), random.Random(21))
+    assert sorted(files.read) == ([] if free_at_close else sorted(fed))
 
 
 def test_runs_to_merge_keeps_few_runs() -> None:
