@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from snapfs.progress import Tally
     from snapfs.repository import Repository
     from snapfs.restore import RestoreSummary, restore
-    from snapfs.snapshot import Snapshot, Summary
+    from snapfs.snapshot import Snapshot, SnapshotFilter, Summary
     from snapfs.stats import RepoStats, stats
     from snapfs.store.url import open_backend
 
@@ -63,6 +63,7 @@ _LAZY = {
     "RestoreSummary": "restore",
     "restore": "restore",
     "Snapshot": "snapshot",
+    "SnapshotFilter": "snapshot",
     "Summary": "snapshot",
     "RepoStats": "stats",
     "stats": "stats",
@@ -130,6 +131,7 @@ __all__ = [
     "RestoreSummary",
     "SnapfsError",
     "Snapshot",
+    "SnapshotFilter",
     "SnapshotNotFound",
     "Summary",
     "Tally",
