@@ -18,6 +18,7 @@ import pytest
 
 from snapfs.repository import Repository
 from snapfs.store.url import open_backend
+from snapfs.walk import resolve
 from tests.conftest import CHEAP_KDF, PASSWORD, SNAPFS, Cli
 
 # (host, tags, whether "extra" is backed up too), oldest first; s5, the newest, is web1's.
@@ -254,3 +255,30 @@ def test_forget_decides_what_restic_decides_on_the_filtered_snapshots(
 def test_forget_latest_takes_the_newest_that_passes(lake: Lake) -> None:
     out = lake.run("forget", "latest", "--host", "db1", "--dry-run", "--json").stdout
     assert [lake.label(s["id"]) for s in json.loads(out)] == ["s4"]
+
+
+def test_check_read_data_reads_only_the_packs_of_the_snapshots_that_pass(
+    lake: Lake, tmp_path: Path
+) -> None:
+    """A pack that only db1's newest snapshot uses is damaged: a check of web1's snapshots
+    does not read it and passes; a check of db1's reads it and names it."""
+    copied = tmp_path / "repo"
+    shutil.copytree(lake.cli.repo, copied)
+    mine = Cli(copied, lake.cli.env)
+    with Repository.open(open_backend(str(copied)), PASSWORD) as repo:
+        root = bytes.fromhex(repo.find_snapshot(lake.ids[4]).tree)
+        f = resolve(repo, root, str(lake.data / "f.txt"))
+        assert f is not None
+        pack_id = repo.blob_entry(f.content[0]).pack_id
+    pack = copied / "data" / pack_id[:2] / pack_id
+    damaged = bytearray(pack.read_bytes())
+    damaged[0] ^= 0xFF
+    pack.write_bytes(bytes(damaged))
+    web = mine.run("check", "--read-data", "--json", "--host", "web1")
+    assert web.returncode == 0, web.stdout
+    web_report = json.loads(web.stdout)
+    assert web_report["snapshots"] == 2
+    assert 0 < web_report["packs_read"] < web_report["packs"]
+    db = mine.run("check", "--read-data", "--json", "--host", "db1")
+    assert db.returncode == 1
+    assert json.loads(db.stdout)["damaged_packs"] == [pack_id]
