@@ -262,6 +262,7 @@ Examples:
   snapfs backup /data/lake --tag nightly
   snapfs snapshots
   snapfs restore latest --target /tmp/restore --include '*/sales/*'
+  snapfs restore latest --host db1 --target /tmp/db1
 """,
 )
 @click.option(
