@@ -122,7 +122,7 @@ class SnapshotFilter:
     def describe(self) -> str:
         """The filter as options, for messages: ``--host db1 --tag old,weekly``."""
         words = [f"--host {h}" for h in self.hosts]
-        words += [f"--tag {','.join(sorted(g))}" for g in self.tags]
+        words += [f"--tag {','.join(sorted(g)) or repr('')}" for g in self.tags]
         words += [f"--path {p}" for p in self.paths]
         return " ".join(words)
 
