@@ -183,18 +183,18 @@ def snapshot_filter_options(command: F) -> F:
             *args, snapshot_filter=SnapshotFilter.parse(hosts, filter_tags, filter_paths), **kwargs
         )
 
-    for flag, name, metavar, text in reversed(_FILTERS):
-        with_filter = click.option(flag, name, multiple=True, metavar=metavar, help=text)(
+    for flags, name, metavar, text in reversed(_FILTERS):
+        with_filter = click.option(*flags, name, multiple=True, metavar=metavar, help=text)(
             with_filter
         )
     return with_filter  # type: ignore[return-value]
 
 
 _FILTERS = [
-    ("--host", "hosts", "HOST", "Only snapshots of HOST (repeatable: any of them)."),
-    ("--tag", "filter_tags", "T[,T2]",
+    (("-H", "--host"), "hosts", "HOST", "Only snapshots of HOST (repeatable: any of them)."),
+    (("--tag",), "filter_tags", "T[,T2]",
      "Only snapshots with all tags of T[,T2] (repeatable: any of the groups; '' for none)."),
-    ("--path", "filter_paths", "PATH",
+    (("--path",), "filter_paths", "PATH",
      "Only snapshots whose paths include PATH (repeatable: all of them)."),
 ]  # fmt: skip
 

@@ -88,6 +88,7 @@ FILTERS: list[tuple[list[str], list[str]]] = [
     (["--path", "DATA"], ["s0", "s1", "s2", "s3", "s4", "s5"]),  # includes, not equals
     (["--host", "db1", "--tag", "old"], ["s0", "s1"]),
     (["--host", "db1", "--host", "web1", "--tag", "new"], ["s4", "s5"]),
+    (["-H", "web1", "--tag", "old"], ["s2"]),  # restic's short option
 ]
 IDS = [" ".join(f) or "''" for f, _ in FILTERS]
 
