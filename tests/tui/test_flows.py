@@ -111,6 +111,27 @@ def test_sort_and_filter(fixed_repo: list[Snapshot]) -> None:
     run(flow())
 
 
+def test_the_filter_takes_restics_filters_as_words(fixed_repo: list[Snapshot]) -> None:
+    """``tag:nightly`` is no substring of any row: only the snapshot filter lets rows pass."""
+    oldest, middle, newest = fixed_repo
+
+    async def flow() -> None:
+        app = SnapfsApp("repo", PASSWORD)
+        async with opened(app) as pilot:
+            table = app.home.table
+            await pilot.press("slash")
+            await type_text(pilot, "tag:nightly")
+            assert [s.id for s in table.rows_shown] == [newest.id, middle.id, oldest.id]
+            await type_text(pilot, ",release host:lake-01 path:/data/lake")
+            assert [s.id for s in table.rows_shown] == [newest.id]
+            await type_text(pilot, " host:db1")  # hosts are alternatives, as --host
+            assert [s.id for s in table.rows_shown] == [newest.id]
+            await type_text(pilot, " path:/elsewhere")  # paths must all be there
+            assert table.rows_shown == []
+
+    run(flow())
+
+
 # -- create ---------------------------------------------------------------------------
 def test_create_makes_a_tagged_snapshot(repo_path: Path, lake_tree: Path) -> None:
     async def flow() -> None:
