@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from snapfs.progress import Tally
     from snapfs.repository import Repository
     from snapfs.restore import RestoreSummary, restore
-    from snapfs.snapshot import Snapshot, Summary
+    from snapfs.snapshot import Snapshot, SnapshotFilter, Summary
     from snapfs.stats import RepoStats, stats
     from snapfs.store.url import open_backend
 
@@ -72,6 +72,7 @@ _LAZY = {
     "RestoreSummary": "restore",
     "restore": "restore",
     "Snapshot": "snapshot",
+    "SnapshotFilter": "snapshot",
     "Summary": "snapshot",
     "RepoStats": "stats",
     "stats": "stats",
@@ -140,6 +141,7 @@ __all__ = [
     "RestoreSummary",
     "SnapfsError",
     "Snapshot",
+    "SnapshotFilter",
     "SnapshotNotFound",
     "Summary",
     "Tally",

@@ -68,7 +68,14 @@ from snapfs.pack import (
     read_header,
 )
 from snapfs.prefix import match_prefix
-from snapfs.snapshot import Snapshot, decode_snapshot, encode_snapshot, select
+from snapfs.snapshot import (
+    NO_FILTER,
+    Snapshot,
+    SnapshotFilter,
+    decode_snapshot,
+    encode_snapshot,
+    select,
+)
 from snapfs.store.base import AlreadyExists, Backend, NotFound, ObjectInfo
 from snapfs.store.cache import bypassing, default_cache_dir, pack_cache, tag_cache_root
 from snapfs.tree import (
@@ -616,8 +623,9 @@ class Repository:
         snapshot_id = key.rpartition("/")[2]
         return decode_snapshot(self.key.open(self.backend.get(key)), snapshot_id)
 
-    def find_snapshot(self, selector: str) -> Snapshot:
-        return select(self.snapshots(), selector)
+    def find_snapshot(self, selector: str, snapshot_filter: SnapshotFilter = NO_FILTER) -> Snapshot:
+        """``latest`` is the newest snapshot that passes ``snapshot_filter``; an id is its own."""
+        return select(self.snapshots(), selector, snapshot_filter)
 
     def writer(self) -> Writer:
         return Writer(self)

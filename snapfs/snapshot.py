@@ -1,7 +1,10 @@
-"""Snapshot manifests and the selectors that name them (``latest``, unique id prefixes)."""
+"""Snapshot manifests, the filters that choose among them (host, tag, path), and the
+selectors that name them (``latest``, unique id prefixes)."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
@@ -99,12 +102,74 @@ def sort_by_time(snaps: list[Snapshot]) -> list[Snapshot]:
     return sorted(snaps, key=lambda s: (s.datetime, s.id))
 
 
-def select(snaps: list[Snapshot], selector: str) -> Snapshot:
-    """``latest`` or a unique prefix of an id."""
+@dataclass(frozen=True)
+class SnapshotFilter:
+    """restic's snapshot filter: a snapshot passes when its host is one of ``hosts``, it has
+    every tag of at least one group of ``tags`` (the group ``{""}`` means no tags at all),
+    and its paths include every one of ``paths``. An empty field lets every snapshot pass."""
+
+    hosts: tuple[str, ...] = ()
+    tags: tuple[frozenset[str], ...] = ()
+    paths: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(
+        cls, hosts: tuple[str, ...], tags: tuple[str, ...], paths: tuple[str, ...]
+    ) -> SnapshotFilter:
+        """From the options as typed: ``--tag a,b`` is one group; a local path is made
+        absolute and clean as backup records it (an ``s3://`` one is taken as given)."""
+        groups = tuple(frozenset(t.strip() for t in spec.split(",")) for spec in tags)
+        return cls(tuple(hosts), groups, tuple(_as_recorded(p) for p in paths))
+
+    def __bool__(self) -> bool:
+        return bool(self.hosts or self.tags or self.paths)
+
+    def passes(self, snap: Snapshot) -> bool:
+        if self.hosts and snap.host not in self.hosts:
+            return False
+        if self.tags and not any(_has_tags(snap, group) for group in self.tags):
+            return False
+        return not self.paths or set(self.paths) <= set(snap.paths)
+
+    def describe(self) -> str:
+        """The filter as options, for messages: ``--host db1 --tag old,weekly``."""
+        words = [f"--host {h}" for h in self.hosts]
+        words += [f"--tag {','.join(sorted(g)) or repr('')}" for g in self.tags]
+        words += [f"--path {p}" for p in self.paths]
+        return " ".join(words)
+
+
+NO_FILTER = SnapshotFilter()
+
+
+def _as_recorded(path: str) -> str:
+    return path if "://" in path else os.path.abspath(path)
+
+
+def _has_tags(snap: Snapshot, group: frozenset[str]) -> bool:
+    if group == {""}:
+        return not snap.tags
+    return group - {""} <= set(snap.tags)
+
+
+def filter_snapshots(snaps: list[Snapshot], snapshot_filter: SnapshotFilter) -> list[Snapshot]:
+    """The snapshots that pass ``snapshot_filter``, in their order: what every command that
+    takes --host/--tag/--path works on."""
+    return [s for s in snaps if snapshot_filter.passes(s)] if snapshot_filter else snaps
+
+
+def select(
+    snaps: list[Snapshot], selector: str, snapshot_filter: SnapshotFilter = NO_FILTER
+) -> Snapshot:
+    """``latest`` (the newest snapshot that passes ``snapshot_filter``) or a unique prefix
+    of an id, which names its snapshot whatever the filter (as in restic)."""
     if selector == "latest":
-        if not snaps:
+        chosen = filter_snapshots(snaps, snapshot_filter)
+        if not chosen:
+            if snapshot_filter:
+                raise SnapshotNotFound(f"no snapshot matches {snapshot_filter.describe()}")
             raise SnapshotNotFound("no snapshots in the repository")
-        return sort_by_time(snaps)[-1]
+        return sort_by_time(chosen)[-1]
     by_id = {s.id: s for s in snaps}
     return by_id[match_prefix(by_id, selector, "snapshot", SnapshotNotFound)]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from snapfs.repository import Repository
+from snapfs.snapshot import NO_FILTER, SnapshotFilter, filter_snapshots
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,10 @@ class RepoStats:
         return {**asdict(self), "compression_ratio": round(self.compression_ratio, 3)}
 
 
-def stats(repo: Repository) -> RepoStats:
-    snaps = repo.snapshots()
+def stats(repo: Repository, snapshot_filter: SnapshotFilter = NO_FILTER) -> RepoStats:
+    """``snapshots`` and ``snapshot_bytes`` count the snapshots that pass ``snapshot_filter``;
+    packs and blobs are the whole repository's (they are shared between snapshots)."""
+    snaps = filter_snapshots(repo.snapshots(), snapshot_filter)
     data, trees, raw = repo.index.totals()  # from the runs, at C speed, memory bounded
     packs = repo.list_packs()
     return RepoStats(

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from snapfs.buffers import Data
 from snapfs.index import IndexEntry
-from snapfs.snapshot import Snapshot, sort_by_time
+from snapfs.snapshot import NO_FILTER, Snapshot, SnapshotFilter, filter_snapshots, sort_by_time
 from snapfs.tree import DIR, SYMLINK, Node, Tree
 
 _REFRESH_SECONDS = 10.0
@@ -140,13 +140,20 @@ def _merge(old: VirtualDir, new: VirtualDir) -> None:
 class View:
     """What a mount shows. ``snapshot`` given: that snapshot at the root; else the layout."""
 
-    def __init__(self, repo: ViewSource, snapshot: Snapshot | None = None) -> None:
+    def __init__(
+        self,
+        repo: ViewSource,
+        snapshot: Snapshot | None = None,
+        snapshot_filter: SnapshotFilter = NO_FILTER,
+    ) -> None:
+        """The layout shows only the snapshots that pass ``snapshot_filter``."""
         self._repo = repo
+        self._filter = snapshot_filter
         self.single = snapshot is not None
         if snapshot is not None:
             self.root: Item = snapshot_root(snapshot)
         else:
-            self.root = repository_layout(repo.snapshots())
+            self.root = repository_layout(self._snapshots())
         self._refreshed = time.monotonic()
 
     @property
@@ -160,7 +167,10 @@ class View:
             return
         self._refreshed = time.monotonic()
         assert isinstance(self.root, VirtualDir)
-        _merge(self.root, repository_layout(self._repo.snapshots()))
+        _merge(self.root, repository_layout(self._snapshots()))
+
+    def _snapshots(self) -> list[Snapshot]:
+        return filter_snapshots(self._repo.snapshots(), self._filter)
 
     def preload(self, tree_id: bytes) -> bool:
         """Decode a tree into the repository's LRU to have it ready, unless it is big:

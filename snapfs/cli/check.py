@@ -5,8 +5,9 @@ import re
 import click
 
 from snapfs.check import check
-from snapfs.cli.main import EXIT_ERROR, EXIT_OK, Context, pass_ctx
+from snapfs.cli.main import EXIT_ERROR, EXIT_OK, Context, pass_ctx, snapshot_filter_options
 from snapfs.cli.render import emit_json, say
+from snapfs.snapshot import SnapshotFilter
 
 
 def _subset(value: str | None) -> tuple[int, int] | float | None:
@@ -26,17 +27,25 @@ def _subset(value: str | None) -> tuple[int, int] | float | None:
 @click.option("--read-data", is_flag=True, help="Also read, decrypt and verify every blob.")
 @click.option("--read-data-subset", metavar="n/t|P%", help="Verify a slice or share of packs.")
 @click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+@snapshot_filter_options
 @pass_ctx
-def command(ctx: Context, read_data: bool, read_data_subset: str | None, as_json: bool) -> int:
+def command(ctx: Context, read_data: bool, read_data_subset: str | None, as_json: bool,
+            snapshot_filter: SnapshotFilter) -> int:  # fmt: skip
     """Check the repository's structure and, with --read-data, every byte of it.
+
+    With --host/--tag/--path, only the snapshots that pass are walked, and --read-data
+    (or --read-data-subset) reads only the packs holding their trees and files; keys and
+    the index are checked whole.
 
     \b
     Examples:
       snapfs check
       snapfs check --read-data-subset 1/10
+      snapfs check --read-data --host db1
     """
     with ctx.open() as repo:
-        report = check(repo, read_data=read_data, subset=_subset(read_data_subset))
+        report = check(repo, read_data=read_data, subset=_subset(read_data_subset),
+                       snapshot_filter=snapshot_filter)  # fmt: skip
     if as_json:
         emit_json(
             {

@@ -2,31 +2,30 @@ from __future__ import annotations
 
 import click
 
-from snapfs.cli.main import Context, pass_ctx, source_options
+from snapfs.cli.main import Context, pass_ctx, snapshot_filter_options, source_options
 from snapfs.cli.render import emit_json, printable, progress, size
 from snapfs.copy import copy_snapshots
 from snapfs.progress import Tally
-from snapfs.snapshot import Snapshot, select
+from snapfs.snapshot import Snapshot, SnapshotFilter, filter_snapshots, select
 
 
 @click.command("copy")
 @click.argument("snapshots", nargs=-1)
 @source_options
-@click.option("--host", "hosts", multiple=True, metavar="HOST", help="Only snapshots of HOST.")
-@click.option("--tag", "tags", multiple=True, metavar="TAG", help="Only snapshots tagged TAG.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per snapshot.")
+@snapshot_filter_options
 @pass_ctx
 def command(
     ctx: Context,
     snapshots: tuple[str, ...],
     from_repo: str | None,
     from_password_file: str | None,
-    hosts: tuple[str, ...],
-    tags: tuple[str, ...],
     as_json: bool,
+    snapshot_filter: SnapshotFilter,
 ) -> None:
-    """Copy SNAPSHOTS (ids, unique prefixes or 'latest'; all when none are named) from
-    the --from-repo repository into REPO.
+    """Copy SNAPSHOTS (ids, unique prefixes or 'latest': the newest that passes
+    --host/--tag/--path; when none are named, all that pass) from the --from-repo
+    repository into REPO.
 
     Snapshots REPO holds a copy of already are skipped, so the same command can run every
     night; it then reads only the files that changed since the last copy. The copies are
@@ -37,12 +36,16 @@ def command(
       export SNAPFS_FROM_REPOSITORY=/backups/lake SNAPFS_FROM_PASSWORD_FILE=~/.snapfs-pass
       snapfs -r s3://offsite/lake copy
       snapfs -r /mnt/usb/lake copy latest --from-repo /backups/lake
+      snapfs -r s3://offsite/lake copy --host db1 --tag nightly
     """
     source_ctx = ctx.source(from_repo, from_password_file)
     tally = Tally()
 
     def choose(snaps: list[Snapshot]) -> list[Snapshot]:
-        return _chosen(snaps, snapshots, hosts, tags)
+        if not snapshots:
+            return filter_snapshots(snaps, snapshot_filter)
+        chosen = (select(snaps, n, snapshot_filter) for n in snapshots)
+        return list({s.id: s for s in chosen}.values())
 
     shown = progress(tally, "copy", enabled=not ctx.quiet, json_lines=as_json)
     with source_ctx.open() as source, ctx.open() as dest, shown:
@@ -66,13 +69,3 @@ def command(
             f"{new} snapshots copied, {len(result.copied) - new} there already; "
             f"{size(result.stored_bytes)} added to {ctx.location()}"
         )
-
-
-def _chosen(
-    snaps: list[Snapshot], named: tuple[str, ...], hosts: tuple[str, ...], tags: tuple[str, ...]
-) -> list[Snapshot]:
-    picked = list({s.id: s for s in (select(snaps, n) for n in named)}.values()) if named else snaps
-    return [
-        s for s in picked
-        if (not hosts or s.host in hosts) and (not tags or set(tags) <= set(s.tags))
-    ]  # fmt: skip

@@ -2,30 +2,35 @@ from __future__ import annotations
 
 import click
 
-from snapfs.cli.main import EXIT_OK, EXIT_PARTIAL, Context, pass_ctx
+from snapfs.cli.main import EXIT_OK, EXIT_PARTIAL, Context, pass_ctx, snapshot_filter_options
 from snapfs.cli.render import Warnings, emit_json, escaped
 from snapfs.diff import diff_trees
+from snapfs.snapshot import SnapshotFilter
 
 
 @click.command("diff")
 @click.argument("first")
 @click.argument("second")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per change.")
+@snapshot_filter_options
 @pass_ctx
-def command(ctx: Context, first: str, second: str, as_json: bool) -> int:
+def command(ctx: Context, first: str, second: str, as_json: bool,
+            snapshot_filter: SnapshotFilter) -> int:  # fmt: skip
     """Show what changed from snapshot FIRST to SECOND: + added, - removed, M modified,
-    U metadata only.
+    U metadata only. 'latest' is the newest snapshot that passes --host/--tag/--path.
 
     \b
-    Example:
+    Examples:
       snapfs diff 1a2b3c4d latest
+      snapfs diff 1a2b3c4d latest --host db1
 
     Paths are printed as `ls -b` prints names; --json carries them exactly. Entries that
     no file system could hold are left out with a warning (exit code 3).
     """
     warn = Warnings()
     with ctx.open() as repo:
-        a, b = repo.find_snapshot(first), repo.find_snapshot(second)
+        a = repo.find_snapshot(first, snapshot_filter)
+        b = repo.find_snapshot(second, snapshot_filter)
         counts = {"+": 0, "-": 0, "M": 0, "U": 0}
         changes = diff_trees(repo, bytes.fromhex(a.tree), bytes.fromhex(b.tree), on_problem=warn)
         for change in changes:

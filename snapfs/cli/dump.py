@@ -4,8 +4,9 @@ import sys
 
 import click
 
-from snapfs.cli.main import Context, pass_ctx
+from snapfs.cli.main import Context, pass_ctx, snapshot_filter_options
 from snapfs.errors import PathNotFound
+from snapfs.snapshot import SnapshotFilter
 from snapfs.tree import FILE
 from snapfs.walk import resolve
 
@@ -13,16 +14,19 @@ from snapfs.walk import resolve
 @click.command("dump")
 @click.argument("snapshot")
 @click.argument("path")
+@snapshot_filter_options
 @pass_ctx
-def command(ctx: Context, snapshot: str, path: str) -> None:
-    """Write the contents of file PATH in SNAPSHOT to standard output.
+def command(ctx: Context, snapshot: str, path: str, snapshot_filter: SnapshotFilter) -> None:
+    """Write the contents of file PATH in SNAPSHOT (an id, a unique prefix, or 'latest':
+    the newest that passes --host/--tag/--path) to standard output.
 
     \b
-    Example:
+    Examples:
       snapfs dump latest /data/lake/exports/customers.csv > customers.csv
+      snapfs dump latest --host db1 /etc/db.conf
     """
     with ctx.open() as repo:
-        snap = repo.find_snapshot(snapshot)
+        snap = repo.find_snapshot(snapshot, snapshot_filter)
         node = resolve(repo, bytes.fromhex(snap.tree), path)
         if node is None or node.type != FILE:
             raise PathNotFound(f"{path}: not a regular file")

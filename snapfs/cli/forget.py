@@ -6,12 +6,13 @@ from typing import Any, TypeVar
 import click
 from rich.table import Table
 
-from snapfs.cli.main import Context, pass_ctx
+from snapfs.cli.main import Context, pass_ctx, snapshot_filter_options
 from snapfs.cli.render import cell, emit_json, stdout
 from snapfs.cli.snapshots import snapshot_json
 from snapfs.forget import forget, forget_ids
 from snapfs.prune import prune
 from snapfs.retention import Decision, Duration, Policy
+from snapfs.snapshot import SnapshotFilter
 
 
 def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Duration:
@@ -68,11 +69,14 @@ def _options(f: F) -> F:
 @click.option("-n", "--dry-run", is_flag=True, help="Show what would be removed; change nothing.")
 @click.option("--prune", "then_prune", is_flag=True, help="Run prune afterwards.")
 @click.option("--json", "as_json", is_flag=True, help="Decisions as JSON.")
+@snapshot_filter_options
 @pass_ctx
 def command(ctx: Context, /, snapshot_ids: tuple[str, ...], keep_tags: tuple[str, ...],
             group_by: str, dry_run: bool, then_prune: bool, as_json: bool,
-            **keep: object) -> None:  # fmt: skip
+            snapshot_filter: SnapshotFilter, **keep: object) -> None:  # fmt: skip
     """Remove snapshots by policy (restic's rules) or by id, and say which rule kept each.
+    With --host/--tag/--path the policy sees only the snapshots that pass (the others
+    are neither counted nor removed); ids name their snapshots whatever the filter.
 
     Removed snapshots can be brought back with 'snapfs undelete ID' until a prune has
     swept their data (prune's second phase, in a later run).
@@ -81,6 +85,7 @@ def command(ctx: Context, /, snapshot_ids: tuple[str, ...], keep_tags: tuple[str
     Examples:
       snapfs forget --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run
       snapfs forget --keep-within 30d --keep-tag release --prune
+      snapfs forget --tag old --keep-last 1
       snapfs forget 1a2b3c4d
     """
     policy = Policy(
@@ -90,13 +95,17 @@ def command(ctx: Context, /, snapshot_ids: tuple[str, ...], keep_tags: tuple[str
     )
     with ctx.open() as repo:
         if snapshot_ids:
-            gone = forget_ids(repo, list(snapshot_ids), dry_run=dry_run)
+            gone = forget_ids(
+                repo, list(snapshot_ids), dry_run=dry_run, snapshot_filter=snapshot_filter
+            )
             _show_removed(gone, dry_run, as_json)
         else:
             if policy.empty():
                 raise click.UsageError("no policy given: use --keep-* options or snapshot ids")
             groups = tuple(g for g in group_by.split(",") if g)
-            plan = forget(repo, policy, group_by=groups, dry_run=dry_run)
+            plan = forget(
+                repo, policy, group_by=groups, dry_run=dry_run, snapshot_filter=snapshot_filter
+            )
             _show_plan(plan, groups, dry_run, as_json)
         if then_prune and not dry_run:
             report = prune(repo)

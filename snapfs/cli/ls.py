@@ -6,10 +6,11 @@ from datetime import datetime
 
 import click
 
-from snapfs.cli.main import EXIT_OK, EXIT_PARTIAL, Context, pass_ctx
+from snapfs.cli.main import EXIT_OK, EXIT_PARTIAL, Context, pass_ctx, snapshot_filter_options
 from snapfs.cli.render import Warnings, emit_json, escaped
 from snapfs.metadata import full_mode
 from snapfs.repository import Repository
+from snapfs.snapshot import SnapshotFilter
 from snapfs.tree import DIR, SYMLINK, Node
 from snapfs.walk import ProblemHandler, resolve, walk
 
@@ -19,9 +20,12 @@ from snapfs.walk import ProblemHandler, resolve, walk
 @click.argument("path", required=False, default="/")
 @click.option("-l", "--long", "long_", is_flag=True, help="Mode, owner, size and time too.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per entry.")
+@snapshot_filter_options
 @pass_ctx
-def command(ctx: Context, snapshot: str, path: str, long_: bool, as_json: bool) -> int:
-    """List the files of SNAPSHOT (an id, a unique prefix, or 'latest') below PATH.
+def command(ctx: Context, snapshot: str, path: str, long_: bool, as_json: bool,
+            snapshot_filter: SnapshotFilter) -> int:  # fmt: skip
+    """List the files of SNAPSHOT (an id, a unique prefix, or 'latest': the newest that
+    passes --host/--tag/--path) below PATH.
 
     Names are printed as `ls -b` prints them (control characters and bytes that are not
     UTF-8 escaped, backslashes doubled); --json carries them exactly. Entries a damaged
@@ -31,10 +35,11 @@ def command(ctx: Context, snapshot: str, path: str, long_: bool, as_json: bool) 
     \b
     Example:
       snapfs ls latest /data/lake/warehouse --long
+      snapfs ls latest --host db1 /var/lib/db
     """
     warn = Warnings()
     with ctx.open() as repo:
-        snap = repo.find_snapshot(snapshot)
+        snap = repo.find_snapshot(snapshot, snapshot_filter)
         for shown, n in _entries(repo, bytes.fromhex(snap.tree), path, warn):
             if as_json:
                 emit_json(_as_json(shown, n))

@@ -9,6 +9,7 @@ of a backup's S3 source (no repository is missing).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
@@ -168,6 +169,36 @@ def source_options(command: F) -> F:
     )(command)
 
 
+def snapshot_filter_options(command: F) -> F:
+    """``--host``, ``--tag`` and ``--path``, as restic has them, handed to ``command`` as one
+    ``snapshot_filter`` (snapfs.snapshot.SnapshotFilter): the snapshots it works on, and
+    what ``latest`` means. An id names its snapshot whatever the filter."""
+
+    @functools.wraps(command)
+    def with_filter(*args: object, hosts: tuple[str, ...], filter_tags: tuple[str, ...],
+                    filter_paths: tuple[str, ...], **kwargs: object) -> object:  # fmt: skip
+        from snapfs.snapshot import SnapshotFilter  # loaded when a verb runs, not at start-up
+
+        return command(
+            *args, snapshot_filter=SnapshotFilter.parse(hosts, filter_tags, filter_paths), **kwargs
+        )
+
+    for flags, name, metavar, text in reversed(_FILTERS):
+        with_filter = click.option(*flags, name, multiple=True, metavar=metavar, help=text)(
+            with_filter
+        )
+    return with_filter  # type: ignore[return-value]
+
+
+_FILTERS = [
+    (("-H", "--host"), "hosts", "HOST", "Only snapshots of HOST (repeatable: any of them)."),
+    (("--tag",), "filter_tags", "T[,T2]",
+     "Only snapshots with all tags of T[,T2] (repeatable: any of the groups; '' for none)."),
+    (("--path",), "filter_paths", "PATH",
+     "Only snapshots whose paths include PATH (repeatable: all of them)."),
+]  # fmt: skip
+
+
 # verb -> (module under snapfs.cli, attribute)
 _COMMANDS = {
     "backup": ("backup", "command"),
@@ -231,6 +262,7 @@ Examples:
   snapfs backup /data/lake --tag nightly
   snapfs snapshots
   snapfs restore latest --target /tmp/restore --include '*/sales/*'
+  snapfs restore latest --host db1 --target /tmp/db1
 """,
 )
 @click.option(

@@ -13,8 +13,9 @@ import sys
 
 import click
 
-from snapfs.cli.main import Context, pass_ctx
+from snapfs.cli.main import Context, pass_ctx, snapshot_filter_options
 from snapfs.errors import SnapfsError
+from snapfs.snapshot import SnapshotFilter
 
 _READY = b"ready\n"
 
@@ -28,6 +29,7 @@ _READY = b"ready\n"
 )
 @click.option("--allow-other", is_flag=True, help="Let other users read the mount.")
 @click.option("--ready-fd", type=int, hidden=True)
+@snapshot_filter_options
 @pass_ctx
 def command(
     ctx: Context,
@@ -37,29 +39,33 @@ def command(
     cache_size: int,
     allow_other: bool,
     ready_fd: int | None,
+    snapshot_filter: SnapshotFilter,
 ) -> None:
     """Mount the repository, or one SNAPSHOT, read-only at MOUNTPOINT.
 
     Without SNAPSHOT the mount shows snapshots/<time>_<id>/, latest, tags/<tag>/ and
-    hosts/<host>/. It stays until 'snapfs umount MOUNTPOINT' (or fusermount3 -u).
+    hosts/<host>/, of the snapshots that pass --host/--tag/--path. SNAPSHOT 'latest' is
+    the newest that passes them. It stays until 'snapfs umount MOUNTPOINT' (or fusermount3 -u).
 
     \b
     Examples:
       snapfs mount /mnt/backups
       snapfs mount /mnt/tuesday 1a2b3c4d
+      snapfs mount /mnt/db1 --host db1
       duckdb -c "select count(*) from '/mnt/tuesday/data/lake/sales/*.parquet'"
       snapfs umount /mnt/tuesday
     """
     if foreground or ready_fd is not None:
-        _serve(ctx, mountpoint, snapshot, cache_size << 20, allow_other, ready_fd)
+        _serve(ctx, mountpoint, snapshot, snapshot_filter, cache_size << 20, allow_other, ready_fd)
     else:
-        _start_in_background(ctx, mountpoint, snapshot)
+        _start_in_background(ctx, mountpoint, snapshot, snapshot_filter)
 
 
 def _serve(
     ctx: Context,
     mountpoint: str,
     selector: str | None,
+    snapshot_filter: SnapshotFilter,
     cache_bytes: int,
     allow_other: bool,
     ready_fd: int | None,
@@ -75,9 +81,9 @@ def _serve(
 
     try:
         with ctx.open() as repo:
-            snap = repo.find_snapshot(selector) if selector else None
+            snap = repo.find_snapshot(selector, snapshot_filter) if selector else None
             serve(repo, mountpoint, snap, cache_bytes=cache_bytes, allow_other=allow_other,
-                  on_ready=ready)  # fmt: skip
+                  on_ready=ready, snapshot_filter=snapshot_filter)  # fmt: skip
     except SnapfsError as e:
         if ready_fd is None:
             raise
@@ -85,13 +91,15 @@ def _serve(
         raise SystemExit(1) from None
 
 
-def _start_in_background(ctx: Context, mountpoint: str, selector: str | None) -> None:
+def _start_in_background(
+    ctx: Context, mountpoint: str, selector: str | None, snapshot_filter: SnapshotFilter
+) -> None:
     from snapfs.fuse.mount import check_mountpoint
 
     check_mountpoint(mountpoint)
     with ctx.open() as repo:  # a wrong password or selector fails here, with its exit code
         if selector:
-            repo.find_snapshot(selector)
+            repo.find_snapshot(selector, snapshot_filter)
     env = {**os.environ, "SNAPFS_PASSWORD": ctx.password()}
     env.pop("SNAPFS_PASSWORD_FILE", None)
     read_end, write_end = os.pipe()

@@ -6,12 +6,19 @@ from typing import TYPE_CHECKING
 
 import click
 
-from snapfs.cli.main import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, Context, pass_ctx
+from snapfs.cli.main import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    Context,
+    pass_ctx,
+    snapshot_filter_options,
+)
 from snapfs.cli.render import emit_json, progress, say, size
 from snapfs.events import Event, FileWarning
 from snapfs.progress import Tally
 from snapfs.restore import RestoreSummary, restore
-from snapfs.snapshot import Snapshot
+from snapfs.snapshot import Snapshot, SnapshotFilter
 
 if TYPE_CHECKING:
     from snapfs.repository import Repository
@@ -41,6 +48,7 @@ if TYPE_CHECKING:
     help="Reread restored files, and those kept from an earlier run, and check every chunk.",
 )
 @click.option("--json", "as_json", is_flag=True, help="JSON lines: status, then a summary.")
+@snapshot_filter_options
 @pass_ctx
 def command(
     ctx: Context,
@@ -52,8 +60,10 @@ def command(
     excludes: tuple[str, ...],
     verify: bool,
     as_json: bool,
+    snapshot_filter: SnapshotFilter,
 ) -> int:
-    """Restore SNAPSHOT (an id, a unique prefix, or 'latest') into TARGET; with :PATH,
+    """Restore SNAPSHOT (an id, a unique prefix, or 'latest': the newest that passes
+    --host/--tag/--path) into TARGET; with :PATH,
     only the directory PATH of the snapshot (its files come back below TARGET as they are
     below PATH; --include/--exclude then match paths below PATH).
 
@@ -73,6 +83,7 @@ def command(
     \b
     Examples:
       snapfs restore latest --target /tmp/r
+      snapfs restore latest --host db1 --target /tmp/db1
       snapfs restore 1a2b3c4d --target /tmp/r --include '/data/lake/warehouse/sales/*'
       snapfs restore latest:/data/lake/sales --target /tmp/sales
       snapfs restore latest:lake/raw --target s3://restored/raw --target-endpoint http://h:8333
@@ -91,7 +102,7 @@ def command(
             say(f"warning: {event.path}: {event.error}")
 
     with ctx.open() as repo:
-        snap = repo.find_snapshot(spec)
+        snap = repo.find_snapshot(spec, snapshot_filter)
         if to_s3:
             endpoint = target_endpoint or ctx.s3_endpoint  # else the repository's server
             run = _to_s3(snap, target, endpoint, target_profile, repo)

@@ -4,10 +4,10 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from snapfs.cli.main import Context, pass_ctx
+from snapfs.cli.main import Context, pass_ctx, snapshot_filter_options
 from snapfs.cli.render import cell, emit_json, size, stdout
 from snapfs.cli.tables import table_json
-from snapfs.snapshot import Snapshot, sort_by_time
+from snapfs.snapshot import Snapshot, SnapshotFilter, filter_snapshots, sort_by_time
 
 
 def snapshot_json(s: Snapshot) -> dict[str, object]:
@@ -24,11 +24,18 @@ def snapshot_json(s: Snapshot) -> dict[str, object]:
 
 @click.command("snapshots")
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of snapshots.")
+@snapshot_filter_options
 @pass_ctx
-def command(ctx: Context, as_json: bool) -> None:
-    """List snapshots, oldest first."""
+def command(ctx: Context, as_json: bool, snapshot_filter: SnapshotFilter) -> None:
+    """List snapshots, oldest first.
+
+    \b
+    Examples:
+      snapfs snapshots
+      snapfs snapshots --host db1 --tag nightly,db --tag weekly --path /var/lib/db
+    """
     with ctx.open() as repo:
-        snaps = sort_by_time(repo.snapshots())
+        snaps = sort_by_time(filter_snapshots(repo.snapshots(), snapshot_filter))
     if as_json:
         emit_json([snapshot_json(s) for s in snaps])
         return

@@ -3,9 +3,9 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from snapfs.cli.main import Context, pass_ctx
+from snapfs.cli.main import Context, pass_ctx, snapshot_filter_options
 from snapfs.cli.render import cell, emit_json, size, stdout
-from snapfs.snapshot import TableRecord
+from snapfs.snapshot import SnapshotFilter, TableRecord
 
 
 def table_json(t: TableRecord) -> dict[str, object]:
@@ -21,15 +21,22 @@ def table_json(t: TableRecord) -> dict[str, object]:
 @click.command("tables")
 @click.argument("snapshot")
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of the tables.")
+@snapshot_filter_options
 @pass_ctx
-def command(ctx: Context, snapshot: str, as_json: bool) -> None:
-    """List the tables SNAPSHOT pinned: each table's path, format, the version it holds
+def command(ctx: Context, snapshot: str, as_json: bool, snapshot_filter: SnapshotFilter) -> None:
+    """List the tables SNAPSHOT (an id, a unique prefix, or 'latest': the newest that
+    passes --host/--tag/--path) pinned: each table's path, format, the version it holds
     (Delta: the log version; Iceberg: the current snapshot's id), that version's commit
     time, data files and bytes; --json gives an Iceberg table's pinned metadata file as
     "metadata". A torn table lost, during the backup, a file its version needs (the
-    backup exited 3)."""
+    backup exited 3).
+
+    \b
+    Example:
+      snapfs tables latest --host lake-01
+    """
     with ctx.open() as repo:
-        snap = repo.find_snapshot(snapshot)
+        snap = repo.find_snapshot(snapshot, snapshot_filter)
     if as_json:
         emit_json([table_json(t) for t in snap.tables])
         return

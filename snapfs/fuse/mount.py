@@ -17,7 +17,7 @@ from snapfs.errors import SnapfsError
 from snapfs.fuse.ops import SnapshotOperations
 from snapfs.fuse.reader import ChunkCache
 from snapfs.repository import Repository
-from snapfs.snapshot import Snapshot
+from snapfs.snapshot import NO_FILTER, Snapshot, SnapshotFilter
 from snapfs.view import View
 
 FSTYPE = "fuse.snapfs"
@@ -33,8 +33,10 @@ def serve(
     cache_bytes: int,
     allow_other: bool = False,
     on_ready: Callable[[], None] = lambda: None,
+    snapshot_filter: SnapshotFilter = NO_FILTER,
 ) -> None:
-    """Mount and serve until unmounted (``snapfs umount``) or SIGINT/SIGTERM."""
+    """Mount and serve until unmounted (``snapfs umount``) or SIGINT/SIGTERM; without
+    ``snapshot``, the layout shows the snapshots that pass ``snapshot_filter``."""
     check_mountpoint(mountpoint)
     # Resolved now: once mounted, resolving it would ask this very process (a deadlock).
     real = os.path.realpath(mountpoint)
@@ -46,7 +48,7 @@ def serve(
     # say where an item lies: a tree is asked for again only when a directory is opened or a
     # name looked up, so a small LRU serves, and a million-file find stays in flat memory.
     repo.keep_trees(_TREE_NODES)
-    view = View(repo, snapshot)
+    view = View(repo, snapshot, snapshot_filter)
     cache = ChunkCache(view.read_chunks, cache_bytes)
     ops = SnapshotOperations(view, cache)
     options = set(pyfuse3.default_options) | {"fsname=snapfs", "subtype=snapfs", "ro"}

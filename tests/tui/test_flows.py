@@ -122,6 +122,18 @@ def test_sort_and_filter(fixed_repo: list[Snapshot]) -> None:
             assert [s.id for s in table.rows_shown] == [newest.id]
             await pilot.press("escape")
             assert len(table.rows_shown) == 3
+            # restic's filters as words; "tag:nightly" is no substring of any row
+            await pilot.press("slash")
+            await type_text(pilot, "tag:nightly")
+            assert {s.id for s in table.rows_shown} == {oldest.id, middle.id, newest.id}
+            await type_text(pilot, ",release host:lake-01 path:/data/lake")
+            assert [s.id for s in table.rows_shown] == [newest.id]
+            await type_text(pilot, " host:db1")  # hosts are alternatives, as --host
+            assert [s.id for s in table.rows_shown] == [newest.id]
+            await type_text(pilot, " path:/elsewhere")  # paths must all be there
+            assert table.rows_shown == []
+            await pilot.press("escape")
+            assert len(table.rows_shown) == 3
             await pilot.click("#snapshots", offset=(20, 0))  # the Time header
             assert table.sort_column == "time"
 

@@ -1,12 +1,22 @@
 from __future__ import annotations
 
+import os
+
 import msgspec
 import pytest
 
 from snapfs.crypto import MasterKey
 from snapfs.errors import SnapshotNotFound
 from snapfs.pack import BlobKind, PackWriter, read_header
-from snapfs.snapshot import Snapshot, TableRecord, decode_snapshot, encode_snapshot, select
+from snapfs.snapshot import (
+    Snapshot,
+    SnapshotFilter,
+    TableRecord,
+    decode_snapshot,
+    encode_snapshot,
+    filter_snapshots,
+    select,
+)
 from snapfs.tree import Node, decode_tree, encode_tree
 
 
@@ -90,3 +100,31 @@ def test_a_delta_record_encodes_as_format_1_1_did_and_an_iceberg_one_with_its_me
         ["path", "format", "version", "commit_time", "files", "bytes", "torn", "metadata"],
     ]
     assert decode_snapshot(encode_snapshot(snap), "s1").tables == [delta, iceberg]
+
+
+def test_a_filter_parses_as_typed_and_describes_itself_as_given() -> None:
+    f = SnapshotFilter.parse(("db1",), ("old,weekly", ""), ("rel/dir", "s3://b/p", "/a//b/"))
+    assert f.tags == (frozenset({"old", "weekly"}), frozenset({""}))
+    assert f.paths == (os.path.abspath("rel/dir"), "s3://b/p", "/a/b")  # as backup records
+    assert f.describe() == (
+        f"--host db1 --tag old,weekly --tag '' --path {os.path.abspath('rel/dir')} "
+        "--path s3://b/p --path /a/b"
+    )
+    assert not SnapshotFilter.parse((), (), ()) and f
+
+
+def test_latest_is_the_newest_that_passes_and_an_id_is_taken_whatever_the_filter() -> None:
+    def snap(i: int, host: str, tags: list[str]) -> Snapshot:
+        return Snapshot(time=f"2024-01-0{i}T00:00:00+00:00", host=host, user="u",
+                        paths=["/d"], tree="00", tags=tags, id=f"{i}" * 8)  # fmt: skip
+
+    snaps = [snap(1, "db1", ["old"]), snap(2, "db1", []), snap(3, "web1", ["old"])]
+    db1 = SnapshotFilter(hosts=("db1",))
+    assert select(snaps, "latest", db1).id == "2" * 8
+    assert select(snaps, "latest", SnapshotFilter(tags=(frozenset({""}),))).id == "2" * 8
+    assert select(snaps, "3333", db1).id == "3" * 8
+    assert filter_snapshots(snaps, SnapshotFilter(hosts=("db1",), tags=(frozenset({"old"}),))) == [
+        snaps[0]
+    ]
+    with pytest.raises(SnapshotNotFound, match=r"^no snapshot matches --host nobody$"):
+        select(snaps, "latest", SnapshotFilter(hosts=("nobody",)))

@@ -1,5 +1,6 @@
 """The list of snapshots: sortable by any column (click a header or press 1-7), filtered
-by a substring, rows marked with space (for a diff)."""
+by a substring and by restic's filters written as words (``host:db1 tag:old,weekly
+path:/data``, snapfs.SnapshotFilter's rules), rows marked with space (for a diff)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from snapfs import Snapshot
+from snapfs import Snapshot, SnapshotFilter
+from snapfs.snapshot import filter_snapshots
 from tui.units import size, when
 
 Cell = str | Text
@@ -41,6 +43,7 @@ class SnapshotTable(DataTable[Cell]):
         self.sort_column = "time"
         self.sort_reverse = True  # newest first: the snapshot one usually wants
         self.filter_text = ""
+        self.snapshot_filter = SnapshotFilter()
         self.marked: set[str] = set()
         self.rows_shown: list[Snapshot] = []
 
@@ -50,7 +53,20 @@ class SnapshotTable(DataTable[Cell]):
         self._rebuild()
 
     def set_filter(self, text: str) -> None:
-        self.filter_text = text.strip().lower()
+        """``host:H``, ``tag:T[,T2]`` and ``path:P`` words (each repeatable, as the
+        command line's --host, --tag, --path); the other words are one substring."""
+        fields: dict[str, list[str]] = {"host": [], "tag": [], "path": []}
+        rest = []
+        for word in text.split():
+            key, colon, value = word.partition(":")
+            if colon and key in fields:
+                fields[key].append(value)
+            else:
+                rest.append(word)
+        self.snapshot_filter = SnapshotFilter.parse(
+            tuple(fields["host"]), tuple(fields["tag"]), tuple(fields["path"])
+        )
+        self.filter_text = " ".join(rest).lower()
         self._rebuild()
 
     def action_sort(self, column: str) -> None:
@@ -94,7 +110,8 @@ class SnapshotTable(DataTable[Cell]):
         cell here: DataTable measures auto-width columns only when idle, and a frame drawn
         before that (a loaded machine) stays cached at the labels' widths."""
         keep = self.current()
-        rows = [s for s in self.snapshots if self._matches(s)]
+        passing = filter_snapshots(self.snapshots, self.snapshot_filter)
+        rows = [s for s in passing if self._matches(s)]
         rows.sort(key=_SORT_KEYS[self.sort_column], reverse=self.sort_reverse)  # type: ignore[arg-type]
         self.rows_shown = rows
         cells = [self._cells(snap) for snap in rows]
