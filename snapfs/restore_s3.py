@@ -65,7 +65,7 @@ def restore_to_s3(
         on_event(totals)
     with repo.lock("read"):
         root = subtree(repo, snapshot, path)
-        target.check_bucket()  # before the walk: a restore of no file still says so
+        target.note_empty()  # before the walk: a missing bucket is said even with no file
         run.run(walk(repo, root, prune=filt or None, on_problem=run.problem), filt)
     return run.summary
 

@@ -9,7 +9,9 @@ target (each writer fills one more), so memory is bounded by parts, never by fil
 Resume: an object already at the key with the node's size and metadata is left alone when
 its ETag proves the content equal: the node's own ``user.s3.etag`` (no byte read), else the
 ETag this target would give the content (its MD5, or the MD5 of its parts' MD5s and ``-N``
-when multipart), computed by reading the content once without uploading it.
+when multipart), computed by reading the content once without uploading it. That costs a
+HEAD an object; a restore into a prefix that held nothing when it began (``note_empty``)
+skips them, since nothing there can be identical: one request a small file, not two.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class S3Target(Closing):
         self._pool = ThreadPoolExecutor(uploads, "snapfs-s3-upload")
         self._in_flight = threading.BoundedSemaphore(uploads)
         self._bucket_seen = False  # some servers create a bucket that a PUT names
+        self._was_empty = False  # the prefix held no object when the restore began
 
     @property
     def endpoint(self) -> str:
@@ -105,7 +108,7 @@ class S3Target(Closing):
         upload is aborted."""
         self.check_bucket()
         headers = _headers(node)
-        head = self._head(key)
+        head = None if self._was_empty else self._head(key)
         if head is not None and head["ContentLength"] == node.size and _same(head, headers):
             listed = dict(node.xattrs).get(ETAG)
             if listed is not None and head["ETag"].strip('"') == listed.decode():
@@ -135,6 +138,14 @@ class S3Target(Closing):
         except NotFound as e:
             raise TargetNotFound(f"no S3 bucket {self.bucket!r} at {self.endpoint}") from e
         self._bucket_seen = True
+
+    def note_empty(self) -> None:
+        """List the prefix once; if it holds no object, later writes skip the HEAD that
+        resume needs. Objects others write meanwhile are overwritten, as after a HEAD."""
+        self.check_bucket()
+        listed = self._call("list", self.prefix, lambda: self._client.list_objects_v2(
+            Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1))  # fmt: skip
+        self._was_empty = not listed.get("Contents")
 
     def _head(self, key: str) -> Any:
         try:

@@ -76,12 +76,14 @@ def test_s3_nodes_go_back_to_their_keys_with_metadata_and_resume(
         first = cli.run("restore", f"{snap.id}:/src/p", "--target", f"s3://{BUCKET}/{out}",
                         "--json", check=True)  # fmt: skip
         assert proxy.counts["PUT"] - puts == len(KEYS) + 1  # and the read lock
+        assert _heads(proxy, out) == 0  # the prefix was empty: nothing to compare with
         summary = json.loads(first.stdout.splitlines()[-1])
         assert (summary["files"], summary["skipped"], summary["warnings"]) == (4, 0, 0)
         puts = proxy.counts["PUT"]
         again = cli.run("restore", f"{snap.id}:/src/p", "--target", f"s3://{BUCKET}/{out}",
                         "--json", check=True)  # fmt: skip
         assert proxy.counts["PUT"] - puts == 1  # the lock: every object was there already
+        assert _heads(proxy, out) == len(KEYS)
         assert json.loads(again.stdout.splitlines()[-1])["skipped"] == 4
     got = _objects(client, f"{out}/")
     assert {k.removeprefix(f"{out}/"): o["Body"].read() for k, o in got.items()} == KEYS
@@ -90,6 +92,11 @@ def test_s3_nodes_go_back_to_their_keys_with_metadata_and_resume(
             "text/csv", "gzip", "max-age=60",
         )  # fmt: skip
         assert o["Metadata"] == {"team": "lake"}
+
+
+def _heads(proxy: FaultProxy, prefix: str) -> int:
+    """HEAD requests of objects below ``prefix`` so far."""
+    return sum(1 for method, path in proxy.requests if method == "HEAD" and f"/{prefix}/" in path)
 
 
 class _Recording(S3Target):

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ ODD_KEYS = {
 }
 META = {"ContentType": "text/csv", "CacheControl": "max-age=60", "ContentEncoding": "identity",
         "Metadata": {"owner": "team-a", "run": "42"}}  # fmt: skip
-MANY = 2000  # objects beside the odd ones: the round trip stays well under a minute
+MANY = 10_000 - len(ODD_KEYS)  # objects beside the odd ones: 10,000 in all
 
 
 @pytest.fixture
@@ -81,6 +82,7 @@ def restored(root: Path) -> dict[str, bytes]:
     return out
 
 
+@pytest.mark.timeout(900)  # 10,000 objects through four round trips: minutes when loaded
 def test_objects_round_trip_through_restore_and_mount(
     cli: Cli,
     source_server: SeaweedFS,
@@ -105,6 +107,12 @@ def test_objects_round_trip_through_restore_and_mount(
     assert (summary["files"], summary["warnings"]) == (MANY + len(ODD_KEYS), 0)
     (snap,) = json.loads(cli.run("snapshots", "--json", check=True).stdout)
     assert (snap["paths"], snap["source"]) == ([url(prefix)], "s3")
+
+    src.create_bucket(Bucket=f"{SOURCE_BUCKET}-back")  # another bucket, key for key
+    cli.run("restore", f"latest:/{SOURCE_BUCKET}/{prefix}", "--target",
+            f"s3://{SOURCE_BUCKET}-back/{prefix}", "--target-endpoint", source_server.endpoint,
+            check=True)  # fmt: skip
+    assert _bucket(src, f"{SOURCE_BUCKET}-back", prefix) == {**many, **ODD_KEYS}
 
     with mount("latest") as mnt:
         here = mnt / SOURCE_BUCKET / prefix
@@ -308,6 +316,20 @@ def test_a_bucket_backed_up_restores_into_another_prefix_key_for_key(
         assert _headers(got) == _headers(was), key
         if not key.endswith("/"):  # SeaweedFS keeps no headers on a folder marker
             assert _headers(was) == META, key
+
+
+def _bucket(client: Any, bucket: str, prefix: str) -> dict[str, bytes]:
+    """Every object below ``prefix`` of ``bucket``, by its key below the prefix."""
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/")
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+    def body(key: str) -> bytes:
+        return bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    with ThreadPoolExecutor(8) as pool:
+        return {
+            k.removeprefix(f"{prefix}/"): b for k, b in zip(keys, pool.map(body, keys), strict=True)
+        }
 
 
 def _headers(response: Any) -> dict[str, Any]:
