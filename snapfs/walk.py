@@ -120,7 +120,9 @@ def resolve(repo: TreeSource, tree_id: bytes, path: str | bytes) -> Node | None:
     return node
 
 
-def _matches(pattern: str, path: str) -> bool:
+def matches(pattern: str, path: str) -> bool:
+    """restic's rule: a pattern without ``/`` is a glob on the base name of ``path`` (given
+    as ``/a/b``), one with ``/`` a glob on the whole path."""
     if "/" not in pattern:
         return fnmatch.fnmatchcase(path.rpartition("/")[2], pattern)
     return fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path, pattern.rstrip("/"))
@@ -139,7 +141,7 @@ class PathFilter:
         return bool(self.includes or self.excludes)
 
     def excluded(self, path: str) -> bool:
-        return any(_matches(p, path) for p in self.excludes)
+        return any(matches(p, path) for p in self.excludes)
 
     def descend(self, relpath: bytes) -> bool:
         return not self.excluded("/" + relpath.decode("utf-8", "surrogateescape"))
@@ -150,4 +152,4 @@ class PathFilter:
             return True
         path = "/" + relpath.decode("utf-8", "surrogateescape")
         ancestors = [path[:i] for i in range(1, len(path) + 1) if i == len(path) or path[i] == "/"]
-        return any(_matches(p, a) for p in self.includes for a in ancestors)
+        return any(matches(p, a) for p in self.includes for a in ancestors)

@@ -206,6 +206,7 @@ _COMMANDS = {
     "copy": ("copy", "command"),
     "diff": ("diff", "command"),
     "dump": ("dump", "command"),
+    "find": ("find", "command"),
     "forget": ("forget", "command"),
     "init": ("init", "command"),
     "key": ("key", "command"),
