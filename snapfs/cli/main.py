@@ -217,6 +217,7 @@ _COMMANDS = {
     "snapshots": ("snapshots", "command"),
     "stats": ("stats", "command"),
     "tables": ("tables", "command"),
+    "tag": ("tag", "command"),
     "tui": ("tui", "command"),
     "umount": ("mount", "umount_command"),
     "undelete": ("prune", "undelete_command"),
