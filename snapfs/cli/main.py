@@ -214,6 +214,7 @@ _COMMANDS = {
     "mount": ("mount", "command"),
     "prune": ("prune", "command"),
     "restore": ("restore", "command"),
+    "rewrite": ("rewrite", "command"),
     "snapshots": ("snapshots", "command"),
     "stats": ("stats", "command"),
     "tables": ("tables", "command"),
