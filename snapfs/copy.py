@@ -24,7 +24,7 @@ from snapfs.plans import claim_for
 from snapfs.repository import Repository, Writer
 from snapfs.snapshot import Snapshot, find_parent, original_id, sort_by_time
 from snapfs.tree import DIR, Node
-from snapfs.walk import MAX_DEPTH, join, shown_path
+from snapfs.walk import MAX_DEPTH, join, refuse_damaged, shown_path
 
 
 @dataclass(frozen=True)
@@ -166,10 +166,7 @@ class _Translation:
             if depth > MAX_DEPTH:
                 raise IntegrityError(f"{shown_path(path)}: nested deeper than {MAX_DEPTH} levels")
             tree = self.source.load_tree(tid)
-            if tree.problems:
-                bad = tree.problems[0]
-                where = path if bad.name is None else join(path, bad.name)
-                raise IntegrityError(f"{shown_path(where)}: {bad.message}")
+            refuse_damaged(tree, path)
             for node in tree.nodes:
                 if node.subtree is not None:
                     stack.append((node.subtree, join(path, node.name), depth + 1))

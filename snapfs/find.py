@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 from snapfs.errors import IntegrityError
 from snapfs.snapshot import Snapshot
-from snapfs.tree import DIR, Node
+from snapfs.tree import Node
 from snapfs.walk import (
     MAX_DEPTH,
+    BottomUp,
     ProblemHandler,
     TreeSource,
     join,
@@ -37,15 +38,15 @@ class Found:
     matches: list[Match]
 
 
-class Finder:
+class Finder(BottomUp[_Hits]):
     """Matches ``patterns`` (restic's rule, ``walk.matches``: a pattern without ``/`` is a
     glob on the name, one with ``/`` on the whole path) whose mtime lies within ``oldest``
     and ``newest`` (ns, inclusive; None: no bound). The matches found below each tree are
-    kept for the life of the Finder, so a tree is loaded once however many snapshots hold
-    it; with a pattern holding ``/`` the answer depends on where the tree lies, so it is
-    kept per (tree, path), which still shares what snapshots of the same paths share.
-    Memory: one entry per distinct tree met (its id, its path for such patterns, and its
-    matches), which bounds what a run keeps."""
+    kept for the life of the Finder (``BottomUp``), so a tree is loaded once however many
+    snapshots hold it; with a pattern holding ``/`` the answer depends on where the tree
+    lies, so it is kept per (tree, path), which still shares what snapshots of the same
+    paths share. Memory: one entry per distinct tree met (its id, its path for such
+    patterns, and its matches), which bounds what a run keeps."""
 
     def __init__(
         self,
@@ -56,46 +57,20 @@ class Finder:
         newest: int | None = None,
         on_problem: ProblemHandler | None = None,
     ) -> None:
+        super().__init__(by_path=any("/" in p for p in patterns))
         self.repo, self.patterns = repo, list(patterns)
         self.oldest, self.newest = oldest, newest
         self.report = on_problem or raise_problem
-        self._by_path = any("/" in p for p in self.patterns)
-        self._hits: dict[tuple[bytes, bytes], _Hits] = {}
 
     def find(self, snaps: list[Snapshot]) -> Iterator[Found]:
         """Each snapshot of ``snaps`` that holds a match, in the order given, with its
         matches in walk order (parents before children, names sorted)."""
         for snap in snaps:
-            hits = self.below(bytes.fromhex(snap.tree), b"")
+            hits = self.value(bytes.fromhex(snap.tree))
             if hits:
                 yield Found(snap, [Match(shown_path(path), node) for path, node in hits])
 
-    def below(self, tree_id: bytes, path: bytes) -> _Hits:
-        """The matches below ``tree_id``, which lies at ``path``, as paths from the root.
-        Bottom up without recursion (a snapshot may nest MAX_DEPTH levels)."""
-        stack: list[tuple[bytes, bytes, int, list[Node] | None]] = [(tree_id, path, 0, None)]
-        while stack:
-            tid, where, depth, nodes = stack.pop()
-            if self._key(tid, where) in self._hits:
-                continue
-            if nodes is None:  # first met: load it, and work out its subtrees first
-                nodes = self._nodes(tid, where, depth)
-                stack.append((tid, where, depth, nodes))
-                stack.extend(
-                    (n.subtree, join(where, n.name), depth + 1, None)
-                    for n in nodes
-                    if n.type == DIR and n.subtree is not None
-                    and self._key(n.subtree, join(where, n.name)) not in self._hits
-                )  # fmt: skip
-                continue
-            self._hits[self._key(tid, where)] = self._collect(nodes, where)
-        rel = self._hits[self._key(tree_id, path)]
-        return tuple((join(path, p), n) for p, n in rel)
-
-    def _key(self, tree_id: bytes, path: bytes) -> tuple[bytes, bytes]:
-        return (tree_id, path if self._by_path else b"")
-
-    def _nodes(self, tree_id: bytes, path: bytes, depth: int) -> list[Node]:
+    def nodes(self, tree_id: bytes, path: bytes, depth: int) -> list[Node]:
         """The tree's nodes; none (and the problem told) when it is too deep or does not
         load. Tree problems are told once, where the tree is first met."""
         if depth >= MAX_DEPTH:
@@ -110,7 +85,7 @@ class Finder:
             self.report(path if problem.name is None else join(path, problem.name), problem.message)
         return tree.nodes
 
-    def _collect(self, nodes: list[Node], path: bytes) -> _Hits:
+    def make(self, tree_id: bytes, path: bytes, nodes: list[Node]) -> _Hits:
         """The matches of a directory whose subtrees are all worked out: each node, then
         what lies below it, relative to the directory."""
         out: list[tuple[bytes, Node]] = []
@@ -118,9 +93,7 @@ class Finder:
             here = join(path, node.name)
             if self._wanted(here, node):
                 out.append((node.name, node))
-            if node.type == DIR and node.subtree is not None:
-                below = self._hits.get(self._key(node.subtree, here), ())
-                out.extend((join(node.name, p), n) for p, n in below)
+            out.extend((join(node.name, p), n) for p, n in self.below(node, here) or ())
         return tuple(out)
 
     def _wanted(self, path: bytes, node: Node) -> bool:

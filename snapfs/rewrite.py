@@ -27,7 +27,7 @@ from snapfs.snapshot import (
     sort_by_time,
 )
 from snapfs.tree import DIR, Node
-from snapfs.walk import MAX_DEPTH, PathFilter, join, shown_path, walk
+from snapfs.walk import MAX_DEPTH, BottomUp, PathFilter, join, refuse_damaged, shown_path, walk
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def rewrite(
         trees = _TreeRewriter(repo, writer, paths, dry_run=dry_run)
         done = []
         for snap in snaps:
-            result = trees.rewrite(bytes.fromhex(snap.tree))
+            result = trees.value(bytes.fromhex(snap.tree))
             if not result.removed:
                 continue
             removed = tuple(shown_path(p) for p in result.removed)
@@ -150,51 +150,26 @@ def rewrite(
         return done
 
 
-class _TreeRewriter:
+class _TreeRewriter(BottomUp[_Done]):
     """Rewritten trees, worked out once a run (per tree id, and per path too when an
     exclude holds ``/``, since the answer then depends on where the tree lies)."""
 
     def __init__(self, repo: Repository, writer: Writer, paths: PathFilter, *, dry_run: bool):
+        super().__init__(by_path=any("/" in p for p in paths.excludes))
         self.repo, self.writer, self.paths, self.dry_run = repo, writer, paths, dry_run
-        self._by_path = any("/" in p for p in paths.excludes)
-        self._done: dict[tuple[bytes, bytes], _Done] = {}
 
-    def rewrite(self, root: bytes) -> _Done:
-        """Bottom up without recursion (a snapshot may nest MAX_DEPTH levels)."""
-        stack: list[tuple[bytes, bytes, int, list[Node] | None]] = [(root, b"", 0, None)]
-        while stack:
-            tid, where, depth, nodes = stack.pop()
-            if self._key(tid, where) in self._done:
-                continue
-            if nodes is None:
-                nodes = self._nodes(tid, where, depth)
-                stack.append((tid, where, depth, nodes))
-                stack.extend(
-                    (n.subtree, join(where, n.name), depth + 1, None)
-                    for n in nodes
-                    if n.type == DIR and n.subtree is not None
-                    and not self.paths.excluded(shown_path(join(where, n.name)))
-                )  # fmt: skip
-                continue
-            self._done[self._key(tid, where)] = self._rebuilt(tid, where, nodes)
-        return self._done[self._key(root, b"")]
-
-    def _key(self, tree_id: bytes, path: bytes) -> tuple[bytes, bytes]:
-        return (tree_id, path if self._by_path else b"")
-
-    def _nodes(self, tree_id: bytes, path: bytes, depth: int) -> list[Node]:
-        """IntegrityError for a tree validation refused entries of, or nested too deep: a
-        rewrite must not drop what it was not asked to (as copy, it carries no such tree)."""
+    def nodes(self, tree_id: bytes, path: bytes, depth: int) -> list[Node]:
+        """IntegrityError for a tree validation refused entries of, or nested too deep."""
         if depth >= MAX_DEPTH:
             raise IntegrityError(f"{shown_path(path)}: nested deeper than {MAX_DEPTH} levels")
         tree = self.repo.load_tree(tree_id)
-        if tree.problems:
-            bad = tree.problems[0]
-            where = path if bad.name is None else join(path, bad.name)
-            raise IntegrityError(f"{shown_path(where)}: {bad.message}")
+        refuse_damaged(tree, path)
         return tree.nodes
 
-    def _rebuilt(self, tree_id: bytes, path: bytes, nodes: list[Node]) -> _Done:
+    def enters(self, path: bytes) -> bool:
+        return not self.paths.excluded(shown_path(path))
+
+    def make(self, tree_id: bytes, path: bytes, nodes: list[Node]) -> _Done:
         kept: list[Node] = []
         removed: list[bytes] = []
         files = dirs = size = 0
@@ -205,12 +180,11 @@ class _TreeRewriter:
                 f, d, b = self._everything(node, here)
                 files, dirs, size = files + f, dirs + d, size + b
                 continue
-            if node.type == DIR and node.subtree is not None:
-                below = self._done[self._key(node.subtree, here)]
-                if below.removed:
-                    removed += [join(node.name, p) for p in below.removed]
-                    files, dirs, size = files + below.files, dirs + below.dirs, size + below.bytes
-                    node = msgspec.structs.replace(node, subtree=below.tree)
+            below = self.below(node, here)
+            if below is not None and below.removed:
+                removed += [join(node.name, p) for p in below.removed]
+                files, dirs, size = files + below.files, dirs + below.dirs, size + below.bytes
+                node = msgspec.structs.replace(node, subtree=below.tree)
             kept.append(node)
         if not removed:
             return _Done(tree_id, (), 0, 0, 0)

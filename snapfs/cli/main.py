@@ -169,6 +169,16 @@ def source_options(command: F) -> F:
     )(command)
 
 
+exclude_option = click.option(
+    "--exclude",
+    "excludes",
+    multiple=True,
+    metavar="GLOB",
+    help="Leave out paths matching GLOB (repeatable); no '/' matches base names.",
+)
+"""backup's and rewrite's --exclude (snapfs.walk.PathFilter's rules)."""
+
+
 def snapshot_filter_options(command: F) -> F:
     """``--host``, ``--tag`` and ``--path``, as restic has them, handed to ``command`` as one
     ``snapshot_filter`` (snapfs.snapshot.SnapshotFilter): the snapshots it works on, and

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import click
 
-from snapfs.cli.main import Context, pass_ctx, snapshot_filter_options
+from snapfs.cli.main import Context, exclude_option, pass_ctx, snapshot_filter_options
 from snapfs.cli.render import emit_json, escaped
 from snapfs.rewrite import Replaced, chosen, rewrite
 from snapfs.snapshot import SnapshotFilter
@@ -21,13 +21,7 @@ def read_exclude_file(path: str) -> list[str]:
 
 @click.command("rewrite")
 @click.argument("selectors", metavar="[SNAPSHOT]...", nargs=-1)
-@click.option(
-    "--exclude",
-    "excludes",
-    multiple=True,
-    metavar="GLOB",
-    help="Leave out paths matching GLOB (repeatable); no '/' matches base names.",
-)
+@exclude_option
 @click.option(
     "--exclude-file",
     "exclude_files",
