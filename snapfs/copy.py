@@ -22,9 +22,9 @@ from snapfs.events import BytesDone, EventHandler, FileDone, Planned, ignore
 from snapfs.pack import BlobKind
 from snapfs.plans import claim_for
 from snapfs.repository import Repository, Writer
-from snapfs.snapshot import Snapshot, find_parent, sort_by_time
+from snapfs.snapshot import Snapshot, find_parent, original_id, sort_by_time
 from snapfs.tree import DIR, Node
-from snapfs.walk import MAX_DEPTH, join, shown_path
+from snapfs.walk import MAX_DEPTH, join, refuse_damaged, shown_path
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,13 @@ class CopyResult:
     stored_bytes: int
 
 
-def original_id(snap: Snapshot) -> str:
-    """The id of the snapshot a backup made: a copy of a copy still names the first."""
-    return snap.original or snap.id
+def copy_key(snap: Snapshot) -> tuple[object, ...]:
+    """What a snapshot and its copy share, as restic's ``similarSnapshots`` compares (tree
+    ids differ between repositories, being keyed): the original, the tags and the summary's
+    counts, so a retagged or rewritten snapshot (same original) is copied again, as restic
+    does, and a copy is paired (``learn``) only with what it was copied from."""
+    s = snap.summary
+    return (original_id(snap), tuple(snap.tags), s.files, s.dirs, s.bytes)
 
 
 def copy_snapshots(
@@ -62,13 +66,13 @@ def copy_snapshots(
     with source.lock("read"), dest.lock("backup") as lock, dest.writer() as writer:
         everything = source.snapshots()  # read once: the choice and the earlier copies
         snaps = choose(everything)
-        present = {original_id(s): s for s in dest.snapshots()}
-        todo = [s for s in sort_by_time(snaps) if original_id(s) not in present]
+        present = {copy_key(s): s for s in dest.snapshots()}
+        todo = [s for s in sort_by_time(snaps) if copy_key(s) not in present]
         on_event(Planned(sum(s.summary.files for s in todo), sum(s.summary.bytes for s in todo)))
         ids = _Translation(source, dest, writer, on_event)
         done: list[Copied] = []
         for snap in sort_by_time(snaps):
-            copy = present.get(original_id(snap))
+            copy = present.get(copy_key(snap))
             if copy is not None:
                 done.append(Copied(snap, copy, existed=True))
                 continue
@@ -80,20 +84,20 @@ def copy_snapshots(
             copy = msgspec.structs.replace(
                 snap, tree=tree.hex(), parent=None, original=original_id(snap), id=""
             )
-            copy = present[original_id(snap)] = writer.save_snapshot(copy)
+            copy = present[copy_key(snap)] = writer.save_snapshot(copy)
             claim_for(dest, lock.id, [copy])  # what a prune that ran meanwhile condemned
             done.append(Copied(snap, copy, existed=False))
         return CopyResult(done, ids.bytes_read, writer.blobs_added, writer.stored_bytes)
 
 
 def _copy_of_parent(
-    snap: Snapshot, everything: list[Snapshot], present: dict[str, Snapshot]
+    snap: Snapshot, everything: list[Snapshot], present: dict[tuple[object, ...], Snapshot]
 ) -> tuple[Snapshot, Snapshot] | None:
     """The newest (original, copy) pair of the same host and paths, whose blobs are likely
     ``snap``'s too."""
-    copied = [s for s in everything if original_id(s) in present and s.id != snap.id]
+    copied = [s for s in everything if copy_key(s) in present and s.id != snap.id]
     parent = find_parent(copied, snap.host, snap.paths)
-    return (parent, present[original_id(parent)]) if parent else None
+    return (parent, present[copy_key(parent)]) if parent else None
 
 
 def _same_file(node: Node, other: Node) -> bool:
@@ -162,10 +166,7 @@ class _Translation:
             if depth > MAX_DEPTH:
                 raise IntegrityError(f"{shown_path(path)}: nested deeper than {MAX_DEPTH} levels")
             tree = self.source.load_tree(tid)
-            if tree.problems:
-                bad = tree.problems[0]
-                where = path if bad.name is None else join(path, bad.name)
-                raise IntegrityError(f"{shown_path(where)}: {bad.message}")
+            refuse_damaged(tree, path)
             for node in tree.nodes:
                 if node.subtree is not None:
                     stack.append((node.subtree, join(path, node.name), depth + 1))

@@ -52,7 +52,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
     summary: Summary = Summary()
     program_version: str = ""
     source: str = "local"
-    original: str | None = None  # a copy's: the id of the snapshot it was copied from
+    original: str | None = None  # copy, tag, rewrite: the id of the snapshot a backup made
     tables: list[TableRecord] = []  # since format 1.1: the tables pinned (FORMAT.md "Tables")
     id: str = ""
 
@@ -96,6 +96,12 @@ def decode_snapshot(data: Data, snapshot_id: str) -> Snapshot:
     except (msgspec.MsgspecError, ValueError, OverflowError) as e:
         raise IntegrityError(f"snapshot {snapshot_id[:8]} is damaged: {e}") from None
     return msgspec.structs.replace(snap, id=snapshot_id)
+
+
+def original_id(snap: Snapshot) -> str:
+    """The id of the snapshot a backup made: a copy, a retagged or a rewritten snapshot
+    (and a copy of one of those) names the first."""
+    return snap.original or snap.id
 
 
 def sort_by_time(snaps: list[Snapshot]) -> list[Snapshot]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from snapfs.errors import IntegrityError, PathNotFound
 from snapfs.tree import DIR, Node, Tree
@@ -103,6 +103,71 @@ def walk(
             enter(node.subtree, path)
 
 
+def refuse_damaged(tree: Tree, path: bytes) -> None:
+    """IntegrityError naming the first entry of ``tree`` (at ``path``) that validation
+    refused: for operations that carry trees on (copy, rewrite), which must not drop
+    what they were not asked to."""
+    if tree.problems:
+        bad = tree.problems[0]
+        where = path if bad.name is None else join(path, bad.name)
+        raise IntegrityError(f"{shown_path(where)}: {bad.message}")
+
+
+T = TypeVar("T")
+
+
+class BottomUp(Generic[T]):
+    """A value per tree, made from its nodes once the values of its subtrees are known, and
+    kept for the life of the object: a tree met again (in another snapshot) is neither
+    loaded nor worked out again. With ``by_path`` the value depends on where the tree lies
+    (patterns holding ``/``), so it is kept per (tree, path). No recursion: a snapshot may
+    nest MAX_DEPTH levels. Subclasses give ``nodes`` (load, or refuse), ``make`` and, to
+    leave subtrees out, ``enters``."""
+
+    def __init__(self, *, by_path: bool) -> None:
+        self._by_path = by_path
+        self._done: dict[tuple[bytes, bytes], T] = {}
+
+    def value(self, tree_id: bytes, path: bytes = b"") -> T:
+        stack: list[tuple[bytes, bytes, int, list[Node] | None]] = [(tree_id, path, 0, None)]
+        while stack:
+            tid, where, depth, nodes = stack.pop()
+            if self._key(tid, where) in self._done:
+                continue
+            if nodes is None:  # first met: load it, and work out its subtrees first
+                nodes = self.nodes(tid, where, depth)
+                stack.append((tid, where, depth, nodes))
+                stack.extend(
+                    (n.subtree, join(where, n.name), depth + 1, None)
+                    for n in nodes
+                    if n.type == DIR and n.subtree is not None
+                    and self.enters(join(where, n.name))
+                    and self._key(n.subtree, join(where, n.name)) not in self._done
+                )  # fmt: skip
+                continue
+            self._done[self._key(tid, where)] = self.make(tid, where, nodes)
+        return self._done[self._key(tree_id, path)]
+
+    def below(self, node: Node, path: bytes) -> T | None:
+        """The value of the subtree of ``node`` (at ``path``), inside ``make``: None when
+        it was not entered."""
+        if node.subtree is None:
+            return None
+        return self._done.get(self._key(node.subtree, path))
+
+    def _key(self, tree_id: bytes, path: bytes) -> tuple[bytes, bytes]:
+        return (tree_id, path if self._by_path else b"")
+
+    def nodes(self, tree_id: bytes, path: bytes, depth: int) -> list[Node]:
+        raise NotImplementedError
+
+    def enters(self, path: bytes) -> bool:
+        return True
+
+    def make(self, tree_id: bytes, path: bytes, nodes: list[Node]) -> T:
+        raise NotImplementedError
+
+
 def resolve(repo: TreeSource, tree_id: bytes, path: str | bytes) -> Node | None:
     """The node at ``path`` (relative or absolute, ``/``-separated), or None for the root."""
     raw = path.encode("utf-8", "surrogateescape") if isinstance(path, str) else path
@@ -120,7 +185,9 @@ def resolve(repo: TreeSource, tree_id: bytes, path: str | bytes) -> Node | None:
     return node
 
 
-def _matches(pattern: str, path: str) -> bool:
+def matches(pattern: str, path: str) -> bool:
+    """restic's rule: a pattern without ``/`` is a glob on the base name of ``path`` (given
+    as ``/a/b``), one with ``/`` a glob on the whole path."""
     if "/" not in pattern:
         return fnmatch.fnmatchcase(path.rpartition("/")[2], pattern)
     return fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path, pattern.rstrip("/"))
@@ -139,7 +206,7 @@ class PathFilter:
         return bool(self.includes or self.excludes)
 
     def excluded(self, path: str) -> bool:
-        return any(_matches(p, path) for p in self.excludes)
+        return any(matches(p, path) for p in self.excludes)
 
     def descend(self, relpath: bytes) -> bool:
         return not self.excluded("/" + relpath.decode("utf-8", "surrogateescape"))
@@ -150,4 +217,4 @@ class PathFilter:
             return True
         path = "/" + relpath.decode("utf-8", "surrogateescape")
         ancestors = [path[:i] for i in range(1, len(path) + 1) if i == len(path) or path[i] == "/"]
-        return any(_matches(p, a) for p in self.includes for a in ancestors)
+        return any(matches(p, a) for p in self.includes for a in ancestors)

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 import click
 
 from snapfs.backup import Scan, backup
-from snapfs.cli.main import EXIT_OK, EXIT_PARTIAL, Context, pass_ctx
+from snapfs.cli.main import EXIT_OK, EXIT_PARTIAL, Context, exclude_option, pass_ctx
 from snapfs.cli.render import emit_json, progress, progress_shown, say, size
 from snapfs.events import Event, FileWarning
 from snapfs.progress import Tally
@@ -21,13 +21,7 @@ S3_WORKERS = 16
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--tag", "tags", multiple=True, help="Tag the snapshot (repeatable).")
 @click.option("--host", help="Host name to record (default: this machine's).")
-@click.option(
-    "--exclude",
-    "excludes",
-    multiple=True,
-    metavar="GLOB",
-    help="Leave out paths matching GLOB (repeatable); no '/' matches base names.",
-)
+@exclude_option
 @click.option(
     "--json", "as_json", is_flag=True, help="JSON lines: status while running, then a summary."
 )

@@ -169,6 +169,16 @@ def source_options(command: F) -> F:
     )(command)
 
 
+exclude_option = click.option(
+    "--exclude",
+    "excludes",
+    multiple=True,
+    metavar="GLOB",
+    help="Leave out paths matching GLOB (repeatable); no '/' matches base names.",
+)
+"""backup's and rewrite's --exclude (snapfs.walk.PathFilter's rules)."""
+
+
 def snapshot_filter_options(command: F) -> F:
     """``--host``, ``--tag`` and ``--path``, as restic has them, handed to ``command`` as one
     ``snapshot_filter`` (snapfs.snapshot.SnapshotFilter): the snapshots it works on, and
@@ -199,31 +209,36 @@ _FILTERS = [
 ]  # fmt: skip
 
 
-# verb -> (module under snapfs.cli, attribute)
+# verb -> (module under snapfs.cli, attribute, the line `snapfs --help` gives it)
 _COMMANDS = {
-    "backup": ("backup", "command"),
-    "check": ("check", "command"),
-    "copy": ("copy", "command"),
-    "diff": ("diff", "command"),
-    "dump": ("dump", "command"),
-    "forget": ("forget", "command"),
-    "init": ("init", "command"),
-    "key": ("key", "command"),
-    "ls": ("ls", "command"),
-    "mount": ("mount", "command"),
-    "prune": ("prune", "command"),
-    "restore": ("restore", "command"),
-    "snapshots": ("snapshots", "command"),
-    "stats": ("stats", "command"),
-    "tables": ("tables", "command"),
-    "tui": ("tui", "command"),
-    "umount": ("mount", "umount_command"),
-    "undelete": ("prune", "undelete_command"),
-    "unlock": ("unlock", "command"),
-}
+    "backup": ("backup", "command", "Back up paths (local or s3://) into a new snapshot."),
+    "check": ("check", "command", "Check the repository's structure; --read-data reads it all."),
+    "completion": ("completion", "command", "Print the completion script for bash, zsh or fish."),
+    "copy": ("copy", "command", "Copy snapshots from another repository into this one."),
+    "diff": ("diff", "command", "Show what changed between two snapshots."),
+    "dump": ("dump", "command", "Write one file of a snapshot to stdout."),
+    "find": ("find", "command", "Find the snapshots and paths whose name matches a pattern."),
+    "forget": ("forget", "command", "Remove snapshots by policy or by id (undelete: back)."),
+    "init": ("init", "command", "Create a new encrypted repository."),
+    "key": ("key", "command", "List, add, change and remove the repository's passwords."),
+    "ls": ("ls", "command", "List the files of a snapshot."),
+    "mount": ("mount", "command", "Mount the repository, or one snapshot, read-only."),
+    "prune": ("prune", "command", "Free the space of forgotten snapshots."),
+    "restore": ("restore", "command", "Restore a snapshot, or part, to a directory or bucket."),
+    "rewrite": ("rewrite", "command", "Write snapshots anew without the paths --exclude matches."),
+    "snapshots": ("snapshots", "command", "List snapshots, oldest first."),
+    "stats": ("stats", "command", "How much the repository stores, and how much that represents."),
+    "tables": ("tables", "command", "List the Delta and Iceberg tables a snapshot pinned."),
+    "tag": ("tag", "command", "Add, remove or set the tags of snapshots."),
+    "tui": ("tui", "command", "Browse, back up, restore, diff and mount in a terminal UI."),
+    "umount": ("mount", "umount_command", "Unmount a snapfs mount."),
+    "undelete": ("prune", "undelete_command", "Bring back a forgotten snapshot."),
+    "unlock": ("unlock", "command", "Remove stale locks."),
+}  # fmt: skip
 
 
-_OPENS_NO_REPOSITORY = {"init", "tui", "umount"}
+_OPENS_NO_REPOSITORY = {"completion", "init", "tui", "umount"}
+COMPLETE_VAR = "_SNAPFS_COMPLETE"  # click's shell completion asks through it
 _HELP = {"-h", "--help"}
 
 
@@ -236,7 +251,8 @@ class _LazyGroup(click.Group):
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
         verb = args[0] if args else None
-        if verb in _COMMANDS and verb not in _OPENS_NO_REPOSITORY and not _HELP & set(args):
+        opens = verb in _COMMANDS and verb not in _OPENS_NO_REPOSITORY
+        if opens and not _HELP & set(args) and COMPLETE_VAR not in os.environ:
             _context(ctx).unlock_early()
         return super().resolve_command(ctx, args)
 
@@ -249,6 +265,7 @@ class _LazyGroup(click.Group):
             return None
         module = importlib.import_module(f"snapfs.cli.{where[0]}")
         command: click.Command = getattr(module, where[1])
+        command.short_help = where[2]  # one whole line in the list, never cut short
         return command
 
 

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from snapfs.repository import Repository
-from snapfs.snapshot import Snapshot
+from snapfs.snapshot import Snapshot, Summary
 from snapfs.store.url import open_backend
 from tests.conftest import BACKENDS, CHEAP_KDF, PASSWORD, Cli
 from tests.crafted import directory, file, raw_tree
@@ -92,9 +92,11 @@ def test_a_copy_lends_blobs_only_to_files_that_match_it(
         )
         for name in reversed(lake.parts[1:]):
             tree = raw_tree(w, [directory(name.encode(), tree)])
-        w.save_snapshot(
+        counts = {k: first["summary"][k] for k in ("files", "dirs", "bytes")}  # type: ignore[index]
+        w.save_snapshot(  # a copy as copy_key sees it: same original, tags and counts
             Snapshot(time=str(first["time"]), host=str(first["host"]), user="u",
-                     paths=[str(lake)], tree=tree.hex(), original=str(first["id"]))
+                     paths=[str(lake)], tree=tree.hex(), original=str(first["id"]),
+                     summary=Summary(**counts))
         )  # fmt: skip
     (lake / "g.csv").write_bytes(b"a new file\n")
     source.run("backup", str(lake), check=True)
