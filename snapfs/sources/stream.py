@@ -95,9 +95,10 @@ class _Opened:
         self.close = reader.close
 
 
-def stdin_source(name: str = DEFAULT_NAME) -> StreamSource:
-    """Standard input as the file ``name``."""
-    return StreamSource(name, _Stdin(0))
+def stdin_source(name: str = DEFAULT_NAME, fd: int = 0) -> StreamSource:
+    """Standard input (or another descriptor the caller keeps and closes) as the file
+    ``name``."""
+    return StreamSource(name, _Stdin(fd))
 
 
 def command_source(argv: list[str], name: str = DEFAULT_NAME) -> StreamSource:
