@@ -27,9 +27,12 @@ def snapshots(cli: Cli) -> list[dict[str, object]]:
 
 
 def summary(result: subprocess.CompletedProcess[bytes]) -> dict[str, int]:
-    last: dict[str, int] = json.loads(result.stdout.splitlines()[-1])
-    assert last["message_type"] == "summary"
-    return last
+    """The --json summary's counts."""
+    last = json.loads(result.stdout.splitlines()[-1])
+    assert last.pop("message_type") == "summary"
+    last.pop("snapshot_id")
+    counts: dict[str, int] = last
+    return counts
 
 
 def test_stdin_round_trip(cli: Cli) -> None:
@@ -137,7 +140,12 @@ def test_library_backup_of_a_stream(repo: Repository) -> None:
     """The library's backup takes a stream source as any other: a pipe here."""
     read, write = os.pipe()
     data = random.Random(3).randbytes(1_000_000)
-    writer = threading.Thread(target=lambda: (os.write(write, data), os.close(write)))
+
+    def feed() -> None:
+        with open(write, "wb") as f:
+            f.write(data)
+
+    writer = threading.Thread(target=feed)
     writer.start()
     try:
         with stdin_source("x.bin", fd=read) as source:
