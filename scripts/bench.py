@@ -460,9 +460,20 @@ def main() -> None:
         action="store_true",
         help="only the bucket-as-source rows",
     )
+    parser.add_argument(
+        "--stdin",
+        action="store_true",
+        help="only the stream rows: --scale MB (default 2000) from stdin vs as a file",
+    )
     args = parser.parse_args()
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
+    if args.stdin:
+        import bench_stdin  # a stream against a file: a table of its own
+
+        scale = 8 if args.quick else (args.scale if "--scale" in sys.argv else 2000)
+        bench_stdin.bench(scale, args.runs, args.workdir)
+        return
     if args.s3_source:
         import bench_s3_source  # a bucket backed up: a table of its own
 

@@ -736,7 +736,9 @@ def backup(
     ``estimate``, a Scan counts the work ahead (``scan``, if one was started before the
     repository opened); it costs a second walk, so only progress displays ask for it.
     Without, ``scan`` stops as the backup begins: it only warmed the cache meanwhile.
-    With ``source`` (an S3Source, say), its ``paths`` are backed up instead of ``paths``.
+    With ``source`` (an S3Source, a StreamSource), its ``paths`` are backed up instead of
+    ``paths``; a source that fails (a command's non-zero exit) fails the backup before its
+    snapshot is saved.
     With ``tables`` (local paths), each Delta or Iceberg table met is pinned at its newest committed
     version and its directory limited to that version's files (pinning.py); a file the
     version needs that goes missing is a warning naming the table torn."""
@@ -750,8 +752,9 @@ def backup(
             if not os.path.lexists(p):
                 raise PathNotFound(f"{p}: no such file or directory")
     host = host or os.uname().nodename
+    kind = source.kind if source is not None else "local"
     if parent == "auto":
-        parent = find_parent(repo.snapshots(), host, abspaths)
+        parent = find_parent(repo.snapshots(), host, abspaths, kind)
     assert not isinstance(parent, str)
     raw_paths = [os.fsencode(p) for p in abspaths]
     filt = PathFilter(excludes=excludes)
@@ -793,7 +796,7 @@ def backup(
             parent=parent.id if parent else None,
             summary=summary,
             program_version=__version__,
-            source=source.kind if source is not None else "local",
+            source=kind,
             tables=run.tables.records() if run.tables is not None else [],
         )
         saved = writer.save_snapshot(snap)

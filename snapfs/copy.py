@@ -96,7 +96,7 @@ def _copy_of_parent(
     """The newest (original, copy) pair of the same host and paths, whose blobs are likely
     ``snap``'s too."""
     copied = [s for s in everything if copy_key(s) in present and s.id != snap.id]
-    parent = find_parent(copied, snap.host, snap.paths)
+    parent = find_parent(copied, snap.host, snap.paths, snap.source)
     return (parent, present[copy_key(parent)]) if parent else None
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 
 class SnapfsError(Exception):
-    """Base of every error snapfs reports to a user; its message is one line, meant for them."""
+    """Base of every error snapfs reports to a user; its message is one line, meant for them.
+    ``details``: lines shown after it, as they are (a failed command's stderr, say)."""
+
+    details: tuple[str, ...] = ()
 
 
 class RepositoryNotFound(SnapfsError):

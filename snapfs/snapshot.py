@@ -180,7 +180,14 @@ def select(
     return by_id[match_prefix(by_id, selector, "snapshot", SnapshotNotFound)]
 
 
-def find_parent(snaps: list[Snapshot], host: str, paths: list[str]) -> Snapshot | None:
-    """The newest snapshot of the same host and paths: its unchanged files are not read again."""
-    same = [s for s in snaps if s.host == host and sorted(s.paths) == sorted(paths)]
+def find_parent(
+    snaps: list[Snapshot], host: str, paths: list[str], source: str = "local"
+) -> Snapshot | None:
+    """The newest snapshot of the same host, paths and kind of source: its unchanged files
+    are not read again (a stream's "/db.sql" is not the local file /db.sql)."""
+    same = [
+        s
+        for s in snaps
+        if s.host == host and sorted(s.paths) == sorted(paths) and s.source == source
+    ]
     return sort_by_time(same)[-1] if same else None

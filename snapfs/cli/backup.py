@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import click
@@ -7,8 +8,16 @@ import click
 from snapfs.backup import Scan, backup
 from snapfs.cli.main import EXIT_OK, EXIT_PARTIAL, Context, exclude_option, pass_ctx
 from snapfs.cli.render import emit_json, progress, progress_shown, say, size
+from snapfs.errors import SnapfsError
 from snapfs.events import Event, FileWarning
 from snapfs.progress import Tally
+from snapfs.sources.stream import (
+    DEFAULT_NAME,
+    StreamSource,
+    check_name,
+    command_source,
+    stdin_source,
+)
 
 if TYPE_CHECKING:  # boto3 loads only for an S3 source
     from snapfs.sources.s3 import S3Source
@@ -18,7 +27,7 @@ S3_WORKERS = 16
 
 
 @click.command("backup")
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--tag", "tags", multiple=True, help="Tag the snapshot (repeatable).")
 @click.option("--host", help="Host name to record (default: this machine's).")
 @exclude_option
@@ -41,6 +50,22 @@ S3_WORKERS = 16
     help="Back up Delta and Iceberg tables as plain files, every file, instead of pinned at "
     "one version.",
 )
+@click.option(
+    "--stdin", "from_stdin", is_flag=True, help="Back up standard input as one file, /NAME."
+)
+@click.option(
+    "--stdin-from-command",
+    "from_command",
+    is_flag=True,
+    help="Run the command given after -- and back up its standard output as /NAME; "
+    "one that exits non-zero saves no snapshot.",
+)
+@click.option(
+    "--stdin-filename",
+    "stdin_name",
+    metavar="NAME",
+    help=f"The file's name at the snapshot's root (default: {DEFAULT_NAME}).",
+)
 @pass_ctx
 def command(
     ctx: Context,
@@ -52,6 +77,9 @@ def command(
     source_endpoint: str | None,
     source_profile: str | None,
     no_tables: bool,
+    from_stdin: bool,
+    from_command: bool,
+    stdin_name: str | None,
 ) -> int:
     """Back up PATHS into a new snapshot.
 
@@ -66,13 +94,23 @@ def command(
     code 3: the snapshot was saved but some files could not be read, or a table is torn (a
     file its version needs was deleted during the backup).
 
+    With --stdin, standard input is stored as the file /NAME (--stdin-filename, default
+    stdin); with --stdin-from-command, the standard output of the command after -- (its
+    secrets belong in its environment, PGPASSWORD and the like, not in its arguments).
+    Nightly dumps deduplicate against each other; snapfs dump latest /NAME gives the bytes
+    back. A command that exits non-zero saves no snapshot: exit 1, its status and the last
+    lines of its stderr.
+
     \b
     Examples:
       snapfs backup /data/lake --tag nightly
       snapfs backup /data/lake --exclude '*.tmp' --exclude '/data/lake/scratch'
       snapfs backup s3://lake/raw --source-endpoint https://s3.other.example
+      snapfs backup --stdin-from-command --stdin-filename db.sql -- pg_dump -d shop
+      mysqldump shop | snapfs backup --stdin --stdin-filename shop.sql
     """
-    source = _s3_source(paths, source_endpoint, source_profile)
+    stream = _stream_source(paths, from_stdin, from_command, stdin_name, excludes)
+    source = stream or _s3_source(paths, source_endpoint, source_profile)
     tally = Tally()
 
     def on_event(event: Event) -> None:
@@ -83,7 +121,8 @@ def command(
             else:
                 say(f"warning: {event.path}: {event.error}")
 
-    # While the repository unlocks; an S3 source is not counted ahead (a second listing).
+    # While the repository unlocks; an S3 source is not counted ahead (a second listing),
+    # nor a stream (known once read).
     scan = Scan(list(paths), list(excludes), tally) if source is None else None
     try:
         repo = ctx.open()
@@ -106,7 +145,7 @@ def command(
                 estimate=shown and source is None,
                 scan=scan,
                 source=source,
-                workers=S3_WORKERS if source is not None else None,
+                workers=S3_WORKERS if source is not None and stream is None else None,
                 tables=not no_tables,
             )
         finally:
@@ -150,3 +189,34 @@ def _s3_source(
     from snapfs.sources.s3 import S3Source
 
     return S3Source(list(paths), endpoint_url=endpoint, profile=profile, callers=S3_WORKERS)
+
+
+def _stream_source(
+    paths: tuple[str, ...], from_stdin: bool, from_command: bool, name: str | None,
+    excludes: tuple[str, ...],
+) -> StreamSource | None:  # fmt: skip
+    """The stream --stdin or --stdin-from-command names (PATHS then being the command), None
+    when neither is given."""
+    if from_stdin and from_command:
+        raise click.UsageError("--stdin and --stdin-from-command exclude each other")
+    if not (from_stdin or from_command):
+        if name is not None:
+            raise click.UsageError("--stdin-filename is for --stdin and --stdin-from-command")
+        if not paths:
+            raise click.UsageError("missing PATHS (or --stdin, --stdin-from-command)")
+        return None
+    if excludes:
+        raise click.UsageError("--exclude is for paths, not a stream")
+    try:
+        check_name(name or DEFAULT_NAME)
+    except SnapfsError as e:
+        raise click.UsageError(str(e)) from None
+    if from_stdin:
+        if paths:
+            raise click.UsageError("--stdin backs up standard input: give no PATHS")
+        if sys.stdin.isatty():
+            raise click.UsageError("--stdin: standard input is a terminal, not a stream")
+        return stdin_source(name or DEFAULT_NAME)
+    if not paths:
+        raise click.UsageError("--stdin-from-command needs a command: -- CMD ARG...")
+    return command_source(list(paths), name or DEFAULT_NAME)

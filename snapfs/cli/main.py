@@ -354,7 +354,7 @@ def main() -> NoReturn:
         click.echo("snapfs: interrupted", err=True)
         _exit(130)
     except SnapfsError as e:
-        _fail(f"snapfs: {e}", exit_code(e))
+        _fail(f"snapfs: {e}", exit_code(e), e.details)
     except OSError as e:
         where = f" {os.fsdecode(e.filename)}:" if e.filename else ""
         _fail(f"snapfs:{where} {e.strerror or e}", EXIT_ERROR)
@@ -365,13 +365,14 @@ def main() -> NoReturn:
     _exit(rc if isinstance(rc, int) else EXIT_OK)
 
 
-def _fail(line: str, code: int) -> NoReturn:
-    """``line`` on stderr, escaped (a message may quote names from the repository, which
-    must not drive the terminal), then exit ``code``. cli.render loads here, not at
-    start-up: init, mount, dump and --help need nothing else of it."""
+def _fail(line: str, code: int, details: tuple[str, ...] = ()) -> NoReturn:
+    """``line`` on stderr, then ``details`` a line each, escaped (a message may quote names
+    from the repository, which must not drive the terminal), then exit ``code``. cli.render
+    loads here, not at start-up: init, mount, dump and --help need nothing else of it."""
     from snapfs.cli.render import printable
 
-    click.echo(printable(line), err=True)
+    for text in (line, *details):
+        click.echo(printable(text), err=True)
     _exit(code)
 
 

@@ -26,3 +26,13 @@ def test_quick_bench_produces_a_table_and_json(tmp_path: Path) -> None:
     assert set(figures["first backup MB/s"]) == {"snapfs", "restic"}
     assert set(figures["mount: cold sequential read MB/s"]) == {"snapfs", "restic"}
     assert "Bare pyfuse3 file served from memory" in result.stdout
+
+
+def test_quick_stdin_bench_produces_its_table(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(ROOT / "scripts/bench.py"), "--stdin", "--quick",
+           "--workdir", str(tmp_path)]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "| backup FILE |" in result.stdout
+    assert "| cat FILE, piped to backup --stdin |" in result.stdout
+    assert "stdin / file throughput:" in result.stdout

@@ -15,6 +15,7 @@ from snapfs.snapshot import (
     decode_snapshot,
     encode_snapshot,
     filter_snapshots,
+    find_parent,
     select,
 )
 from snapfs.tree import Node, decode_tree, encode_tree
@@ -128,3 +129,18 @@ def test_latest_is_the_newest_that_passes_and_an_id_is_taken_whatever_the_filter
     ]
     with pytest.raises(SnapshotNotFound, match=r"^no snapshot matches --host nobody$"):
         select(snaps, "latest", SnapshotFilter(hosts=("nobody",)))
+
+
+def test_find_parent_keeps_to_the_kind_of_source() -> None:
+    """A stream's "/db.sql" is not the local file /db.sql: neither is the other's parent."""
+
+    def made(time: str, source: str) -> Snapshot:
+        return Snapshot(time=time, host="h", user="u", paths=["/db.sql"], tree="00",
+                        id=time[-4:] + source, source=source)  # fmt: skip
+
+    local = made("2026-12-03T10:00:00+00:00", "local")
+    stream = made("2026-12-03T09:00:00+00:00", "stdin")
+    snaps = [local, stream]
+    assert find_parent(snaps, "h", ["/db.sql"], "stdin") is stream
+    assert find_parent(snaps, "h", ["/db.sql"]) is local
+    assert find_parent([local], "h", ["/db.sql"], "stdin") is None
