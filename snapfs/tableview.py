@@ -1,4 +1,6 @@
-"""Pinned Iceberg tables as a mount shows them: their metadata files moved to the mount
+"""Pinned Iceberg tables moved: as a mount shows them, and where a restore puts them.
+
+On a mount, their metadata files moved to the mount
 (tables.iceberg.MovedTable), so that a reader of the mount finds every path it names below
 the mount, not at the source the backup read (which may be gone); and a
 ``version-hint.text`` naming the pinned metadata file where the snapshot holds none.
@@ -7,18 +9,23 @@ A table's ``metadata/`` directory is recognised by its tree id. Its entries keep
 names, modes and times; the metadata files' sizes are their moved sizes, worked out when a
 file is first looked up or the directory listed, so the first query reads only the files it
 opens. Data files are not touched: they read as stored.
+
+A restore of a table to another directory rewrites its restored metadata files there the
+same way (``move_restored``), so the table reads at its new home.
 """
 
 from __future__ import annotations
 
 import bisect
+import os
 import stat
 import threading
 
 import msgspec
 
 from snapfs.errors import PathNotFound
-from snapfs.snapshot import Snapshot
+from snapfs.snapshot import Snapshot, TableRecord
+from snapfs.sources.files import LocalFiles
 from snapfs.tables.iceberg import MovedTable, version_hint
 from snapfs.tree import DIR, FILE, Node
 from snapfs.treefiles import TreeFiles, TreeReader
@@ -108,3 +115,66 @@ def moved_tables(repo: TreeReader, snap: Snapshot, root: str) -> dict[bytes, Mov
         moving = MovedTable(files, "", record.path, new, _METADATA_BYTES)
         moved[meta.subtree] = MovedMetadata(nodes, moving, hint)
     return moved
+
+
+def restored_places(snap: Snapshot, path: str, target: str) -> list[tuple[TableRecord, str]]:
+    """The pinned Iceberg tables a restore of ``snap``'s directory ``path`` under
+    ``target`` brings back, each with the directory it comes back at (``path/x`` comes
+    back as ``target/x``); those restored where they were are left out (nothing moves)."""
+    base = "/" + path.strip("/") if path.strip("/") else ""
+    places = []
+    for record in snap.tables:
+        if record.format != "iceberg" or record.metadata is None:
+            continue
+        where = "/" + record.path.strip("/")
+        if base and where != base and not where.startswith(base + "/"):
+            continue
+        new = os.path.abspath(target) + where[len(base) :]
+        if new.rstrip("/") != where:
+            places.append((record, new))
+    return places
+
+
+def move_restored(record: TableRecord, new: str) -> None:
+    """Rewrite, in place, the metadata files of the table ``record`` restored at ``new``
+    (a local directory) for that place: every path below ``record.path`` moved below
+    ``new``; each file keeps its mode and times. A ``version-hint.text`` naming the pinned
+    file is written where none was restored. Idempotent: a file moved already is moved
+    again to the same bytes. TableUnreadable or OSError when a file is not what its name
+    says or cannot be rewritten (the files before it are moved already)."""
+    meta = os.path.join(new, "metadata")
+    if not os.path.isdir(meta):
+        return  # left out by --include/--exclude
+    moving = MovedTable(LocalFiles(new), "", record.path, new, _METADATA_BYTES)
+    names = sorted(os.listdir(meta))
+    # Every file moved before any is written: a manifest list's lengths are those of its
+    # manifests moved from the restored bytes, not moved twice.
+    moved = {name: moving.read(f"metadata/{name}") for name in names}
+    for name, data in moved.items():
+        file = os.path.join(meta, name)
+        if data is not None and data != _contents(file):  # else moved already
+            _rewrite(file, data)
+    assert record.metadata is not None
+    if "version-hint.text" not in names:
+        hint = os.path.join(meta, "version-hint.text")
+        with open(hint, "xb") as f:
+            f.write(version_hint(record.metadata.rsplit("/", 1)[-1]))
+
+
+def _contents(file: str) -> bytes:
+    with open(os.open(file, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
+        return f.read()
+
+
+def _rewrite(file: str, data: bytes) -> None:
+    """``file``'s contents replaced by ``data`` through a temporary file renamed over it,
+    with its mode and times."""
+    st = os.lstat(file)
+    temp = f"{file}.snapfs-move"
+    fd = os.open(
+        temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, stat.S_IMODE(st.st_mode)
+    )
+    with open(fd, "wb") as f:
+        f.write(data)
+    os.utime(temp, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    os.replace(temp, file)

@@ -345,7 +345,8 @@ def relocate(
     a metadata JSON (gzip kept), a manifest list (each manifest's ``manifest_length``
     becomes ``manifest_length(its path as named)``: a moved manifest grows or shrinks with
     its paths), a manifest. None for any other file (nothing in it names a path). Pure and
-    deterministic: the same bytes each time (Avro's sync marker is kept, gzip's time is 0).
+    deterministic: the same bytes each time (Avro's sync marker is kept, gzip's time is 0),
+    and a file with nothing to move comes back as it is (so moving twice is moving once).
     TableUnreadable when it does not decode as the kind its name says."""
     if _number(name) is not None:
         return _relocate_json(name, data, move)
@@ -360,8 +361,11 @@ def _relocate_json(name: str, data: bytes, move: Move) -> bytes:
         value = msgspec.json.decode(gzip.decompress(data) if packed else data)
     except (OSError, EOFError, msgspec.MsgspecError) as e:
         raise TableUnreadable(f"{name}: not Iceberg metadata: {e}") from None
-    moved = msgspec.json.encode(move.json(value))
-    return gzip.compress(moved, mtime=0) if packed else moved
+    moved = move.json(value)
+    if moved == value:  # moved already (a restore run again): as it is
+        return data
+    encoded = msgspec.json.encode(moved)
+    return gzip.compress(encoded, mtime=0) if packed else encoded
 
 
 def _relocate_avro(
@@ -377,20 +381,30 @@ def _relocate_avro(
     schema = cast(dict[str, Any], reader.writer_schema)
     fields = {f["name"] for f in schema.get("fields", [])}
     if "manifest_path" in fields:  # a manifest list
+        before = [dict(r) for r in records]
         sized = "manifest_length" in fields
         for record in records:
             if sized:
                 record["manifest_length"] = manifest_length(record["manifest_path"])
             record["manifest_path"] = move.path(record["manifest_path"])
+        changed = records != before
     elif "data_file" in fields:  # a manifest: its entries' data and delete files
+        changed = False
         for record in records:
-            record["data_file"]["file_path"] = move.path(record["data_file"]["file_path"])
+            data_file = record["data_file"]
+            path = move.path(data_file["file_path"])
+            changed = changed or path != data_file["file_path"]
+            data_file["file_path"] = path
     else:
         return None
+    if not changed:  # moved already (a restore run again): as it is, not encoded anew
+        return data
     kept = {k: v for k, v in reader.metadata.items() if not k.startswith("avro.")}
     out = io.BytesIO()
-    # The file's own sync marker, not a random one: moved again, it must give the same bytes.
-    fastavro.writer(out, schema, records, codec=reader.codec, metadata=kept,
+    # The file's own schema text (fastavro's parsed form lists keys in an order that varies
+    # between processes) and sync marker: moved again, it must give the same bytes.
+    own = msgspec.json.decode(reader.metadata["avro.schema"])
+    fastavro.writer(out, own, records, codec=reader.codec, metadata=kept,
                     sync_marker=reader._header["sync"])  # fmt: skip
     return out.getvalue()
 

@@ -152,6 +152,41 @@ def test_a_mounted_table_reads_as_its_snapshot_with_the_source_moved_away(
             ), name
 
 
+def test_a_table_restored_to_another_place_reads_there_with_the_source_gone(
+    cli: Cli, table: Table, tmp_path: Path
+) -> None:
+    """Its metadata rewritten for the new place (restored alone, and with its parent), each
+    file with the mtime it had; a second restore over it changes nothing."""
+    path = _dir(table)
+    pinned = table.metadata_location.removeprefix("file://")
+    older = [s.snapshot_id for s in table.metadata.snapshots][2:7:2]
+    expected = [_read(pinned)] + [_read(pinned, s) for s in older]
+    cli.run("backup", str(path.parent), check=True)
+    moved = tmp_path / "moved-away"
+    path.rename(moved)
+    alone, whole = tmp_path / "new-home", tmp_path / "whole"
+    cli.run("restore", f"latest:{path}", "--target", str(alone), check=True)
+    cli.run("restore", f"latest:{path.parent}", "--target", str(whole), check=True)
+    for home in (alone, whole / path.name):
+        metadata = home / os.path.relpath(pinned, path)
+        assert [_read(metadata)] + [_read(metadata, s) for s in older] == expected
+        assert StaticTable.from_metadata(str(home)).metadata.current_snapshot_id == (
+            table.metadata.current_snapshot_id
+        )
+        query = f"SELECT count(*), sum(id) FROM iceberg_scan('{home}')"
+        rows = expected[0]
+        assert connect("avro", "iceberg").execute(query).fetchall() == [
+            (rows.num_rows, pc.sum(rows["id"]).as_py())
+        ]
+        for name in _metadata_files(moved):
+            assert os.stat(home / "metadata" / name).st_mtime_ns == (
+                os.stat(moved / "metadata" / name).st_mtime_ns
+            )
+    first = {p.name: p.read_bytes() for p in (alone / "metadata").iterdir()}
+    cli.run("restore", f"latest:{path}", "--target", str(alone), check=True)
+    assert {p.name: p.read_bytes() for p in (alone / "metadata").iterdir()} == first
+
+
 def test_a_commit_after_the_pin_is_left_out_of_the_snapshot(
     cli: Cli, table: Table, tmp_path: Path
 ) -> None:

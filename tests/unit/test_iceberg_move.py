@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import io
+from typing import Any, cast
 
 import fastavro
 
@@ -67,10 +68,17 @@ def test_a_move_gives_the_same_bytes_each_time_and_keeps_gzip() -> None:
     first, second = _moved(files)[1], _moved(files)[1]
     assert first == second
     assert gzip.decompress(first["t/metadata/v3.gz.metadata.json"]).count(NEW.encode()) == 3
-    entries = list(fastavro.reader(io.BytesIO(first["t/metadata/m3.avro"])))
+    entries = cast(
+        list[dict[str, Any]], list(fastavro.reader(io.BytesIO(first["t/metadata/m3.avro"])))
+    )
     assert [e["data_file"]["file_path"] for e in entries] == [f"{NEW}/d/{i}" for i in range(999)]
 
 
 def test_the_version_hint_names_the_pinned_file_as_readers_complete_it() -> None:
     assert version_hint("v12.metadata.json") == b"12"
     assert version_hint("00003-ab-cd.metadata.json") == b"00003-ab-cd"
+
+
+def test_a_table_moved_already_moves_to_the_same_bytes() -> None:
+    moved = _moved(_table())[1]
+    assert _moved(moved)[1] == moved
