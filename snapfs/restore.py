@@ -43,6 +43,7 @@ from snapfs.events import BytesDone, EventHandler, FileDone, FileWarning, Planne
 from snapfs.index import IndexEntry
 from snapfs.metadata import apply_link_metadata, apply_metadata, full_mode, reason
 from snapfs.snapshot import Snapshot
+from snapfs.tableview import move_restored, restored_places
 from snapfs.tree import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, Tree, name_problem
 from snapfs.walk import MAX_DEPTH, PathFilter, join, path_text, resolve
 
@@ -776,7 +777,18 @@ def restore(
     run = Restore(repo, where, filt, on_event, limits, planned=totals, verify=verify)
     with repo.lock("read"), _full_collections_deferred():
         run.run(subtree(repo, snapshot, path))
+    _move_tables(snapshot, path, target, run)
     return run.summary
+
+
+def _move_tables(snapshot: Snapshot, path: str, target: str, run: Restore) -> None:
+    """Pinned Iceberg tables restored to another place get their metadata rewritten for it
+    (tableview.move_restored); one that cannot be is a warning naming it."""
+    for record, new in restored_places(snapshot, path, target):
+        try:
+            move_restored(record, new)
+        except (SnapfsError, OSError) as e:
+            run._warn(os.fsencode(new), f"Iceberg table not moved to its new place: {e}")
 
 
 def _descriptors_for(wanted: int) -> None:

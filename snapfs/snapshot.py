@@ -108,6 +108,18 @@ def sort_by_time(snaps: list[Snapshot]) -> list[Snapshot]:
     return sorted(snaps, key=lambda s: (s.datetime, s.id))
 
 
+def table_history(snaps: list[Snapshot], path: str) -> list[tuple[Snapshot, TableRecord]]:
+    """Oldest first, each snapshot of ``snaps`` that pinned the table at directory ``path``
+    (absolute, as the backup recorded it) with its record."""
+    found = []
+    for snap in sort_by_time(snaps):
+        for record in snap.tables:
+            if record.path.rstrip("/") == path.rstrip("/"):
+                found.append((snap, record))
+                break
+    return found
+
+
 @dataclass(frozen=True)
 class SnapshotFilter:
     """restic's snapshot filter: a snapshot passes when its host is one of ``hosts``, it has

@@ -19,6 +19,7 @@ from typing import Protocol
 from snapfs.buffers import Data
 from snapfs.index import IndexEntry
 from snapfs.snapshot import NO_FILTER, Snapshot, SnapshotFilter, filter_snapshots, sort_by_time
+from snapfs.tableview import MovedMetadata, moved_tables
 from snapfs.tree import DIR, SYMLINK, Node, Tree
 
 _REFRESH_SECONDS = 10.0
@@ -145,13 +146,19 @@ class View:
         repo: ViewSource,
         snapshot: Snapshot | None = None,
         snapshot_filter: SnapshotFilter = NO_FILTER,
+        *,
+        mounted_at: str | None = None,
     ) -> None:
-        """The layout shows only the snapshots that pass ``snapshot_filter``."""
+        """The layout shows only the snapshots that pass ``snapshot_filter``. A snapshot
+        ``mounted_at`` a directory shows its pinned Iceberg tables moved there (tableview)."""
         self._repo = repo
         self._filter = snapshot_filter
         self.single = snapshot is not None
+        self._moved: dict[bytes, MovedMetadata] = {}
         if snapshot is not None:
             self.root: Item = snapshot_root(snapshot)
+            if mounted_at is not None and snapshot.tables:
+                self._moved = moved_tables(repo, snapshot, mounted_at)
         else:
             self.root = repository_layout(self._snapshots())
         self._refreshed = time.monotonic()
@@ -182,8 +189,21 @@ class View:
         return True
 
     def ready(self, source: Source) -> bool:
-        """Whether ``listing``, ``find`` and ``at`` of ``source`` answer without I/O."""
-        return isinstance(source, VirtualDir) or self._repo.tree_if_cached(source) is not None
+        """Whether ``listing``, ``find`` and ``at`` of ``source`` answer without I/O (a
+        moved table's metadata may have to be read first)."""
+        if isinstance(source, VirtualDir):
+            return True
+        return source not in self._moved and self._repo.tree_if_cached(source) is not None
+
+    def moves(self, source: Source) -> bool:
+        """Whether ``source`` is a moved table's metadata (``contents`` may differ)."""
+        return isinstance(source, bytes) and source in self._moved
+
+    def contents(self, source: Source, node: Node) -> bytes | None:
+        """What the file ``node`` of directory ``source`` reads as when it is not its
+        stored chunks (a moved table's metadata file); else None."""
+        moved = self._moved.get(source) if isinstance(source, bytes) else None
+        return None if moved is None else moved.contents(node)
 
     def listing(self, source: Source) -> tuple[list[Item], list[int] | None]:
         """A directory's entries sorted by name as bytes, and their slots (None: the
@@ -191,6 +211,8 @@ class View:
         if isinstance(source, VirtualDir):
             names = sorted(source.entries)
             return [source.entries[n] for n in names], [source.number(n) for n in names]
+        if (moved := self._moved.get(source)) is not None:
+            return list(moved.nodes()), None
         return list(self._repo.load_tree(source).nodes), None
 
     def find(self, source: Source, name: bytes) -> tuple[int, Item] | None:
@@ -198,6 +220,9 @@ class View:
         if isinstance(source, VirtualDir):
             item = source.entries.get(name)
             return None if item is None else (source.number(name), item)
+        if (moved := self._moved.get(source)) is not None:
+            at = moved.index_of(name)
+            return None if at < 0 else (at + 1, moved.node(at))
         tree = self._repo.load_tree(source)
         at = tree.index_of(name)
         return None if at < 0 else (at + 1, tree.nodes[at])
@@ -206,13 +231,15 @@ class View:
         """The entry at ``slot``; None when there is none (any more)."""
         if isinstance(source, VirtualDir):
             return source.named(slot)
+        if (moved := self._moved.get(source)) is not None:
+            return moved.node(slot - 1) if 0 < slot <= len(moved) else None
         nodes = self._repo.load_tree(source).nodes
         return nodes[slot - 1] if 0 < slot <= len(nodes) else None
 
     def decoded(self, source: Source) -> list[Node] | None:
         """A snapshot directory's nodes when its tree is decoded already; else None (and
         for a virtual directory). For guessing what a reader opens next."""
-        if isinstance(source, VirtualDir):
+        if isinstance(source, VirtualDir) or source in self._moved:
             return None
         tree = self._repo.tree_if_cached(source)
         return None if tree is None else tree.nodes

@@ -48,7 +48,7 @@ def serve(
     # say where an item lies: a tree is asked for again only when a directory is opened or a
     # name looked up, so a small LRU serves, and a million-file find stays in flat memory.
     repo.keep_trees(_TREE_NODES)
-    view = View(repo, snapshot, snapshot_filter)
+    view = View(repo, snapshot, snapshot_filter, mounted_at=real)
     cache = ChunkCache(view.read_chunks, cache_bytes)
     ops = SnapshotOperations(view, cache)
     options = set(pyfuse3.default_options) | {"fsname=snapfs", "subtype=snapfs", "ro"}

@@ -245,6 +245,12 @@ class SnapshotOperations(pyfuse3.Operations):
         node = node_of(item)
         if node.type != FILE:
             raise pyfuse3.FUSEError(errno.EISDIR if node.type == DIR else errno.EACCES)
+        if parent is not None and self._view.moves(parent.source):
+            data = await _off_loop(self._view.contents, parent.source, node)
+            if data is not None:  # a moved table's metadata file: served from memory
+                handle = self._handle()
+                self._files[handle] = OpenFile([], [0, len(data)], data=data)
+                return pyfuse3.FileInfo(fh=handle, keep_cache=True)
         if len(node.content) <= _INLINE_CHUNKS:
             starts = self._view.chunk_starts(node)  # index lookups only: microseconds
         else:

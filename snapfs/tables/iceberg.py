@@ -22,6 +22,10 @@ cost 8x the CPU on a table of 100 commits, and importing pyiceberg 0.5 s more. E
 reads through ``Files``, so the same pin is computed from a local directory, an S3 prefix
 or a snapshot's tree. Memory: the file set of one table (its paths), one manifest at a time,
 the names of the manifests read.
+
+``relocate`` and ``MovedTable`` move a table: its metadata files as they read with the
+table's directory at another place (a mount, a restore), every path below the old directory
+taken below the new one, manifest lists recording their manifests' new lengths.
 """
 
 from __future__ import annotations
@@ -30,7 +34,10 @@ import gzip
 import io
 import posixpath
 import re
-from collections.abc import Iterator
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 import msgspec
 
@@ -299,3 +306,166 @@ def _text(record: dict[str, object], key: str, where: str) -> str:
     if not isinstance(value, str):
         raise TableUnreadable(f"{where}: an entry without {key}")
     return value
+
+
+# -- a table moved: its metadata as it reads below another directory ------------------------
+
+
+class Move:
+    """Absolute paths below directory ``old`` (the table's, as its metadata names it) taken
+    to the same place below ``new``, in the spelling each had (``file:///P``, ``file:/P``,
+    ``/P``); other strings stay as they are."""
+
+    def __init__(self, old: str, new: str) -> None:
+        old, new = old.rstrip("/"), new.rstrip("/")
+        self._forms = [(f"file://{old}", f"file://{new}"), (f"file:{old}", f"file:{new}"),
+                       (old, new)]  # fmt: skip
+
+    def path(self, text: str) -> str:
+        for before, after in self._forms:
+            if text.startswith(before) and text[len(before) : len(before) + 1] in ("", "/"):
+                return after + text[len(before) :]
+        return text
+
+    def json(self, value: object) -> object:
+        """Every string in a decoded JSON value moved (keys too: none names a file)."""
+        if isinstance(value, str):
+            return self.path(value)
+        if isinstance(value, list):
+            return [self.json(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.json(v) for k, v in value.items()}
+        return value
+
+
+def relocate(
+    name: str, data: bytes, move: Move, manifest_length: Callable[[str], int]
+) -> bytes | None:
+    """The bytes of the table's metadata file ``name`` with every path it names moved:
+    a metadata JSON (gzip kept), a manifest list (each manifest's ``manifest_length``
+    becomes ``manifest_length(its path as named)``: a moved manifest grows or shrinks with
+    its paths), a manifest. None for any other file (nothing in it names a path). Pure and
+    deterministic: the same bytes each time (Avro's sync marker is kept, gzip's time is 0),
+    and a file with nothing to move comes back as it is (so moving twice is moving once).
+    TableUnreadable when it does not decode as the kind its name says."""
+    if _number(name) is not None:
+        return _relocate_json(name, data, move)
+    if name.endswith(".avro"):
+        return _relocate_avro(name, data, move, manifest_length)
+    return None
+
+
+def _relocate_json(name: str, data: bytes, move: Move) -> bytes:
+    packed = ".gz." in name or name.endswith(".gz")
+    try:
+        value = msgspec.json.decode(gzip.decompress(data) if packed else data)
+    except (OSError, EOFError, msgspec.MsgspecError) as e:
+        raise TableUnreadable(f"{name}: not Iceberg metadata: {e}") from None
+    moved = move.json(value)
+    if moved == value:  # moved already (a restore run again): as it is
+        return data
+    encoded = msgspec.json.encode(moved)
+    return gzip.compress(encoded, mtime=0) if packed else encoded
+
+
+def _relocate_avro(
+    name: str, data: bytes, move: Move, manifest_length: Callable[[str], int]
+) -> bytes | None:
+    import fastavro
+
+    try:
+        reader = fastavro.reader(io.BytesIO(data))
+        records = cast(list[dict[str, Any]], list(reader))
+    except Exception as e:  # fastavro's errors for a torn or foreign file are many kinds
+        raise TableUnreadable(f"{name}: not an Iceberg manifest: {e}") from None
+    schema = cast(dict[str, Any], reader.writer_schema)
+    fields = {f["name"] for f in schema.get("fields", [])}
+    if "manifest_path" in fields:  # a manifest list
+        before = [dict(r) for r in records]
+        sized = "manifest_length" in fields
+        for record in records:
+            if sized:
+                record["manifest_length"] = manifest_length(record["manifest_path"])
+            record["manifest_path"] = move.path(record["manifest_path"])
+        changed = records != before
+    elif "data_file" in fields:  # a manifest: its entries' data and delete files
+        changed = False
+        for record in records:
+            data_file = record["data_file"]
+            path = move.path(data_file["file_path"])
+            changed = changed or path != data_file["file_path"]
+            data_file["file_path"] = path
+    else:
+        return None
+    if not changed:  # moved already (a restore run again): as it is, not encoded anew
+        return data
+    kept = {k: v for k, v in reader.metadata.items() if not k.startswith("avro.")}
+    out = io.BytesIO()
+    # The file's own schema text (fastavro's parsed form lists keys in an order that varies
+    # between processes) and sync marker: moved again, it must give the same bytes.
+    own = msgspec.json.decode(reader.metadata["avro.schema"])
+    fastavro.writer(out, own, records, codec=reader.codec, metadata=kept,
+                    sync_marker=reader._header["sync"])  # fmt: skip
+    return out.getvalue()
+
+
+def version_hint(metadata_name: str) -> bytes:
+    """``version-hint.text`` naming the metadata file ``metadata_name``: N for
+    ``vN.metadata.json``, else the name without ``.metadata.json`` (which pyiceberg and
+    DuckDB both complete)."""
+    stem = metadata_name.removesuffix(".metadata.json")
+    return stem[1:].encode() if stem[:1] == "v" and stem[1:].isdigit() else stem.encode()
+
+
+class MovedTable:
+    """The metadata files of the table at ``table`` in ``files`` as they read with the
+    table's directory moved from ``old`` to ``new`` (``relocate``), each computed when first
+    asked for. Memory: a size for each file asked about (one number a metadata file), and
+    the moved bytes in an LRU of ``capacity`` bytes (moved again when asked again: the same
+    bytes). Thread-safe; two threads asking at once may both compute a file."""
+
+    def __init__(self, files: Files, table: str, old: str, new: str, capacity: int) -> None:
+        self._files = files
+        self._paths = _Paths(old, table)
+        self._move = Move(old, new)
+        self._capacity = capacity
+        self._sizes: dict[str, int | None] = {}
+        self._bytes: OrderedDict[str, bytes] = OrderedDict()
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def size(self, rel: str) -> int | None:
+        """The moved size of the file at ``rel`` (relative to the table); None when it is
+        not moved (it reads as stored)."""
+        with self._lock:
+            if rel in self._sizes:
+                return self._sizes[rel]
+        return None if (moved := self.read(rel)) is None else len(moved)
+
+    def read(self, rel: str) -> bytes | None:
+        """The moved bytes of the file at ``rel``; None when it is not moved.
+        FileNotFoundError when there is none; TableUnreadable as ``relocate``."""
+        with self._lock:
+            if (found := self._bytes.get(rel)) is not None:
+                self._bytes.move_to_end(rel)
+                return found
+            if rel in self._sizes and self._sizes[rel] is None:
+                return None
+        data = self._files.read(join(self._paths.table, rel))
+        moved = relocate(posixpath.basename(rel), data, self._move, self._manifest_length)
+        with self._lock:
+            self._sizes[rel] = None if moved is None else len(moved)
+            if moved is not None and rel not in self._bytes:
+                self._bytes[rel] = moved
+                self._held += len(moved)
+                while self._held > self._capacity and len(self._bytes) > 1:
+                    self._held -= len(self._bytes.popitem(last=False)[1])
+        return moved
+
+    def _manifest_length(self, uri: str) -> int:
+        rel = self._paths.relative(uri)
+        size = self.size(rel)
+        if size is None:  # not a manifest after all: its length as stored
+            info = self._files.stat(join(self._paths.table, rel))
+            return 0 if info is None else info.size
+        return size

@@ -216,3 +216,40 @@ def test_a_table_file_left_out_by_exclude_is_named_and_the_table_not_whole(
         "leaves out"
     ]
     assert [(t["version"], t["torn"]) for t in _tables(cli)] == [(13, True)]
+
+
+def test_history_lists_the_version_each_snapshot_holds(cli: Cli, table: Path) -> None:
+    """Oldest first; the snapshots the filters leave out, and those without the table, are
+    not listed; a trailing / and a relative PATH name the same table."""
+    cli.run("backup", str(table), "--host", "a", check=True)
+    write_deltalake(table, _rows(700, 5, "d0"), mode="append")
+    cli.run("backup", str(table.parent), "--host", "b", check=True)
+    cli.run("backup", str(table / LOG), "--host", "b", "--no-tables", check=True)
+    write_deltalake(table, _rows(800, 5, "d0"), mode="append")
+    cli.run("backup", str(table), "--host", "a", check=True)
+    snaps = json.loads(cli.run("snapshots", "--json", check=True).stdout)
+    found = json.loads(cli.run("tables", "--history", f"{table}/", "--json", check=True).stdout)
+    assert [(h["snapshot"], h["time"], h["version"], h["path"]) for h in found] == [
+        (snaps[i]["id"], snaps[i]["time"], version, str(table))
+        for i, version in ((0, 13), (1, 14), (3, 15))
+    ]
+    assert found[0] == {"snapshot": snaps[0]["id"], "time": snaps[0]["time"],
+                        **_tables_of(cli, snaps[0]["id"])[0]}  # fmt: skip
+    only_a = cli.run("tables", "--history", os.path.relpath(table), "--host", "a", "--json",
+                     check=True).stdout  # fmt: skip
+    assert [h["version"] for h in json.loads(only_a)] == [13, 15]
+    lines = cli.run("tables", "--history", str(table), check=True).stdout.decode().splitlines()
+    assert lines[0].split() == ["ID", "Time", "Version", "Committed", "Files", "Size", "State"]
+    assert [line.split()[0] for line in lines[1:-1]] == [snaps[i]["short_id"] for i in (0, 1, 3)]
+    assert [line.split()[3] for line in lines[1:-1]] == ["13", "14", "15"]
+    assert lines[-1] == f"3 snapshots hold {table}"
+    both = cli.run("tables", "latest", "--history", str(table))
+    assert (both.returncode, both.stderr.decode().splitlines()[-1]) == (
+        2, "Error: give SNAPSHOT or --history PATH (one of them)")  # fmt: skip
+
+
+def _tables_of(cli: Cli, snapshot: str) -> list[dict[str, object]]:
+    tables: list[dict[str, object]] = json.loads(
+        cli.run("tables", snapshot, "--json", check=True).stdout
+    )
+    return tables

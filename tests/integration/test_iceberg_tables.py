@@ -22,6 +22,7 @@ from snapfs.tables import pin
 from tests.conftest import Cli
 from tests.duckdb_ext import connect
 from tests.helpers import assert_same_tree
+from tests.integration.test_mount import Mount, mount  # noqa: F401  (a fixture)
 
 
 def _rows(start: int, n: int, day: str) -> pa.Table:
@@ -109,6 +110,81 @@ def test_a_table_restored_reads_as_its_snapshot_and_its_history(
     }  # fmt: skip
     listed = cli.run("tables", "latest", check=True).stdout.decode().splitlines()
     assert listed[1].split()[:3] == [str(path), "iceberg", str(record["version"])]
+
+
+def test_a_mounted_table_reads_as_its_snapshot_with_the_source_moved_away(
+    cli: Cli,
+    table: Table,
+    tmp_path: Path,
+    mount: Mount,  # noqa: F811  (the fixture imported above)
+) -> None:
+    """Every path in the mounted metadata points into the mount: StaticTable (by the
+    metadata file, and by the table's directory through the version hint the mount adds)
+    and DuckDB's iceberg_scan read the pinned snapshot, and older ones, with the source
+    gone; a commit after the backup is not seen."""
+    path = _dir(table)
+    pinned = table.metadata_location.removeprefix("file://")
+    older = [s.snapshot_id for s in table.metadata.snapshots][2:7:2]
+    expected = [_read(pinned)] + [_read(pinned, s) for s in older]
+    cli.run("backup", str(path), check=True)
+    table.append(_rows(900, 50, "d9"))  # the live table moves on
+    path.rename(tmp_path / "moved-away")
+    [record] = _tables(cli)
+    assert record["metadata"] == pinned
+    with mount("latest") as mnt:
+        metadata = f"{mnt}{record['metadata']}"
+        assert [_read(metadata)] + [_read(metadata, s) for s in older] == expected
+        by_hint = StaticTable.from_metadata(f"{mnt}{path}")
+        assert by_hint.metadata.current_snapshot_id == record["version"]
+        hint = Path(f"{mnt}{path}/metadata/version-hint.text")
+        assert hint.read_text() == os.path.basename(pinned).removesuffix(".metadata.json")
+        rows = expected[0]
+        want = [(rows.num_rows, pc.sum(rows["id"]).as_py(), pc.min(rows["day"]).as_py())]
+        duck = connect("avro", "iceberg")
+        for where in (metadata, f"{mnt}{path}"):
+            query = f"SELECT count(*), sum(id), min(day) FROM iceberg_scan('{where}')"
+            assert duck.execute(query).fetchall() == want, where
+        for name in os.listdir(f"{mnt}{path}/metadata"):
+            stored = Path(f"{mnt}{path}/metadata/{name}")
+            assert stored.stat().st_size == len(stored.read_bytes()), name
+            assert str(path).encode() not in stored.read_bytes().replace(
+                str(mnt).encode() + str(path).encode(), b""
+            ), name
+
+
+def test_a_table_restored_to_another_place_reads_there_with_the_source_gone(
+    cli: Cli, table: Table, tmp_path: Path
+) -> None:
+    """Its metadata rewritten for the new place (restored alone, and with its parent), each
+    file with the mtime it had; a second restore over it changes nothing."""
+    path = _dir(table)
+    pinned = table.metadata_location.removeprefix("file://")
+    older = [s.snapshot_id for s in table.metadata.snapshots][2:7:2]
+    expected = [_read(pinned)] + [_read(pinned, s) for s in older]
+    cli.run("backup", str(path.parent), check=True)
+    moved = tmp_path / "moved-away"
+    path.rename(moved)
+    alone, whole = tmp_path / "new-home", tmp_path / "whole"
+    cli.run("restore", f"latest:{path}", "--target", str(alone), check=True)
+    cli.run("restore", f"latest:{path.parent}", "--target", str(whole), check=True)
+    for home in (alone, whole / path.name):
+        metadata = home / os.path.relpath(pinned, path)
+        assert [_read(metadata)] + [_read(metadata, s) for s in older] == expected
+        assert StaticTable.from_metadata(str(home)).metadata.current_snapshot_id == (
+            table.metadata.current_snapshot_id
+        )
+        query = f"SELECT count(*), sum(id) FROM iceberg_scan('{home}')"
+        rows = expected[0]
+        assert connect("avro", "iceberg").execute(query).fetchall() == [
+            (rows.num_rows, pc.sum(rows["id"]).as_py())
+        ]
+        for name in _metadata_files(moved):
+            assert os.stat(home / "metadata" / name).st_mtime_ns == (
+                os.stat(moved / "metadata" / name).st_mtime_ns
+            )
+    first = {p.name: p.read_bytes() for p in (alone / "metadata").iterdir()}
+    cli.run("restore", f"latest:{path}", "--target", str(alone), check=True)
+    assert {p.name: p.read_bytes() for p in (alone / "metadata").iterdir()} == first
 
 
 def test_a_commit_after_the_pin_is_left_out_of_the_snapshot(

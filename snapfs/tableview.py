@@ -1,0 +1,180 @@
+"""Pinned Iceberg tables moved: as a mount shows them, and where a restore puts them.
+
+On a mount, their metadata files moved to the mount
+(tables.iceberg.MovedTable), so that a reader of the mount finds every path it names below
+the mount, not at the source the backup read (which may be gone); and a
+``version-hint.text`` naming the pinned metadata file where the snapshot holds none.
+
+A table's ``metadata/`` directory is recognised by its tree id. Its entries keep their
+names, modes and times; the metadata files' sizes are their moved sizes, worked out when a
+file is first looked up or the directory listed, so the first query reads only the files it
+opens. Data files are not touched: they read as stored.
+
+A restore of a table to another directory rewrites its restored metadata files there the
+same way (``move_restored``), so the table reads at its new home.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import stat
+import threading
+
+import msgspec
+
+from snapfs.errors import PathNotFound
+from snapfs.snapshot import Snapshot, TableRecord
+from snapfs.sources.files import LocalFiles
+from snapfs.tables.iceberg import MovedTable, version_hint
+from snapfs.tree import DIR, FILE, Node
+from snapfs.treefiles import TreeFiles, TreeReader
+from snapfs.walk import resolve
+
+_HINT = b"version-hint.text"
+_METADATA_BYTES = 64 << 20  # moved metadata files kept decoded, per table
+
+
+class MovedMetadata:
+    """One table's ``metadata/`` directory: its nodes, sized as moved, in name order."""
+
+    def __init__(self, nodes: list[Node], table: MovedTable, hint: bytes | None) -> None:
+        self._table = table
+        self._nodes = list(nodes)
+        self._sized = [False] * len(nodes)
+        self._hint = hint
+        if hint is not None:
+            at = bisect.bisect_left([n.name for n in nodes], _HINT)
+            self._nodes.insert(at, _hint_node(nodes, hint))
+            self._sized.insert(at, True)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def node(self, at: int) -> Node:
+        """The entry at index ``at``, with its moved size (reads and moves it the first
+        time: call off the trio loop)."""
+        with self._lock:
+            node, sized = self._nodes[at], self._sized[at]
+        if sized or node.type != FILE:
+            return node
+        size = self._table.size(f"metadata/{node.display_name}")
+        moved = node if size is None else msgspec.structs.replace(node, size=size)
+        with self._lock:
+            self._nodes[at], self._sized[at] = moved, True
+        return moved
+
+    def nodes(self) -> list[Node]:
+        return [self.node(i) for i in range(len(self._nodes))]
+
+    def index_of(self, name: bytes) -> int:
+        at = bisect.bisect_left(self._nodes, name, key=lambda n: n.name)
+        return at if at < len(self._nodes) and self._nodes[at].name == name else -1
+
+    def contents(self, node: Node) -> bytes | None:
+        """What the file ``node`` of this directory reads as; None: as stored."""
+        if node.name == _HINT and self._hint is not None:
+            return self._hint
+        if node.type != FILE:
+            return None
+        return self._table.read(f"metadata/{node.display_name}")
+
+
+def _hint_node(nodes: list[Node], hint: bytes) -> Node:
+    """A read-only file dated as the newest entry of the directory."""
+    newest = max(nodes, key=lambda n: n.mtime_ns)
+    mode = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+    return Node(name=_HINT, type=FILE, mode=mode, uid=newest.uid, gid=newest.gid,
+                user=newest.user, group=newest.group, mtime_ns=newest.mtime_ns,
+                ctime_ns=newest.ctime_ns, size=len(hint))  # fmt: skip
+
+
+def moved_tables(repo: TreeReader, snap: Snapshot, root: str) -> dict[bytes, MovedMetadata]:
+    """The ``metadata/`` directories of ``snap``'s pinned Iceberg tables, by tree id, moved
+    to ``root`` + their path (the snapshot mounted at ``root``). A table whose directory
+    the snapshot does not hold as one is left as stored."""
+    snapshot_tree = bytes.fromhex(snap.tree)
+    moved: dict[bytes, MovedMetadata] = {}
+    for record in snap.tables:
+        if record.format != "iceberg" or record.metadata is None:
+            continue
+        try:
+            table = resolve(repo, snapshot_tree, record.path)
+            meta = resolve(repo, snapshot_tree, f"{record.path.rstrip('/')}/metadata")
+        except PathNotFound:
+            continue
+        if table is None or meta is None or meta.type != DIR or meta.subtree is None:
+            continue
+        assert table.subtree is not None
+        nodes = repo.load_tree(meta.subtree).nodes
+        pinned = record.metadata.rsplit("/", 1)[-1]
+        hint = None if any(n.name == _HINT for n in nodes) else version_hint(pinned)
+        files = TreeFiles(repo, table.subtree)
+        new = f"{root.rstrip('/')}/{record.path.strip('/')}"
+        moving = MovedTable(files, "", record.path, new, _METADATA_BYTES)
+        moved[meta.subtree] = MovedMetadata(nodes, moving, hint)
+    return moved
+
+
+def restored_places(snap: Snapshot, path: str, target: str) -> list[tuple[TableRecord, str]]:
+    """The pinned Iceberg tables a restore of ``snap``'s directory ``path`` under
+    ``target`` brings back, each with the directory it comes back at (``path/x`` comes
+    back as ``target/x``); those restored where they were are left out (nothing moves)."""
+    base = "/" + path.strip("/") if path.strip("/") else ""
+    places = []
+    for record in snap.tables:
+        if record.format != "iceberg" or record.metadata is None:
+            continue
+        where = "/" + record.path.strip("/")
+        if base and where != base and not where.startswith(base + "/"):
+            continue
+        new = os.path.abspath(target) + where[len(base) :]
+        if new.rstrip("/") != where:
+            places.append((record, new))
+    return places
+
+
+def move_restored(record: TableRecord, new: str) -> None:
+    """Rewrite, in place, the metadata files of the table ``record`` restored at ``new``
+    (a local directory) for that place: every path below ``record.path`` moved below
+    ``new``; each file keeps its mode and times. A ``version-hint.text`` naming the pinned
+    file is written where none was restored. Idempotent: a file moved already is moved
+    again to the same bytes. TableUnreadable or OSError when a file is not what its name
+    says or cannot be rewritten (the files before it are moved already)."""
+    meta = os.path.join(new, "metadata")
+    if not os.path.isdir(meta):
+        return  # left out by --include/--exclude
+    moving = MovedTable(LocalFiles(new), "", record.path, new, _METADATA_BYTES)
+    names = sorted(os.listdir(meta))
+    # Every file moved before any is written: a manifest list's lengths are those of its
+    # manifests moved from the restored bytes, not moved twice.
+    moved = {name: moving.read(f"metadata/{name}") for name in names}
+    for name, data in moved.items():
+        file = os.path.join(meta, name)
+        if data is not None and data != _contents(file):  # else moved already
+            _rewrite(file, data)
+    assert record.metadata is not None
+    if "version-hint.text" not in names:
+        hint = os.path.join(meta, "version-hint.text")
+        with open(hint, "xb") as f:
+            f.write(version_hint(record.metadata.rsplit("/", 1)[-1]))
+
+
+def _contents(file: str) -> bytes:
+    with open(os.open(file, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
+        return f.read()
+
+
+def _rewrite(file: str, data: bytes) -> None:
+    """``file``'s contents replaced by ``data`` through a temporary file renamed over it,
+    with its mode and times."""
+    st = os.lstat(file)
+    temp = f"{file}.snapfs-move"
+    fd = os.open(
+        temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, stat.S_IMODE(st.st_mode)
+    )
+    with open(fd, "wb") as f:
+        f.write(data)
+    os.utime(temp, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    os.replace(temp, file)
