@@ -37,6 +37,7 @@ from snapfs.errors import (
     KeyNotFound,
     RepositoryExists,
     RepositoryNotFound,
+    ShortRead,
     UnsupportedFormat,
     WrongPassword,
 )
@@ -370,11 +371,19 @@ class Repository:
 
     def _read_at(self, blob_id: bytes, entry: IndexEntry) -> Data:
         try:
-            sealed = self.backend.get_range(pack_key(entry.pack_id), entry.offset, entry.length)
+            sealed = self._get_sealed(blob_id, entry)
         except NotFound:  # a prune moved it: the current index knows where
             entry = self._relocated(blob_id, entry)
-            sealed = self.backend.get_range(pack_key(entry.pack_id), entry.offset, entry.length)
+            sealed = self._get_sealed(blob_id, entry)
         return self._open_blob(blob_id, sealed, entry.pack_id, entry.raw_length)
+
+    def _get_sealed(self, blob_id: bytes, entry: IndexEntry) -> bytes:
+        """The blob's sealed bytes; a pack that ends before them is damage (IntegrityError)."""
+        try:
+            return self.backend.get_range(pack_key(entry.pack_id), entry.offset, entry.length)
+        except ShortRead:
+            where = f"pack {entry.pack_id[:16]} is truncated"
+            raise IntegrityError(f"blob {blob_id.hex()[:16]} is lost: {where}") from None
 
     def _relocated(self, blob_id: bytes, old: IndexEntry) -> IndexEntry:
         if blob_id not in self.reload_index():
@@ -428,12 +437,17 @@ class Repository:
                 for fut in futures:
                     fut.cancel()
 
-    def read_blob_group(self, ids: Iterable[bytes]) -> dict[bytes, Data]:
+    def read_blob_group(
+        self,
+        ids: Iterable[bytes],
+        on_damaged: Callable[[bytes, IntegrityError], None] | None = None,
+    ) -> dict[bytes, Data]:
         """The blobs of ``ids``, read now on the calling thread with coalesced range reads,
-        for callers that run their own threads (the mount's decoder)."""
+        for callers that run their own threads (the mount's decoder). A damaged or missing
+        one raises IntegrityError, or, with ``on_damaged``, is told to it and left out."""
         out: dict[bytes, Data] = {}
-        for rng in self._plan_ranges(ids, None):
-            out.update(self._decode_range(*rng, None))
+        for rng in self._plan_ranges(ids, on_damaged):
+            out.update(self._decode_range(*rng, on_damaged))
         return out
 
     def _plan_ranges(
@@ -486,7 +500,7 @@ class Repository:
     ) -> Iterator[tuple[bytes, Data]]:
         try:
             data = memoryview(self.backend.get_range(pack_key(pack_id), start, length))
-        except NotFound:  # a prune moved these blobs: read them one by one from the new index
+        except (NotFound, ShortRead):  # moved by a prune, or truncated: read one by one
             data = None
         for blob_id, e in blobs:
             try:
