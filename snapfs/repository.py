@@ -498,12 +498,18 @@ class Repository:
         blobs: list[tuple[bytes, IndexEntry]],
         on_damaged: Callable[[bytes, IntegrityError], None] | None,
     ) -> Iterator[tuple[bytes, Data]]:
+        gone = False
         try:
             data = memoryview(self.backend.get_range(pack_key(pack_id), start, length))
-        except (NotFound, ShortRead):  # moved by a prune, or truncated: read one by one
+        except NotFound:  # moved by a prune (the current index says where), or lost
+            data, gone = None, True
+            self.reload_index()  # once a range: not once a blob of a lost pack
+        except ShortRead:  # truncated: the blobs before its end still read, one by one
             data = None
         for blob_id, e in blobs:
             try:
+                if gone and self._still_in(blob_id, pack_id):
+                    raise IntegrityError(f"pack {pack_id[:16]} is missing")
                 if data is None:
                     plain = self.read_blob(blob_id)
                 else:
@@ -515,6 +521,11 @@ class Repository:
                 on_damaged(blob_id, error)
                 continue
             yield blob_id, plain
+
+    def _still_in(self, blob_id: bytes, pack_id: str) -> bool:
+        """Whether the index (as reloaded) still places the blob in ``pack_id``, or nowhere."""
+        entry = self.index.lookup(blob_id)
+        return entry is None or entry.pack_id == pack_id
 
     # -- trees and snapshots -------------------------------------------------------------
     def load_tree(self, tree_id: bytes, *, keep: bool = True) -> Tree:

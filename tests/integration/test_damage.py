@@ -34,7 +34,9 @@ def _repo(cli: Cli) -> Repository:
 
 
 def _file_node(repo: Repository, path: Path) -> Node:
-    node = resolve(repo, bytes.fromhex(repo.snapshots()[0].tree), str(path))
+    """The file at ``path`` in the oldest snapshot (that of ``lake_tree``)."""
+    first = min(repo.snapshots(), key=lambda s: s.time)
+    node = resolve(repo, bytes.fromhex(first.tree), str(path))
     assert node is not None and node.type == FILE
     return node
 
