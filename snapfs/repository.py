@@ -746,24 +746,39 @@ class Repository:
 
     def rewrite_index(self, keep: Callable[[str], bool], superseded: list[str]) -> None:
         """Write the listings of the index files ``superseded`` whose pack ``keep`` accepts
-        (each pack once) into few large index files, up to BLOBS_PER_INDEX_FILE blobs each,
-        then delete ``superseded``. A crash between the two leaves both, whose union is
-        still a correct index. The shared index cache is given each file as it is written,
-        so the next open here reads none of them. Memory: one index file's listings at a
-        time, and the cache's build batches."""
+        (each pack once) into few large index files (``store_index_files``), then delete
+        ``superseded``. A crash between the two leaves both, whose union is still a correct
+        index. Memory: one index file's listings at a time, and the cache's build batches."""
+        seen: set[str] = set()
+
+        def kept() -> Iterator[tuple[str, list[PackEntry]]]:
+            for pack_id, entries in self.index_packs(superseded):
+                if pack_id not in seen and keep(pack_id):
+                    seen.add(pack_id)
+                    yield pack_id, entries
+
+        written = self.store_index_files(kept())
+        for key in superseded:
+            if key.rpartition("/")[2] not in written:  # the same listings, the same file
+                self.backend.delete(key)
+
+    def store_index_files(self, listings: Iterable[tuple[str, list[PackEntry]]]) -> set[str]:
+        """Store ``listings`` (pack id, its blobs) as few large index files, up to
+        BLOBS_PER_INDEX_FILE blobs each, consumed as they come; the ids of the files. The
+        shared index cache is given each file as it is written, so the next open here reads
+        none of them."""
         batch: list[tuple[str, list[PackEntry]]] = []
         blobs = 0
-        seen: set[str] = set()
+        written: set[str] = set()
         with self._index_cache_adding() as add:
 
             def store() -> None:
                 plain = encode_index_file(batch)
-                add(self.store_index(plain), plain)
+                index_id = self.store_index(plain)
+                written.add(index_id)
+                add(index_id, plain)
 
-            for pack_id, entries in self.index_packs(superseded):
-                if pack_id in seen or not keep(pack_id):
-                    continue
-                seen.add(pack_id)
+            for pack_id, entries in listings:
                 batch.append((pack_id, entries))
                 blobs += len(entries)
                 if blobs >= BLOBS_PER_INDEX_FILE:
@@ -771,8 +786,7 @@ class Repository:
                     batch, blobs = [], 0
             if batch:
                 store()
-        for key in superseded:
-            self.backend.delete(key)
+        return written
 
     def delete_pack(self, pack_id: str) -> None:
         self.backend.delete(pack_key(pack_id))

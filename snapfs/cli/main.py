@@ -213,6 +213,7 @@ _COMMANDS = {
     "ls": ("ls", "command"),
     "mount": ("mount", "command"),
     "prune": ("prune", "command"),
+    "repair": ("repair", "command"),
     "restore": ("restore", "command"),
     "snapshots": ("snapshots", "command"),
     "stats": ("stats", "command"),

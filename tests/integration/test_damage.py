@@ -78,6 +78,15 @@ def _restore(cli: Cli, out: Path, *args: str) -> tuple[int, list[str], dict[str,
     return done.returncode, done.stderr.decode().splitlines(), summary
 
 
+def _second_backup(cli: Cli, tmp_path: Path) -> Path:
+    """A backup of another directory, of one new file: a snapshot and an index file more."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "fine.txt").write_bytes(os.urandom(50_000))
+    cli.run("backup", str(other), check=True)
+    return other
+
+
 def _assert_intact_except(src: Path, out: Path, damaged: set[str]) -> None:
     """Every entry of ``src`` is in ``out`` exactly (contents, modes, owners, times, xattrs,
     holes, hardlinks), but for the ``damaged`` files, which are absent."""
@@ -224,10 +233,7 @@ def test_dump_of_a_damaged_file_names_it_and_exits_1(small: Cli, lake_tree: Path
 def test_copy_leaves_out_the_damaged_snapshot_and_copies_the_others(
     small: Cli, lake_tree: Path, tmp_path: Path
 ) -> None:
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "fine.txt").write_bytes(os.urandom(50_000))
-    small.run("backup", str(other), check=True)
+    other = _second_backup(small, tmp_path)
     with _repo(small) as repo:
         first = min(repo.snapshots(), key=lambda s: s.time)
         node = _file_node(repo, lake_tree / "random.bin")
@@ -251,3 +257,105 @@ def test_copy_leaves_out_the_damaged_snapshot_and_copies_the_others(
     checked = subprocess.run([*SNAPFS, "-r", str(dest), "check", "--read-data"],
                              capture_output=True, env=env)  # fmt: skip
     assert checked.returncode == 0, checked.stderr
+
+
+def test_every_index_file_deleted_then_repair_index_and_all_is_back(
+    small: Cli, lake_tree: Path, tmp_path: Path
+) -> None:
+    """The shared index cache still holds the lost files' runs: it must notice both the loss
+    and the new index files."""
+    packs = {p.name for p in (Path(small.repo) / "data").rglob("*") if p.is_file()}
+    for f in (Path(small.repo) / "index").iterdir():
+        f.unlink()
+    assert small.run("check").returncode == 1
+    code, _lines, summary = _restore(small, tmp_path / "before")
+    assert code == 3 and summary["files"] == 0
+
+    repaired = small.run("repair", "index", "--json")
+    assert repaired.returncode == 0, repaired.stderr
+    report = json.loads(repaired.stdout)
+    assert (report["packs"], report["headers_read"]) == (len(packs), len(packs))
+    assert (report["index_files_written"], report["index_files_removed"]) == (1, 0)
+    assert report["unreadable_packs"] == report["damaged_index_files"] == []
+    checked = small.run("check", "--read-data")
+    assert checked.returncode == 0, checked.stderr
+    code, lines, _summary = _restore(small, tmp_path / "after")
+    assert (code, lines) == (0, [])
+    _assert_intact_except(lake_tree, tmp_path / "after", set())
+
+
+def test_repair_index_replaces_a_damaged_index_file_and_names_an_unreadable_pack(
+    small: Cli, lake_tree: Path, tmp_path: Path
+) -> None:
+    _second_backup(small, tmp_path)  # a second index file
+    index = sorted((Path(small.repo) / "index").iterdir())
+    assert len(index) == 2
+    damaged = index[0]
+    raw = bytearray(damaged.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    damaged.chmod(0o644)
+    damaged.write_bytes(bytes(raw))
+    assert small.run("check").returncode == 1
+    with _repo(small) as repo:
+        entry, _ = _chunk(repo, _file_node(repo, lake_tree / "random.bin"), 1)
+    os.truncate(_pack_file(small, entry.pack_id), entry.offset + 10)  # its header is gone
+
+    repaired = small.run("repair", "index")
+    assert repaired.returncode == 3
+    assert repaired.stderr.decode().splitlines() == [
+        f"warning: index file {damaged.name[:16]} is damaged: replaced",
+        f"warning: pack {entry.pack_id[:16]}: has a damaged header: pack header length out of "
+        "range: its blobs are not indexed",
+    ]
+    assert damaged.name not in {p.name for p in (Path(small.repo) / "index").iterdir()}
+    # The truncated pack's blobs are not in the index now: check names what they held.
+    checked = small.run("check", "--json")
+    assert checked.returncode == 1
+    lost = {f.split(":", 1)[1] for f in json.loads(checked.stdout)["affected_files"]}
+    assert f"{lake_tree}/random.bin" in lost
+
+
+def test_repair_snapshots_drops_what_is_lost_and_keeps_the_original_forgotten(
+    small: Cli, lake_tree: Path, tmp_path: Path
+) -> None:
+    with _repo(small) as repo:
+        snap = repo.snapshots()[0]
+        node = _file_node(repo, lake_tree / "random.bin")
+        entry, _ = _chunk(repo, node, 1)
+        nested = resolve(repo, bytes.fromhex(snap.tree), str(lake_tree / "dir" / "nested"))
+        assert nested is not None and nested.subtree is not None
+        tree = repo.blob_entry(nested.subtree)
+    _flip(small, entry.pack_id, entry.offset + entry.length // 2)
+    _flip(small, tree.pack_id, tree.offset + tree.length // 2)
+
+    # Without --read-data only what the index lacks counts: the lost tree.
+    dry = small.run("repair", "snapshots", "--dry-run")
+    assert dry.returncode == 3
+    assert dry.stderr.decode().splitlines() == [
+        f"warning: snapshot {snap.short_id}: {lake_tree}/dir/nested: blob "
+        f"{nested.subtree.hex()[:16]} in pack {tree.pack_id[:16]} is damaged"
+    ]
+    repaired = small.run("repair", "snapshots", "--read-data")
+    assert repaired.returncode == 3, repaired.stderr
+    assert sorted(repaired.stderr.decode().splitlines()) == sorted([
+        f"warning: snapshot {snap.short_id}: {lake_tree}/dir/nested: blob "
+        f"{nested.subtree.hex()[:16]} in pack {tree.pack_id[:16]} is damaged",
+        f"warning: snapshot {snap.short_id}: {lake_tree}/random.bin: blob "
+        f"{node.content[1].hex()[:16]} is damaged: dropped",
+    ])  # fmt: skip
+    with _repo(small) as repo:
+        (new,) = repo.snapshots()
+        assert [s.id for s in repo.forgotten()] == [snap.id]
+    assert new.tags == ["repaired"] and new.id != snap.id
+    assert small.run("repair", "snapshots", "--read-data").returncode == 0  # nothing left
+
+    code, lines, _summary = _restore(small, tmp_path / "out")
+    assert (code, lines) == (0, [])
+    out = tmp_path / "out" / lake_tree.relative_to("/")
+    assert list((out / "dir" / "nested").iterdir()) == []
+    want = {k: v for k, v in describe(lake_tree).items()
+            if k != b"random.bin" and not k.startswith(b"dir/nested/")}  # fmt: skip
+    got = describe(out)
+    assert {k: v for k, v in got.items() if k != b"dir/nested"} == {
+        k: v for k, v in want.items() if k != b"dir/nested"
+    }
