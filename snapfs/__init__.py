@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         Planned,
     )
     from snapfs.progress import Tally
+    from snapfs.repair import IndexRepair, SnapshotRepair, repair_index, repair_snapshots
     from snapfs.repository import Repository
     from snapfs.restore import RestoreSummary, restore
     from snapfs.snapshot import Snapshot, SnapshotFilter, Summary
@@ -52,6 +53,10 @@ _LAZY = {
     "CheckReport": "check",
     "Change": "diff",
     "diff_trees": "diff",
+    "IndexRepair": "repair",
+    "repair_index": "repair",
+    "repair_snapshots": "repair",
+    "SnapshotRepair": "repair",
     "IntegrityError": "errors",
     "PathNotFound": "errors",
     "RepositoryExists": "errors",
@@ -130,6 +135,7 @@ __all__ = [
     "FileStarted",
     "FileWarning",
     "FilesReused",
+    "IndexRepair",
     "IntegrityError",
     "PathNotFound",
     "Planned",
@@ -143,6 +149,7 @@ __all__ = [
     "Snapshot",
     "SnapshotFilter",
     "SnapshotNotFound",
+    "SnapshotRepair",
     "Summary",
     "Tally",
     "WrongPassword",
@@ -153,6 +160,8 @@ __all__ = [
     "init_repository",
     "open_backend",
     "open_repository",
+    "repair_index",
+    "repair_snapshots",
     "restore",
     "stats",
 ]

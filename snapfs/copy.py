@@ -35,11 +35,18 @@ class Copied:
 
 
 @dataclass(frozen=True)
+class NotCopied:
+    original: Snapshot
+    error: str  # why: a damaged or missing blob or tree, or an entry validation refuses
+
+
+@dataclass(frozen=True)
 class CopyResult:
     copied: list[Copied]
     bytes_read: int  # plaintext read from the source
     blobs_added: int
     stored_bytes: int
+    not_copied: list[NotCopied]
 
 
 def copy_key(snap: Snapshot) -> tuple[object, ...]:
@@ -60,9 +67,12 @@ def copy_snapshots(
 ) -> CopyResult:
     """Copy the snapshots ``choose`` picks from the source's (all, by default) into
     ``dest``, oldest first; those ``dest`` holds a copy of already are left alone. Each copy
-    is saved as soon as it is complete. A snapshot holding an entry that tree validation
-    refuses (a name such as '..', a duplicate, an unknown type, nesting past MAX_DEPTH) is
-    not carried on: IntegrityError names it and the path, after the copies before it."""
+    is saved as soon as it is complete. A snapshot that cannot be copied whole is not
+    copied, and the others still are: one with a damaged or missing blob or tree, or with an
+    entry that tree validation refuses (a name such as '..', a duplicate, an unknown type,
+    nesting past MAX_DEPTH); ``not_copied`` names each, and why (the first path or blob).
+    What it added before the damage was found stays, stored and indexed: the next copy (or
+    a later snapshot sharing it) uses it, and prune removes what nothing does."""
     with source.lock("read"), dest.lock("backup") as lock, dest.writer() as writer:
         everything = source.snapshots()  # read once: the choice and the earlier copies
         snaps = choose(everything)
@@ -71,6 +81,7 @@ def copy_snapshots(
         on_event(Planned(sum(s.summary.files for s in todo), sum(s.summary.bytes for s in todo)))
         ids = _Translation(source, dest, writer, on_event)
         done: list[Copied] = []
+        failed: list[NotCopied] = []
         for snap in sort_by_time(snaps):
             copy = present.get(copy_key(snap))
             if copy is not None:
@@ -80,14 +91,15 @@ def copy_snapshots(
             try:
                 tree = ids.tree(bytes.fromhex(snap.tree))
             except IntegrityError as e:
-                raise IntegrityError(f"snapshot {snap.short_id} is not copied: {e}") from None
+                failed.append(NotCopied(snap, str(e)))
+                continue
             copy = msgspec.structs.replace(
                 snap, tree=tree.hex(), parent=None, original=original_id(snap), id=""
             )
             copy = present[copy_key(snap)] = writer.save_snapshot(copy)
             claim_for(dest, lock.id, [copy])  # what a prune that ran meanwhile condemned
             done.append(Copied(snap, copy, existed=False))
-        return CopyResult(done, ids.bytes_read, writer.blobs_added, writer.stored_bytes)
+        return CopyResult(done, ids.bytes_read, writer.blobs_added, writer.stored_bytes, failed)
 
 
 def _copy_of_parent(

@@ -54,6 +54,10 @@ class BackendError(SnapfsError):
     """The storage backend failed in a way that retrying did not mend."""
 
 
+class ShortRead(BackendError):
+    """A range read past the end of the stored object (a truncated pack, for one)."""
+
+
 class BucketNotFound(RepositoryNotFound):
     """The S3 bucket named by the repository location does not exist."""
 

@@ -37,6 +37,7 @@ from snapfs.errors import (
     KeyNotFound,
     RepositoryExists,
     RepositoryNotFound,
+    ShortRead,
     UnsupportedFormat,
     WrongPassword,
 )
@@ -370,11 +371,19 @@ class Repository:
 
     def _read_at(self, blob_id: bytes, entry: IndexEntry) -> Data:
         try:
-            sealed = self.backend.get_range(pack_key(entry.pack_id), entry.offset, entry.length)
+            sealed = self._get_sealed(blob_id, entry)
         except NotFound:  # a prune moved it: the current index knows where
             entry = self._relocated(blob_id, entry)
-            sealed = self.backend.get_range(pack_key(entry.pack_id), entry.offset, entry.length)
+            sealed = self._get_sealed(blob_id, entry)
         return self._open_blob(blob_id, sealed, entry.pack_id, entry.raw_length)
+
+    def _get_sealed(self, blob_id: bytes, entry: IndexEntry) -> bytes:
+        """The blob's sealed bytes; a pack that ends before them is damage (IntegrityError)."""
+        try:
+            return self.backend.get_range(pack_key(entry.pack_id), entry.offset, entry.length)
+        except ShortRead:
+            where = f"pack {entry.pack_id[:16]} is truncated"
+            raise IntegrityError(f"blob {blob_id.hex()[:16]} is lost: {where}") from None
 
     def _relocated(self, blob_id: bytes, old: IndexEntry) -> IndexEntry:
         if blob_id not in self.reload_index():
@@ -428,12 +437,17 @@ class Repository:
                 for fut in futures:
                     fut.cancel()
 
-    def read_blob_group(self, ids: Iterable[bytes]) -> dict[bytes, Data]:
+    def read_blob_group(
+        self,
+        ids: Iterable[bytes],
+        on_damaged: Callable[[bytes, IntegrityError], None] | None = None,
+    ) -> dict[bytes, Data]:
         """The blobs of ``ids``, read now on the calling thread with coalesced range reads,
-        for callers that run their own threads (the mount's decoder)."""
+        for callers that run their own threads (the mount's decoder). A damaged or missing
+        one raises IntegrityError, or, with ``on_damaged``, is told to it and left out."""
         out: dict[bytes, Data] = {}
-        for rng in self._plan_ranges(ids, None):
-            out.update(self._decode_range(*rng, None))
+        for rng in self._plan_ranges(ids, on_damaged):
+            out.update(self._decode_range(*rng, on_damaged))
         return out
 
     def _plan_ranges(
@@ -484,12 +498,18 @@ class Repository:
         blobs: list[tuple[bytes, IndexEntry]],
         on_damaged: Callable[[bytes, IntegrityError], None] | None,
     ) -> Iterator[tuple[bytes, Data]]:
+        gone = False
         try:
             data = memoryview(self.backend.get_range(pack_key(pack_id), start, length))
-        except NotFound:  # a prune moved these blobs: read them one by one from the new index
+        except NotFound:  # moved by a prune (the current index says where), or lost
+            data, gone = None, True
+            self.reload_index()  # once a range: not once a blob of a lost pack
+        except ShortRead:  # truncated: the blobs before its end still read, one by one
             data = None
         for blob_id, e in blobs:
             try:
+                if gone and self._still_in(blob_id, pack_id):
+                    raise IntegrityError(f"pack {pack_id[:16]} is missing")
                 if data is None:
                     plain = self.read_blob(blob_id)
                 else:
@@ -501,6 +521,11 @@ class Repository:
                 on_damaged(blob_id, error)
                 continue
             yield blob_id, plain
+
+    def _still_in(self, blob_id: bytes, pack_id: str) -> bool:
+        """Whether the index (as reloaded) still places the blob in ``pack_id``, or nowhere."""
+        entry = self.index.lookup(blob_id)
+        return entry is None or entry.pack_id == pack_id
 
     # -- trees and snapshots -------------------------------------------------------------
     def load_tree(self, tree_id: bytes, *, keep: bool = True) -> Tree:
@@ -721,24 +746,39 @@ class Repository:
 
     def rewrite_index(self, keep: Callable[[str], bool], superseded: list[str]) -> None:
         """Write the listings of the index files ``superseded`` whose pack ``keep`` accepts
-        (each pack once) into few large index files, up to BLOBS_PER_INDEX_FILE blobs each,
-        then delete ``superseded``. A crash between the two leaves both, whose union is
-        still a correct index. The shared index cache is given each file as it is written,
-        so the next open here reads none of them. Memory: one index file's listings at a
-        time, and the cache's build batches."""
+        (each pack once) into few large index files (``store_index_files``), then delete
+        ``superseded``. A crash between the two leaves both, whose union is still a correct
+        index. Memory: one index file's listings at a time, and the cache's build batches."""
+        seen: set[str] = set()
+
+        def kept() -> Iterator[tuple[str, list[PackEntry]]]:
+            for pack_id, entries in self.index_packs(superseded):
+                if pack_id not in seen and keep(pack_id):
+                    seen.add(pack_id)
+                    yield pack_id, entries
+
+        written = self.store_index_files(kept())
+        for key in superseded:
+            if key.rpartition("/")[2] not in written:  # the same listings, the same file
+                self.backend.delete(key)
+
+    def store_index_files(self, listings: Iterable[tuple[str, list[PackEntry]]]) -> set[str]:
+        """Store ``listings`` (pack id, its blobs) as few large index files, up to
+        BLOBS_PER_INDEX_FILE blobs each, consumed as they come; the ids of the files. The
+        shared index cache is given each file as it is written, so the next open here reads
+        none of them."""
         batch: list[tuple[str, list[PackEntry]]] = []
         blobs = 0
-        seen: set[str] = set()
+        written: set[str] = set()
         with self._index_cache_adding() as add:
 
             def store() -> None:
                 plain = encode_index_file(batch)
-                add(self.store_index(plain), plain)
+                index_id = self.store_index(plain)
+                written.add(index_id)
+                add(index_id, plain)
 
-            for pack_id, entries in self.index_packs(superseded):
-                if pack_id in seen or not keep(pack_id):
-                    continue
-                seen.add(pack_id)
+            for pack_id, entries in listings:
                 batch.append((pack_id, entries))
                 blobs += len(entries)
                 if blobs >= BLOBS_PER_INDEX_FILE:
@@ -746,8 +786,7 @@ class Repository:
                     batch, blobs = [], 0
             if batch:
                 store()
-        for key in superseded:
-            self.backend.delete(key)
+        return written
 
     def delete_pack(self, pack_id: str) -> None:
         self.backend.delete(pack_key(pack_id))

@@ -85,6 +85,18 @@ class Limits:
     depth: int = MAX_DEPTH  # the snapshot walker's: deeper than real trees go
 
 
+@dataclass(frozen=True)
+class DamagedFile:
+    """A file with a blob that could not be read: the first error, the byte ranges (offset,
+    length) whose blobs were lost, and whether it was written anyway (``allow_damaged``:
+    those ranges zero-filled) or left out of the target."""
+
+    path: str
+    error: str
+    ranges: tuple[tuple[int, int], ...]
+    written: bool
+
+
 @dataclass
 class RestoreSummary:
     files: int = 0
@@ -93,6 +105,7 @@ class RestoreSummary:
     skipped: int = 0
     warnings: int = 0
     verify_errors: list[str] = field(default_factory=list)
+    damaged: list[DamagedFile] = field(default_factory=list)  # as many as the damage
 
 
 class _Dir:
@@ -133,8 +146,11 @@ class _File:
         self.primary = primary
         self.remaining = remaining
         self.created = False  # made (and sized) by the first writer that needs it
-        self.damaged = False  # a blob could not be read: never completed
+        self.damaged = False  # a blob could not be read: never completed as planned
         self.ident = (0, 0)  # (st_dev, st_ino) of what this restore created
+
+
+_Hurt = tuple[IntegrityError, list[tuple[int, int]]]  # a damaged file's first error, ranges
 
 
 @dataclass
@@ -157,6 +173,7 @@ class Restore:
         *,
         planned: Planned | None = None,
         verify: bool = False,
+        allow_damaged: bool = False,
     ) -> None:
         self.repo = repo
         self.target = target
@@ -164,6 +181,7 @@ class Restore:
         self.emit = on_event
         self.limits = limits
         self.verify = verify
+        self.allow_damaged = allow_damaged
         self.summary = RestoreSummary()
         self.window = _Window()
         self.root = _Dir(None, None, b"")
@@ -402,21 +420,23 @@ class Restore:
 
     def _write_contents(self, files: list[_File]) -> None:
         """Each blob is written by the read thread that decoded it, straight away: bytes
-        still in the CPU's cache are copied into the page cache at half the cost."""
+        still in the CPU's cache are copied into the page cache at half the cost. Files with
+        a damaged or missing blob are settled once every other blob is written."""
         targets: dict[bytes, list[tuple[_File, int]]] = defaultdict(list)
         known: dict[bytes, IndexEntry] = {}  # what _places looked up: not looked up again
+        hurt: dict[_File, _Hurt] = {}
         for f in files:
-            try:
-                places = self._places(f, known)
-            except IntegrityError as e:
-                self._damaged(f, e)
-                continue
+            places, problem = self._places(f, known)
+            if problem is not None:
+                self._damaged(hurt, f, problem[1], problem[0], f.node.size - problem[0])
             for blob_id, offset in places:
                 targets[blob_id].append((f, offset))
 
         def on_damaged(blob_id: bytes, error: IntegrityError) -> None:
-            for f, _offset in targets[blob_id]:
-                self._damaged(f, error)
+            entry = known.get(blob_id)  # else the file's last blob: it runs to the end
+            for f, offset in targets[blob_id]:
+                length = f.node.size - offset if entry is None else entry.raw_length
+                self._damaged(hurt, f, error, offset, min(length, f.node.size - offset))
 
         self.repo.read_blob_ranges(
             list(targets),
@@ -424,28 +444,68 @@ class Restore:
             on_damaged=on_damaged,
             known=known,
         )
+        for f, (error, ranges) in hurt.items():
+            self._settle_damaged(f, error, sorted(ranges))
 
-    def _places(self, f: _File, known: dict[bytes, IndexEntry]) -> list[tuple[bytes, int]]:
-        """Where each of the file's blobs goes; IntegrityError when the index cannot say.
-        The entries it looks up are kept in ``known``."""
+    def _places(
+        self, f: _File, known: dict[bytes, IndexEntry]
+    ) -> tuple[list[tuple[bytes, int]], tuple[int, IntegrityError] | None]:
+        """Where each of the file's blobs goes, as far as the index can say: past a blob it
+        does not have (or records wrongly) no offset is known, so the rest of the file is
+        lost, from (offset, error). The entries it looks up are kept in ``known``."""
         content = f.node.content
         places, offset = [(content[0], 0)], 0
         for i in range(1, len(content)):  # the last blob's length is no blob's offset
             entry = known.get(content[i - 1])
             if entry is None:
-                entry = known[content[i - 1]] = self.repo.blob_entry(content[i - 1])
+                try:
+                    entry = known[content[i - 1]] = self.repo.blob_entry(content[i - 1])
+                except IntegrityError as e:
+                    return places[:-1], (offset, e)
             offset += entry.raw_length
             places.append((content[i], offset))
-        return places
+        return places, None
 
-    def _damaged(self, f: _File, error: IntegrityError) -> None:
-        """A blob of ``f`` is damaged or missing: the file is warned about once and never
-        completed (no metadata, so a later restore does not take it as done)."""
+    def _damaged(
+        self, hurt: dict[_File, _Hurt], f: _File, error: IntegrityError, offset: int, length: int
+    ) -> None:
+        """A blob of ``f`` is damaged or missing (on a read thread): its range is noted, and
+        the file never completed as planned."""
         with self._lock:
-            if f.damaged:
-                return
             f.damaged = True
-        self._warn(f.display, f"{error}: not restored")
+            _first, ranges = hurt.setdefault(f, (error, []))
+            ranges.append((offset, max(length, 0)))
+
+    def _settle_damaged(
+        self, f: _File, error: IntegrityError, ranges: list[tuple[int, int]]
+    ) -> None:
+        """Once a window's blobs are written: a damaged file is removed (no partial file
+        stays under its name, and a later restore writes it anew), or, with
+        ``allow_damaged``, completed with its metadata and the lost ranges zero-filled (they
+        were never written into the file, sized at creation). Warned about either way."""
+        shown = ", ".join(f"{o}-{o + n - 1}" if n else f"{o}" for o, n in ranges)
+        try:
+            if self.allow_damaged:
+                self._file_done(f, self._open(f))
+                note = f"written with bytes {shown} zero-filled"
+            else:
+                if f.created:
+                    self._unlink_made(f)
+                note = "not restored"
+        except OSError as e:
+            self._warn(f.display, reason(e))
+            return
+        entry = DamagedFile(path_text(f.display), str(error), tuple(ranges), self.allow_damaged)
+        with self._lock:
+            self.summary.damaged.append(entry)
+        self._warn(f.display, f"{error}: {note}")
+
+    def _unlink_made(self, f: _File) -> None:
+        """Remove ``f``'s name, if it still names the file this restore created there."""
+        dir_fd = _fd_of(f.parent)
+        st = os.stat(f.node.name, dir_fd=dir_fd, follow_symlinks=False)
+        if (st.st_dev, st.st_ino) == f.ident:
+            os.unlink(f.node.name, dir_fd=dir_fd)
 
     def _write_range(
         self, blobs: Iterator[tuple[bytes, Data]], targets: dict[bytes, list[tuple[_File, int]]]
@@ -763,18 +823,22 @@ def restore(
     on_event: EventHandler = ignore,
     limits: Limits | None = None,
     path: str = "",
+    allow_damaged: bool = False,
 ) -> RestoreSummary:
     """Restore ``snapshot`` (its directory ``path``, default the root) under ``target``:
     what lies at ``path/x`` comes back as ``target/x``, and the filters match ``/x``.
     Returns counts, warnings and any verification failures. ``target`` itself is resolved
     once, as given (a symlink there is followed, as tar -C and restic do); nothing below it
-    is reached through a path."""
+    is reached through a path. A file with a damaged or missing blob is left out (listed in
+    ``damaged``, warned about), or with ``allow_damaged`` written with the lost ranges
+    zero-filled; every other file is restored."""
     where = os.fsencode(os.path.abspath(target))
     filt = PathFilter(includes, excludes)
     totals = whole_totals(snapshot, filt, path)
     limits = limits or Limits()
     _descriptors_for(limits.depth + 2 * limits.dirs + 64)
-    run = Restore(repo, where, filt, on_event, limits, planned=totals, verify=verify)
+    run = Restore(repo, where, filt, on_event, limits, planned=totals, verify=verify,
+                  allow_damaged=allow_damaged)  # fmt: skip
     with repo.lock("read"), _full_collections_deferred():
         run.run(subtree(repo, snapshot, path))
     _move_tables(snapshot, path, target, run)

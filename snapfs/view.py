@@ -11,12 +11,13 @@ from __future__ import annotations
 import bisect
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from snapfs.buffers import Data
+from snapfs.errors import IntegrityError
 from snapfs.index import IndexEntry
 from snapfs.snapshot import NO_FILTER, Snapshot, SnapshotFilter, filter_snapshots, sort_by_time
 from snapfs.tableview import MovedMetadata, moved_tables
@@ -32,7 +33,11 @@ class ViewSource(Protocol):
     def tree_if_cached(self, tree_id: bytes) -> Tree | None: ...
     def tree_entry(self, tree_id: bytes) -> IndexEntry: ...
     def blob_entry(self, blob_id: bytes) -> IndexEntry: ...
-    def read_blob_group(self, ids: Iterable[bytes]) -> dict[bytes, Data]: ...
+    def read_blob_group(
+        self,
+        ids: Iterable[bytes],
+        on_damaged: Callable[[bytes, IntegrityError], None] | None = None,
+    ) -> dict[bytes, Data]: ...
 
 
 @dataclass(eq=False)
@@ -255,9 +260,12 @@ class View:
             starts.append(node.size)
         return starts
 
-    def read_chunks(self, ids: list[bytes]) -> dict[bytes, Data]:
-        """Chunks by id, neighbours in a pack read with one range read."""
-        return self._repo.read_blob_group(ids)
+    def read_chunks(self, ids: list[bytes]) -> dict[bytes, Data | IntegrityError]:
+        """Chunks by id, neighbours in a pack read with one range read; a damaged or missing
+        chunk maps to its error, so that its neighbours still read."""
+        out: dict[bytes, Data | IntegrityError] = {}
+        out.update(self._repo.read_blob_group(ids, out.__setitem__))
+        return out
 
 
 def chunk_at(starts: list[int], offset: int) -> int:

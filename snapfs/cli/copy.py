@@ -2,8 +2,15 @@ from __future__ import annotations
 
 import click
 
-from snapfs.cli.main import Context, pass_ctx, snapshot_filter_options, source_options
-from snapfs.cli.render import emit_json, printable, progress, size
+from snapfs.cli.main import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    Context,
+    pass_ctx,
+    snapshot_filter_options,
+    source_options,
+)
+from snapfs.cli.render import emit_json, printable, progress, say, size
 from snapfs.copy import copy_snapshots
 from snapfs.progress import Tally
 from snapfs.snapshot import Snapshot, SnapshotFilter, filter_snapshots, select
@@ -22,7 +29,7 @@ def command(
     from_password_file: str | None,
     as_json: bool,
     snapshot_filter: SnapshotFilter,
-) -> None:
+) -> int:
     """Copy SNAPSHOTS (ids, unique prefixes or 'latest': the newest that passes
     --host/--tag/--path; when none are named, all that pass) from the --from-repo
     repository into REPO.
@@ -30,6 +37,9 @@ def command(
     Snapshots REPO holds a copy of already are skipped, so the same command can run every
     night; it then reads only the files that changed since the last copy. The copies are
     encrypted with REPO's key and deduplicated against what REPO stores.
+
+    A snapshot with a damaged or missing part (or an entry no file system allows) is not
+    copied: a warning names it and why, the others are copied, and the exit status is 3.
 
     \b
     Examples:
@@ -58,14 +68,21 @@ def command(
             what = f"{c.original.short_id} ({c.original.time[:19]}, {', '.join(c.original.paths)})"
             verb = "was copied already, as" if c.existed else "copied as"
             click.echo(printable(f"snapshot {what} {verb} {c.copy.short_id}"))
+    for n in result.not_copied:
+        if as_json:
+            emit_json({"message_type": "not_copied", "original": n.original.id,
+                       "error": n.error})  # fmt: skip
+        say(f"warning: snapshot {n.original.short_id} is not copied: {n.error}")
     new = sum(not c.existed for c in result.copied)
     if as_json:
         emit_json({"message_type": "summary", "copied": new,
                    "skipped": len(result.copied) - new, "bytes_read": result.bytes_read,
-                   "blobs_added": result.blobs_added,
+                   "blobs_added": result.blobs_added, "not_copied": len(result.not_copied),
                    "stored_bytes_added": result.stored_bytes})  # fmt: skip
     elif not ctx.quiet:
         click.echo(
             f"{new} snapshots copied, {len(result.copied) - new} there already; "
             f"{size(result.stored_bytes)} added to {ctx.location()}"
+            + (f"; {len(result.not_copied)} not copied" if result.not_copied else "")
         )
+    return EXIT_PARTIAL if result.not_copied else EXIT_OK

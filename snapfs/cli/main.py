@@ -1,7 +1,8 @@
 """The ``snapfs`` command: global options, the verbs, and the one error -> exit-code table.
 
 Exit codes: 0 ok, 1 error, 2 usage error, 3 snapshot saved but some files could not be read
-(restore, ls, diff: some entries were refused or could not be restored or read),
+(restore, ls, diff: some entries were refused, damaged, or could not be restored or read;
+copy: some snapshots were damaged and not copied),
 10 no repository (or no S3 bucket), 11 repository locked, 12 wrong password, 130 interrupted.
 S3 credentials refused or an endpoint unreachable after retries: 1; so is a missing bucket
 of a backup's S3 source (no repository is missing).
@@ -224,6 +225,7 @@ _COMMANDS = {
     "ls": ("ls", "command", "List the files of a snapshot."),
     "mount": ("mount", "command", "Mount the repository, or one snapshot, read-only."),
     "prune": ("prune", "command", "Free the space of forgotten snapshots."),
+    "repair": ("repair", "command", "Rebuild the index, or snapshots, from what damage left."),
     "restore": ("restore", "command", "Restore a snapshot, or part, to a directory or bucket."),
     "rewrite": ("rewrite", "command", "Write snapshots anew without the paths --exclude matches."),
     "snapshots": ("snapshots", "command", "List snapshots, oldest first."),

@@ -17,7 +17,7 @@ from snapfs.cli.main import (
 from snapfs.cli.render import emit_json, progress, say, size
 from snapfs.events import Event, FileWarning
 from snapfs.progress import Tally
-from snapfs.restore import RestoreSummary, restore
+from snapfs.restore import DamagedFile, RestoreSummary, restore
 from snapfs.snapshot import Snapshot, SnapshotFilter
 
 if TYPE_CHECKING:
@@ -47,6 +47,12 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Reread restored files, and those kept from an earlier run, and check every chunk.",
 )
+@click.option(
+    "--allow-damaged",
+    is_flag=True,
+    help="Write files that have damaged or missing chunks too, those byte ranges zero-filled "
+    "(each named in a warning); by default such files are left out.",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON lines: status, then a summary.")
 @snapshot_filter_options
 @pass_ctx
@@ -59,6 +65,7 @@ def command(
     includes: tuple[str, ...],
     excludes: tuple[str, ...],
     verify: bool,
+    allow_damaged: bool,
     as_json: bool,
     snapshot_filter: SnapshotFilter,
 ) -> int:
@@ -76,9 +83,15 @@ def command(
     the original key and metadata for files of an S3 backup; objects already identical
     there are left alone (resume). Only regular files go; the bucket must exist.
 
-    Exit 3 when some entries were not restored (each is named in a warning); 1 when
-    --verify finds a difference, PATH is no directory of the snapshot, or the target bucket
-    is missing or refuses the credentials.
+    A file with a damaged or missing chunk (see 'snapfs check --read-data') is named in a
+    warning and left out of TARGET (no partial file is left under its name); every other
+    file is restored exactly. With --allow-damaged it is written, the damaged byte ranges
+    zero-filled, and the warning names the ranges (a later restore into TARGET takes it as
+    restored: remove it first once the repository is repaired).
+
+    Exit 3 when some entries were not restored or are damaged (each is named in a warning,
+    and in the --json summary's "damaged"); 1 when --verify finds a difference, PATH is no
+    directory of the snapshot, or the target bucket is missing or refuses the credentials.
 
     \b
     Examples:
@@ -92,6 +105,8 @@ def command(
     to_s3 = target.startswith("s3://")
     if not to_s3 and (target_endpoint or target_profile):
         raise click.UsageError("--target-endpoint and --target-profile need an s3:// target")
+    if to_s3 and allow_damaged:
+        raise click.UsageError("--allow-damaged writes to a directory, not to an s3:// target")
     if not to_s3 and os.path.isfile(target):
         raise click.BadParameter(f"{target} is a file", param_hint="'--target'")
     tally = Tally()
@@ -107,7 +122,7 @@ def command(
             endpoint = target_endpoint or ctx.s3_endpoint  # else the repository's server
             run = _to_s3(snap, target, endpoint, target_profile, repo)
         else:
-            run = _to_disk(repo, snap, target, verify)
+            run = _to_disk(repo, snap, target, verify, allow_damaged)
         with progress(tally, "restore", enabled=not ctx.quiet, json_lines=as_json):
             summary = run(path, list(includes), list(excludes), on_event)
     for line in summary.verify_errors:
@@ -123,6 +138,7 @@ def command(
                 "skipped": summary.skipped,
                 "warnings": summary.warnings,
                 "verify_errors": summary.verify_errors,
+                "damaged": [_damaged_json(d) for d in summary.damaged],
             }
         )
     elif not ctx.quiet:
@@ -130,22 +146,36 @@ def command(
             f"restored {summary.files} files ({size(summary.bytes)}), "
             f"{summary.dirs} directories from {snap.short_id} to {target}"
             + (f"; {summary.skipped} already there" if summary.skipped else "")
+            + _damaged_note(summary.damaged)
         )
     if summary.verify_errors:
         return EXIT_ERROR
     return EXIT_PARTIAL if summary.warnings else EXIT_OK
 
 
+def _damaged_json(d: DamagedFile) -> dict[str, object]:
+    ranges = [{"offset": offset, "length": length} for offset, length in d.ranges]
+    return {"path": d.path, "error": d.error, "ranges": ranges, "written": d.written}
+
+
+def _damaged_note(damaged: list[DamagedFile]) -> str:
+    written = sum(d.written for d in damaged)
+    if not damaged:
+        return ""
+    if written:
+        return f"; {written} damaged files written with zero-filled ranges"
+    return f"; {len(damaged)} damaged files not restored"
+
+
 Run = Callable[[str, list[str], list[str], Callable[[Event], None]], RestoreSummary]
 
 
-def _to_disk(repo: Repository, snap: Snapshot, target: str, verify: bool) -> Run:
+def _to_disk(repo: Repository, snap: Snapshot, target: str, verify: bool, damaged: bool) -> Run:
     def run(
         path: str, inc: list[str], exc: list[str], on: Callable[[Event], None]
     ) -> RestoreSummary:
-        return restore(
-            repo, snap, target, includes=inc, excludes=exc, verify=verify, on_event=on, path=path
-        )
+        return restore(repo, snap, target, includes=inc, excludes=exc, verify=verify,
+                       on_event=on, path=path, allow_damaged=damaged)  # fmt: skip
 
     return run
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar, cast
@@ -25,7 +25,8 @@ _HEAD_CHUNKS = 4  # about 300 KiB: all of a small file, the footer-free start of
 
 
 T = TypeVar("T")
-DecodeGroup = Callable[[list[bytes]], dict[bytes, Data]]
+# Chunks by id; a chunk that cannot be decoded (damaged) maps to its error, for its readers.
+DecodeGroup = Callable[[list[bytes]], Mapping[bytes, Data | Exception]]
 
 
 class ChunkCache:
@@ -99,13 +100,18 @@ class ChunkCache:
         with self._lock:
             for blob_id, data in decoded.items():
                 self._pending.pop(blob_id, None)
-                self._done[blob_id] = data
-                self._size += len(data)
+                if not isinstance(data, Exception):  # an error is not kept: tried again
+                    self._done[blob_id] = data
+                    self._size += len(data)
             while self._size > self._capacity and len(self._done) > 1:
                 _, old = self._done.popitem(last=False)
                 self._size -= len(old)
         for blob_id, fut in todo.items():
-            fut.set_result(decoded[blob_id])
+            got = decoded[blob_id]
+            if isinstance(got, Exception):  # this chunk only: its neighbours read
+                fut.set_exception(got)
+            else:
+                fut.set_result(got)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

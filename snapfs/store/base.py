@@ -47,7 +47,8 @@ class Backend(Protocol):
         """The whole object; NotFound if absent."""
 
     def get_range(self, key: str, offset: int, length: int) -> bytes:
-        """Exactly ``length`` bytes from ``offset``; NotFound if absent, BackendError if short."""
+        """Exactly ``length`` bytes from ``offset``; NotFound if absent, ShortRead (a
+        BackendError) if the object ends before."""
 
     def stat(self, key: str) -> ObjectInfo:
         """Size of the object; NotFound if absent."""

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from snapfs.buffers import Buffer
-from snapfs.errors import BackendError
+from snapfs.errors import BackendError, ShortRead
 from snapfs.store.base import AlreadyExists, NotFound, ObjectInfo
 
 _TMP_PREFIX = ".tmp-"
@@ -113,7 +113,7 @@ class LocalBackend:
             finally:
                 os.close(fd)
         if len(data) != length:
-            raise BackendError(f"short read of {key}: {len(data)} of {length} bytes at {offset}")
+            raise ShortRead(f"short read of {key}: {len(data)} of {length} bytes at {offset}")
         return data
 
     def stat(self, key: str) -> ObjectInfo:

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 
 from snapfs.buffers import Buffer
-from snapfs.errors import BackendError
+from snapfs.errors import ShortRead
 from snapfs.store.base import AlreadyExists, NotFound, ObjectInfo
 
 
@@ -32,7 +32,7 @@ class MemoryBackend:
     def get_range(self, key: str, offset: int, length: int) -> bytes:
         data = self.get(key)[offset : offset + length]
         if len(data) != length:
-            raise BackendError(f"short read of {key}")
+            raise ShortRead(f"short read of {key}")
         return data
 
     def stat(self, key: str) -> ObjectInfo:

@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from snapfs.buffers import Buffer
-from snapfs.errors import AccessDenied, BackendError, BucketNotFound, SnapfsError
+from snapfs.errors import AccessDenied, BackendError, BucketNotFound, ShortRead, SnapfsError
 from snapfs.store.base import AlreadyExists, NotFound, ObjectInfo, Transient
 from snapfs.store.s3client import (
     BOTO_ERRORS,
@@ -184,13 +184,13 @@ class S3Backend:
                 data = read_body(response)
         except BackendError as e:
             if "InvalidRange" in str(e):
-                raise BackendError(f"short read of {key}: nothing at {offset}") from e
+                raise ShortRead(f"short read of {key}: nothing at {offset}") from e
             raise
         if len(data) == length:
             return data
         total = total_size(response.get("ContentRange", ""))
         if total is not None and offset + length > total:
-            raise BackendError(f"short read of {key}: {len(data)} of {length} bytes at {offset}")
+            raise ShortRead(f"short read of {key}: {len(data)} of {length} bytes at {offset}")
         raise Transient(f"S3 get {key}: truncated, {len(data)} of {length} bytes at {offset}")
 
     def stat(self, key: str) -> ObjectInfo:

@@ -31,7 +31,7 @@ def test_bash_completes_commands_options_and_choices() -> None:
     )
     bin_dir = os.path.dirname(sys.executable)  # the venv's bin: its ``snapfs`` script
     words = {
-        "snapfs re": ["restore", "rewrite"],
+        "snapfs re": ["repair", "restore", "rewrite"],
         "snapfs rewrite --exc": ["--exclude", "--exclude-file"],
         "snapfs completion ": ["bash", "zsh", "fish"],
         "snapfs t": ["tables", "tag", "tui"],

@@ -17,7 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import BACKENDS, SNAPFS, Cli
+from snapfs.repository import Repository
+from snapfs.store.url import open_backend
+from snapfs.walk import resolve
+from tests.conftest import BACKENDS, PASSWORD, SNAPFS, Cli
 from tests.helpers import assert_same_tree
 
 Mount = Callable[..., AbstractContextManager[Path]]
@@ -229,6 +232,45 @@ def test_mount_errors_are_one_line_with_their_exit_codes(
         1, f"snapfs: {point} is not a snapfs mount\n".encode(),
     )  # fmt: skip
     assert not _is_mounted(point)
+
+
+def test_only_the_damaged_range_of_a_file_reads_as_an_io_error(
+    cli: Cli, mount: Mount, tmp_path: Path
+) -> None:
+    """One chunk of a file of many is damaged: a read inside it gets EIO; reads before it,
+    after it, and of the file's other chunks on the same handle return the right bytes."""
+    src = tmp_path / "src"
+    src.mkdir()
+    content = os.urandom(3 * 1024 * 1024)
+    (src / "big.bin").write_bytes(content)
+    (src / "other.txt").write_bytes(b"other\n")
+    cli.run("backup", str(src), check=True)
+    with Repository.open(open_backend(str(cli.repo)), PASSWORD) as repo:
+        node = resolve(repo, bytes.fromhex(repo.snapshots()[0].tree), f"{src}/big.bin")
+        assert node is not None and len(node.content) > 3
+        lengths = [repo.blob_entry(b).raw_length for b in node.content]
+        entry = repo.blob_entry(node.content[1])
+    pack = Path(cli.repo) / "data" / entry.pack_id[:2] / entry.pack_id
+    raw = bytearray(pack.read_bytes())
+    raw[entry.offset + entry.length // 2] ^= 0x01
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(raw))
+    start, end = lengths[0], lengths[0] + lengths[1]  # the damaged chunk's bytes
+    with mount("latest") as mnt:
+        fd = os.open(_inside(mnt, src) / "big.bin", os.O_RDONLY)
+        try:
+            assert os.pread(fd, 4096, 0) == content[:4096]
+            for at in (start, (start + end) // 2, end - 10):
+                with pytest.raises(OSError) as info:
+                    os.pread(fd, 10, at)
+                assert info.value.errno == errno.EIO, at
+            # The kernel reads whole pages: those clear of the damaged chunk read.
+            first, after = start // 4096 * 4096, -(-end // 4096) * 4096
+            for at in (after, after + lengths[2] + 4096, len(content) - 4096, first - 4096):
+                assert os.pread(fd, 4096, at) == content[at : at + 4096], at
+        finally:
+            os.close(fd)
+        assert (_inside(mnt, src) / "other.txt").read_bytes() == b"other\n"
 
 
 def test_a_damaged_chunk_reads_as_an_io_error_and_the_rest_still_reads(

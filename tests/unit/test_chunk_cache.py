@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from snapfs.buffers import Data
+from snapfs.errors import IntegrityError
 from snapfs.fuse.reader import ChunkCache
 
 
@@ -81,4 +82,25 @@ def test_read_ahead_decodes_only_what_is_neither_cached_nor_pending() -> None:
     assert cache.cached([b"b", b"a"]) == [b"b" * 1000, b"a" * 1000]
     assert cache.cached([b"a", b"z"]) is None
     assert len(decoder.calls) == 2
+    cache.close()
+
+
+def test_a_damaged_chunk_fails_its_readers_only_and_its_group_still_reads() -> None:
+    """The decoder maps a chunk it cannot decode to its error: that chunk's future fails,
+    its neighbours decoded in the same task resolve, and the damaged one is not kept."""
+    calls: list[list[bytes]] = []
+
+    def decode(ids: list[bytes]) -> dict[bytes, Data | Exception]:
+        calls.append(list(ids))
+        return {i: IntegrityError("damaged") if i == b"b" else i * 10 for i in ids}
+
+    cache = ChunkCache(decode, capacity=1 << 20)
+    a, b, c = cache.get_many([b"a", b"b", b"c"])
+    assert (a.result(5), c.result(5)) == (b"a" * 10, b"c" * 10)
+    with pytest.raises(IntegrityError, match="damaged"):
+        b.result(5)
+    with pytest.raises(IntegrityError):
+        cache.get(b"b").result(5)  # decoded again, not served from the cache
+    assert cache.cached([b"a", b"c"]) == [b"a" * 10, b"c" * 10]
+    assert calls == [[b"a", b"b", b"c"], [b"b"]]
     cache.close()

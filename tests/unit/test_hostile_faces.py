@@ -66,7 +66,7 @@ class _Failing:
     def tree_entry(self, tree_id: bytes) -> IndexEntry:
         raise RuntimeError("unused")
 
-    def read_blob_group(self, ids: Iterable[bytes]) -> dict[bytes, Data]:
+    def read_blob_group(self, ids: Iterable[bytes], on_damaged: object = None) -> dict[bytes, Data]:
         raise RuntimeError("unused")
 
 

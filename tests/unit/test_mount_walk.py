@@ -4,6 +4,7 @@ read and the index lookups made (the real mounts are in tests/integration/test_m
 
 from __future__ import annotations
 
+import os
 import stat
 from collections import Counter
 from collections.abc import Callable
@@ -14,12 +15,14 @@ import pytest
 import trio
 
 from snapfs.backup import backup
+from snapfs.errors import IntegrityError
 from snapfs.fuse.inodes import ROOT_INODE
 from snapfs.fuse.ops import SnapshotOperations
 from snapfs.fuse.reader import ChunkCache
 from snapfs.repository import Repository
 from snapfs.store.memory import MemoryBackend
 from snapfs.view import View
+from snapfs.walk import resolve
 
 Entry = tuple[bytes, int, int]  # name, inode number, mode
 
@@ -114,3 +117,31 @@ def test_a_full_walk_reads_each_tree_once_and_looks_each_up_once(
     assert walked == len(source.parts) + 4 + 24 + 2
     assert counts["get_range"] == walked  # no tree read twice, no file read at all
     assert counts["lookup"] <= walked  # the parent's check of a subtree serves its read
+
+
+def test_a_damaged_chunk_is_its_own_error_and_its_neighbours_decode(
+    memory_repo: Repository, tmp_path: Path
+) -> None:
+    """The mount decodes a file's chunks in groups: one damaged chunk maps to its error,
+    and the others of the group (one range read of the same pack) still decode."""
+    (tmp_path / "src").mkdir()
+    content = os.urandom(2 * 1024 * 1024)
+    (tmp_path / "src" / "big.bin").write_bytes(content)
+    snapshot = backup(memory_repo, [str(tmp_path / "src")])
+    view = View(memory_repo, snapshot)
+    node = resolve(memory_repo, bytes.fromhex(snapshot.tree), f"{tmp_path}/src/big.bin")
+    assert node is not None and len(node.content) > 2
+    entry = memory_repo.blob_entry(node.content[1])
+    key = f"data/{entry.pack_id[:2]}/{entry.pack_id}"
+    raw = bytearray(memory_repo.backend.get(key))
+    raw[entry.offset + 5] ^= 0x01
+    memory_repo.backend.put(key, bytes(raw), exclusive=False)
+    decoded = view.read_chunks(node.content)
+    starts = view.chunk_starts(node)
+    for i, blob_id in enumerate(node.content):
+        got = decoded[blob_id]
+        if i == 1:
+            assert isinstance(got, IntegrityError)
+            assert str(got) == f"blob {blob_id.hex()[:16]} in pack {entry.pack_id[:16]} is damaged"
+        else:
+            assert got == content[starts[i] : starts[i + 1]]
