@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
 
+from snapfs import allocator
 from snapfs.errors import (
     BucketNotFound,
     RepositoryLocked,
@@ -344,6 +345,7 @@ def exit_code(error: SnapfsError) -> int:
 
 
 def main() -> NoReturn:
+    allocator.tune()  # before any thread: a backup's resident memory stays flat
     try:
         rc = cli.main(prog_name="snapfs", standalone_mode=False)
     except click.ClickException as e:
