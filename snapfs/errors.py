@@ -69,3 +69,7 @@ class AccessDenied(BackendError):
 class TableUnreadable(SnapfsError):
     """A table's log cannot be pinned at a committed version (no contiguous log, a
     checkpoint or commit that does not parse): its files are backed up as plain files."""
+
+
+class ConfigError(SnapfsError):
+    """The config file is unreadable or wrong; the message names the file and the key."""

@@ -1,8 +1,8 @@
 """The ``snapfs`` command: global options, the verbs, and the one error -> exit-code table.
 
-Exit codes: 0 ok, 1 error, 2 usage error, 3 snapshot saved but some files could not be read
-(restore, ls, diff: some entries were refused, damaged, or could not be restored or read;
-copy: some snapshots were damaged and not copied),
+Exit codes: 0 ok, 1 error, 2 usage error (a bad config file too), 3 snapshot saved but some
+files could not be read (restore, ls, diff: some entries were refused, damaged, or could not
+be restored or read; copy: some snapshots were damaged and not copied),
 10 no repository (or no S3 bucket), 11 repository locked, 12 wrong password, 130 interrupted.
 S3 credentials refused or an endpoint unreachable after retries: 1; so is a missing bucket
 of a backup's S3 source (no repository is missing).
@@ -24,6 +24,7 @@ import click
 from snapfs import allocator
 from snapfs.errors import (
     BucketNotFound,
+    ConfigError,
     RepositoryLocked,
     RepositoryNotFound,
     SnapfsError,
@@ -36,12 +37,13 @@ if TYPE_CHECKING:  # loaded when used: the repository starts unlocking before th
     from snapfs.repository import Repository
     from snapfs.store.base import Backend
 
-EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 3
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 EXIT_NO_REPO, EXIT_LOCKED, EXIT_WRONG_PASSWORD = 10, 11, 12
 _CODES: list[tuple[type[SnapfsError], int]] = [
     (RepositoryNotFound, EXIT_NO_REPO),
     (RepositoryLocked, EXIT_LOCKED),
     (WrongPassword, EXIT_WRONG_PASSWORD),
+    (ConfigError, EXIT_USAGE),  # the config file is the jobs' command line
 ]
 
 
