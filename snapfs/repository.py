@@ -662,7 +662,7 @@ class Repository:
 
     def save_job_summary(self, summary_id: str, plain: bytes) -> None:
         """Replace the job's summary (one object per host and job, overwritten each run)."""
-        self.backend.put(f"jobs/{summary_id}", bytes(self.key.seal(plain)))
+        self.backend.put(f"jobs/{summary_id}", bytes(self.key.seal(plain)), exclusive=False)
 
     def job_summaries(self) -> list[bytes]:
         """Every job summary stored, opened (none in a repository older than them)."""

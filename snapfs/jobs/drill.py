@@ -42,9 +42,10 @@ def drill(
     try:
         includes = ["/" + _escape(path_text(path)) for path, _ in chosen]
         summary = restore(repo, snapshot, target, includes=includes or ["/"])
-        if summary.damaged:
+        if summary.damaged:  # named as in the snapshot, not below the passing target
             d = summary.damaged[0]
-            raise DrillFailed(f"{d.path}: cannot be restored: {d.error}")
+            where = "/" + os.path.relpath(d.path, target) if d.path.startswith(target) else d.path
+            raise DrillFailed(f"{where}: cannot be restored: {d.error}")
         for path, node in chosen:
             _compare(repo, os.path.join(os.fsencode(target), path), path_text(path), node)
         return DrillReport(len(chosen), sum(node.size for _, node in chosen))

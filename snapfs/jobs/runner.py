@@ -92,9 +92,10 @@ def job_lock(state_dir: Path, name: str) -> Iterator[None]:
         os.close(fd)  # releases the flock
 
 
-def read_password(repo: RepositoryConfig) -> str:
+def read_password(repo: RepositoryConfig, cwd: Path | None = None) -> str:
     """The repository's password: the first line of password-file, or of password-command's
-    output. Never put in an argument or the environment of anything, never logged."""
+    output (the command run in ``cwd``: the config file's directory). Never put in an
+    argument or the environment of anything, never logged."""
     if repo.password_file is not None:
         try:
             with open(repo.password_file, encoding="utf-8") as f:
@@ -107,7 +108,7 @@ def read_password(repo: RepositoryConfig) -> str:
     assert repo.password_command is not None
     try:
         done = subprocess.run(list(repo.password_command), stdin=subprocess.DEVNULL,
-                              capture_output=True, check=False)  # fmt: skip
+                              capture_output=True, cwd=cwd, check=False)  # fmt: skip
     except OSError as e:
         raise SnapfsError(
             f"repository {repo.name}: password-command {repo.password_command[0]}: {e.strerror}"
@@ -119,11 +120,11 @@ def read_password(repo: RepositoryConfig) -> str:
     return done.stdout.decode("utf-8", "replace").partition("\n")[0].rstrip("\r")
 
 
-def open_repository(repo: RepositoryConfig) -> Repository:
+def open_repository(repo: RepositoryConfig, cwd: Path | None = None) -> Repository:
     from snapfs.repository import Repository
     from snapfs.store.url import open_backend
 
-    password = read_password(repo)
+    password = read_password(repo, cwd)
     backend = open_backend(repo.url, s3_endpoint=repo.s3_endpoint)
     try:
         return Repository.open(backend, password)
@@ -145,6 +146,7 @@ class _Run:
                  repositories: ExitStack) -> None:  # fmt: skip
         self.config, self.job, self.history = config, job, history
         self.stack = repositories  # the repositories opened, closed once the run is summarised
+        self.cwd = config.path.parent  # where hooks and password commands run
         self.on_step, self.now = on_step, now
         self.steps: list[StepResult] = []
         self.snapshot: Snapshot | None = None
@@ -224,7 +226,7 @@ class _Run:
         shown = " ".join(argv)
         try:
             done = subprocess.run(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, env={**os.environ, **env},
+                                  stderr=subprocess.PIPE, env={**os.environ, **env}, cwd=self.cwd,
                                   check=False)  # fmt: skip
         except OSError as e:
             raise StepFailed(f"{shown}: {e.strerror}") from None
@@ -240,7 +242,7 @@ class _Run:
     def _open(self, stack: ExitStack) -> Repository:
         if self.repo is None:
             repo_config = self.config.repositories[self.job.repository]
-            self.repo = stack.enter_context(open_repository(repo_config))
+            self.repo = stack.enter_context(open_repository(repo_config, self.cwd))
         return self.repo
 
     def _backup(self, stack: ExitStack) -> str:
@@ -279,7 +281,7 @@ class _Run:
 
         assert self.repo is not None
         scope = job_filter(self.job)
-        dest = stack.enter_context(open_repository(self.config.repositories[name]))
+        dest = stack.enter_context(open_repository(self.config.repositories[name], self.cwd))
         result = copy_snapshots(self.repo, dest, lambda snaps: filter_snapshots(snaps, scope))
         if result.not_copied:
             n = result.not_copied[0]
