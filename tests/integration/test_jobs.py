@@ -11,11 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from snapfs.jobs.summary import read_summaries
 from snapfs.repository import Repository
+from snapfs.snapshot import Snapshot
 from snapfs.store.url import open_backend
 from snapfs.walk import resolve
 from tests.conftest import CHEAP_KDF, PASSWORD, SNAPFS, reopened
@@ -63,9 +63,9 @@ FULL = (
 )
 
 
-def _snapshots(location: Path) -> list[msgspec.Struct]:
+def _snapshots(location: Path) -> list[Snapshot]:
     with reopened(str(location)) as repo:
-        return sorted(repo.snapshots(), key=lambda s: s.time)  # type: ignore[no-any-return]
+        return sorted(repo.snapshots(), key=lambda s: s.time)
 
 
 def test_two_runs_keep_last_fill_the_replica_and_are_in_the_history(setup: Setup) -> None:
@@ -89,7 +89,7 @@ def test_two_runs_keep_last_fill_the_replica_and_are_in_the_history(setup: Setup
     kept = _snapshots(setup.repo)
     assert [s.id for s in kept] == [run2["snapshot"]]  # keep.last = 1
     copies = _snapshots(setup.replica)
-    assert [s.original for s in copies] == [run2["snapshot"]]  # type: ignore[attr-defined]
+    assert [s.original for s in copies] == [run2["snapshot"]]
 
     history = json.loads(setup.run("jobs", "history", "lake", "--json").stdout)
     assert [(r["status"], r["snapshot"], r["step"], r["error"]) for r in history] == [
