@@ -47,7 +47,7 @@ def drill(
             where = "/" + os.path.relpath(d.path, target) if d.path.startswith(target) else d.path
             raise DrillFailed(f"{where}: cannot be restored: {d.error}")
         for path, node in chosen:
-            _compare(repo, os.path.join(os.fsencode(target), path), path_text(path), node)
+            _compare(repo, os.path.join(os.fsencode(target), path), "/" + path_text(path), node)
         return DrillReport(len(chosen), sum(node.size for _, node in chosen))
     finally:
         shutil.rmtree(target, ignore_errors=True)
