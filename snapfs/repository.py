@@ -655,6 +655,21 @@ class Repository:
     def writer(self) -> Writer:
         return Writer(self)
 
+    # -- job summaries (snapfs.jobs; docs/FORMAT.md "jobs/") -----------------------------
+    def job_summary_id(self, host: str, job: str) -> str:
+        """The key of a job's summary: keyed, so the store learns no host or job name."""
+        return self.key.blob_id(b"snapfs job summary\0" + f"{host}\0{job}".encode()).hex()
+
+    def save_job_summary(self, summary_id: str, plain: bytes) -> None:
+        """Replace the job's summary (one object per host and job, overwritten each run)."""
+        self.backend.put(f"jobs/{summary_id}", bytes(self.key.seal(plain)), exclusive=False)
+
+    def job_summaries(self) -> list[bytes]:
+        """Every job summary stored, opened (none in a repository older than them)."""
+        return [
+            bytes(self.key.open(self.backend.get(info.key))) for info in self.backend.list("jobs/")
+        ]
+
     # -- maintenance (check, prune, stats) -----------------------------------------------
     def list_packs(self) -> dict[str, int]:
         """Stored pack id -> size in bytes."""

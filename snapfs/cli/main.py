@@ -71,6 +71,7 @@ class Context:
     s3_endpoint: str | None = None
     no_cache: bool = False
     password_env: str = "SNAPFS_PASSWORD"
+    config_file: str | None = None  # --config: the jobs' file (snapfs.jobs.config finds one)
     what: str = "repository"  # how prompts and errors name it
     _password: str | None = None
 
@@ -224,6 +225,7 @@ _COMMANDS = {
     "find": ("find", "command", "Find the snapshots and paths whose name matches a pattern."),
     "forget": ("forget", "command", "Remove snapshots by policy or by id (undelete: back)."),
     "init": ("init", "command", "Create a new encrypted repository."),
+    "jobs": ("jobs", "group", "List, run and show the history of the config file's jobs."),
     "key": ("key", "command", "List, add, change and remove the repository's passwords."),
     "ls": ("ls", "command", "List the files of a snapshot."),
     "mount": ("mount", "command", "Mount the repository, or one snapshot, read-only."),
@@ -242,7 +244,7 @@ _COMMANDS = {
 }  # fmt: skip
 
 
-_OPENS_NO_REPOSITORY = {"completion", "init", "tui", "umount"}
+_OPENS_NO_REPOSITORY = {"completion", "init", "jobs", "tui", "umount"}
 COMPLETE_VAR = "_SNAPFS_COMPLETE"  # click's shell completion asks through it
 _HELP = {"-h", "--help"}
 
@@ -313,6 +315,13 @@ Examples:
     "(~/.cache/snapfs; env SNAPFS_CACHE_DIR). The index cache stays in use; "
     "SNAPFS_CACHE_DIR=off turns both off.",
 )
+@click.option(
+    "--config",
+    "config_file",
+    metavar="FILE",
+    help="The jobs' config file (else $SNAPFS_CONFIG, ~/.config/snapfs/snapfs.toml, "
+    "/etc/snapfs/snapfs.toml).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.version_option(__version__, prog_name="snapfs")
 @click.pass_context
@@ -322,6 +331,7 @@ def cli(
     password_file: str | None,
     s3_endpoint: str | None,
     no_cache: bool,
+    config_file: str | None,
     quiet: bool,
 ) -> None:
     """snapfs: deduplicated, encrypted snapshots of data lakes, mountable read-only."""
@@ -333,8 +343,9 @@ def _context(ctx: click.Context) -> Context:
     if ctx.obj is None:
         p = ctx.params
         ctx.obj = Context(
-            p["repo"], p["password_file"], p["quiet"], p["s3_endpoint"], p["no_cache"]
-        )
+            p["repo"], p["password_file"], p["quiet"], p["s3_endpoint"], p["no_cache"],
+            config_file=p["config_file"],
+        )  # fmt: skip
     obj: Context = ctx.obj
     return obj
 

@@ -1,0 +1,197 @@
+"""``snapfs jobs`` as a user runs it: real subprocesses over a config file naming a local
+repository and a replica. Two runs keep ``keep.last`` and fill the replica; history shows
+both; a failing hook, a drill over a damaged pack, a broken config and a job running
+elsewhere each fail with their exact line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from snapfs.jobs.summary import read_summaries
+from snapfs.repository import Repository
+from snapfs.snapshot import Snapshot
+from snapfs.store.url import open_backend
+from snapfs.walk import resolve
+from tests.conftest import CHEAP_KDF, PASSWORD, SNAPFS, reopened
+
+
+class Setup:
+    def __init__(self, tmp_path: Path) -> None:
+        self.root = tmp_path
+        self.src = tmp_path / "src"
+        self.src.mkdir()
+        for i in range(4):
+            (self.src / f"f{i}.txt").write_text(f"file {i}\n" * (i + 1))
+        (self.src / "sub").mkdir()
+        (self.src / "sub" / "big.bin").write_bytes(os.urandom(300_000))
+        (tmp_path / "pass").write_text(PASSWORD + "\n")
+        self.repo, self.replica = tmp_path / "repo", tmp_path / "replica"
+        for location in (self.repo, self.replica):
+            Repository.init(open_backend(str(location)), PASSWORD, kdf=CHEAP_KDF).close()
+        self.conf = tmp_path / "snapfs.toml"
+        self.write()
+
+    def write(self, job: str = "", **extra: str) -> None:
+        """The config: the job ``lake`` (with ``job``'s lines too) over repo and replica."""
+        self.conf.write_text(
+            '[repositories.main]\nurl = "repo"\npassword-file = "pass"\n'
+            '[repositories.offsite]\nurl = "replica"\npassword-command = ["cat", "pass"]\n'
+            '[jobs.lake]\nrepository = "main"\npaths = ["src"]\nevery = "1h"\n'
+            'tags = ["nightly"]\n' + job + '[daemon]\nstate-dir = "state"\n'
+        )
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SNAPFS_")}
+        return subprocess.run([*SNAPFS, "--config", str(self.conf), *args], capture_output=True,
+                              text=True, env=env, timeout=120)  # fmt: skip
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Setup:
+    return Setup(tmp_path)
+
+
+FULL = (
+    "keep = { last = 1 }\nprune = { every = '1d' }\ncopy-to = ['offsite']\n"
+    "check = { every = '1d', read-data-subset = '1/1' }\ndrill = { every = '1d', files = 3 }\n"
+)
+
+
+def _snapshots(location: Path) -> list[Snapshot]:
+    with reopened(str(location)) as repo:
+        return sorted(repo.snapshots(), key=lambda s: s.time)
+
+
+def test_two_runs_keep_last_fill_the_replica_and_are_in_the_history(setup: Setup) -> None:
+    setup.write(FULL)
+    first = setup.run("jobs", "run", "lake", "--json")
+    assert first.returncode == 0, first.stderr
+    lines = first.stderr.splitlines()
+    assert [line.split(" ")[1] for line in lines] == [
+        "backup", "forget", "prune", "copy", "check", "drill"
+    ]  # fmt: skip
+    assert lines[3].endswith("to offsite: 1 snapshots copied; 0 snapshots removed")
+    assert lines[5].endswith(": 3 files restored and checked")
+    (setup.src / "f0.txt").write_text("changed\n")
+    second = setup.run("jobs", "run", "lake", "--json")
+    assert second.returncode == 0, second.stderr
+    run1, run2 = json.loads(first.stdout), json.loads(second.stdout)
+    # prune, check and drill are not due again within their day
+    assert [s["step"] for s in run2["steps"]] == ["backup", "forget", "copy"]
+    assert [s["ok"] for s in run2["steps"]] == [True, True, True]
+
+    kept = _snapshots(setup.repo)
+    assert [s.id for s in kept] == [run2["snapshot"]]  # keep.last = 1
+    copies = _snapshots(setup.replica)
+    assert [s.original for s in copies] == [run2["snapshot"]]
+
+    history = json.loads(setup.run("jobs", "history", "lake", "--json").stdout)
+    assert [(r["status"], r["snapshot"], r["step"], r["error"]) for r in history] == [
+        ("success", run2["snapshot"], None, None), ("success", run1["snapshot"], None, None)
+    ]  # fmt: skip
+    assert history[0] == run2
+    assert set(history[0]) == {"job", "status", "started", "finished", "snapshot",
+                               "bytes_added", "step", "error", "steps"}  # fmt: skip
+    listed = json.loads(setup.run("jobs", "list", "--json").stdout)
+    assert [(j["job"], j["schedule"], j["result"], j["last_run"]) for j in listed] == [
+        ("lake", "every 1h", "success", run2["started"])
+    ]
+    for location in (setup.repo, setup.replica):  # both pass check, the summary object too
+        done = subprocess.run([*SNAPFS, "-r", str(location), "check", "--read-data"],
+                              env={**os.environ, "SNAPFS_PASSWORD": PASSWORD},
+                              capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    with reopened(str(setup.repo)) as repo:  # what another machine sees of the job
+        (summary,) = read_summaries(repo)
+    assert (summary.job, summary.status, summary.snapshot) == ("lake", "success", run2["snapshot"])
+    assert summary.last_success is not None and summary.last_success.snapshot == run2["snapshot"]
+
+
+def test_a_failing_before_hook_fails_the_run_naming_the_step(setup: Setup) -> None:
+    setup.write(
+        "before = ['sh', '-c', 'echo no dump today >&2; exit 3']\n"
+        "after = ['sh', '-c', 'echo $SNAPFS_JOB_STATUS $SNAPFS_JOB_STEP > after.out']\n"
+    )
+    done = setup.run("jobs", "run", "lake")
+    error = "sh -c echo no dump today >&2; exit 3 exited with status 3: no dump today"
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == f"lake: failed at before: {error}"
+    assert _snapshots(setup.repo) == []  # no backup after a failed before hook
+    assert (setup.root / "after.out").read_text() == "failure before\n"  # after ran anyway
+    (run,) = json.loads(setup.run("jobs", "history", "--json").stdout)
+    assert (run["status"], run["step"], run["error"], run["snapshot"]) == (
+        "failure", "before", error, None
+    )  # fmt: skip
+    assert [(s["step"], s["ok"]) for s in run["steps"]] == [("before", False), ("after", True)]
+    with reopened(str(setup.repo)) as repo:
+        assert read_summaries(repo) == []  # the repository was never opened
+
+
+def test_a_drill_over_a_damaged_pack_fails_the_run(setup: Setup) -> None:
+    assert setup.run("jobs", "run", "lake").returncode == 0  # no drill yet
+    with reopened(str(setup.repo)) as repo:
+        (snap,) = repo.snapshots()
+        big = setup.src / "sub" / "big.bin"
+        node = resolve(repo, bytes.fromhex(snap.tree), str(big))
+        assert node is not None
+        entry = repo.blob_entry(node.content[0])
+    pack = setup.repo / "data" / entry.pack_id[:2] / entry.pack_id
+    pack.chmod(0o644)
+    raw = bytearray(pack.read_bytes())
+    raw[entry.offset + entry.length // 2] ^= 0x01
+    pack.write_bytes(bytes(raw))
+
+    setup.write("drill = { every = '1d', files = 50 }\n")  # every file: big.bin too
+    done = setup.run("jobs", "run", "lake")  # the backup reuses big.bin's chunks unread
+    blob, pack_id = node.content[0].hex()[:16], entry.pack_id[:16]
+    error = f"{big}: cannot be restored: blob {blob} in pack {pack_id} is damaged"
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1] == f"lake: failed at drill: {error}"
+    last = json.loads(setup.run("jobs", "history", "--json").stdout)[0]
+    assert (last["status"], last["step"], last["error"]) == ("failure", "drill", error)
+    assert not list(setup.root.glob("**/snapfs-drill-*"))
+
+
+def test_a_broken_config_is_named_with_exit_2(setup: Setup) -> None:
+    setup.conf.write_text(setup.conf.read_text().replace('every = "1h"', 'every = "6x"'))
+    for args in (("jobs", "run", "lake"), ("jobs", "list"), ("jobs", "history")):
+        done = setup.run(*args)
+        assert (done.returncode, done.stdout) == (2, "")
+        assert done.stderr == (
+            f"snapfs: {setup.conf}: jobs.lake.every: cannot parse duration '6x': "
+            "use e.g. 30s, 15m, 6h, 1d, 1h30m\n"
+        )
+
+
+def test_a_job_running_elsewhere_is_not_run_again(setup: Setup) -> None:
+    hold = (
+        "import sys; from pathlib import Path; from snapfs.jobs.runner import job_lock\n"
+        "with job_lock(Path(sys.argv[1]), 'lake'):\n"
+        "    print('held', flush=True); sys.stdin.read()\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(setup.root / "state")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        done = setup.run("jobs", "run", "lake")
+        assert (done.returncode, done.stderr) == (
+            1, f"snapfs: job lake is already running (pid {holder.pid})\n"
+        )  # fmt: skip
+        assert _snapshots(setup.repo) == []
+        assert json.loads(setup.run("jobs", "history", "--json").stdout) == []
+    finally:
+        holder.communicate("", timeout=30)
+    assert setup.run("jobs", "run", "lake").returncode == 0  # the lock went with its holder
+
+
+def test_an_unknown_job_is_named(setup: Setup) -> None:
+    done = setup.run("jobs", "run", "lak")
+    assert (done.returncode, done.stderr) == (
+        1, f"snapfs: no job 'lak' in {setup.conf} (jobs: lake)\n"
+    )  # fmt: skip
