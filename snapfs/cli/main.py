@@ -220,6 +220,7 @@ _COMMANDS = {
     "check": ("check", "command", "Check the repository's structure; --read-data reads it all."),
     "completion": ("completion", "command", "Print the completion script for bash, zsh or fish."),
     "copy": ("copy", "command", "Copy snapshots from another repository into this one."),
+    "daemon": ("daemon", "command", "Run the config file's jobs on their schedules."),
     "diff": ("diff", "command", "Show what changed between two snapshots."),
     "dump": ("dump", "command", "Write one file of a snapshot to stdout."),
     "find": ("find", "command", "Find the snapshots and paths whose name matches a pattern."),
@@ -244,7 +245,7 @@ _COMMANDS = {
 }  # fmt: skip
 
 
-_OPENS_NO_REPOSITORY = {"completion", "init", "jobs", "tui", "umount"}
+_OPENS_NO_REPOSITORY = {"completion", "daemon", "init", "jobs", "tui", "umount"}
 COMPLETE_VAR = "_SNAPFS_COMPLETE"  # click's shell completion asks through it
 _HELP = {"-h", "--help"}
 

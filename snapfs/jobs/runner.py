@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from snapfs.snapshot import Snapshot, SnapshotFilter
 
 StepHandler = Callable[[StepResult], None]
+STOPPED = "not run: snapfs is stopping"
 
 
 class JobRunning(SnapfsError):
@@ -53,10 +54,13 @@ def run_job(
     *,
     on_step: StepHandler | None = None,
     now: Callable[[], float] = time.time,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> RunRecord:
     """Run job ``name`` once, now, and add the run to the history. JobRunning, before
     anything runs, when the job's lock is held; otherwise the run's failures are in the
-    record, not raised."""
+    record, not raised. ``should_stop`` is asked before each step (a step is never cut
+    short): once true, the run fails at the step it did not start, STOPPED its error, and
+    only the after hook still runs."""
     job = config.jobs.get(name)
     if job is None:
         known = ", ".join(sorted(config.jobs)) or "none"
@@ -64,6 +68,7 @@ def run_job(
     history = History(config.daemon.state_dir)
     with job_lock(config.daemon.state_dir, name), ExitStack() as repositories:
         run = _Run(config, job, history, on_step or (lambda _s: None), now, repositories)
+        run.should_stop = should_stop
         record = run.run()
         history.add(record)
         run.summarise(record)
@@ -151,11 +156,16 @@ class _Run:
         self.steps: list[StepResult] = []
         self.snapshot: Snapshot | None = None
         self.repo: Repository | None = None
+        self.should_stop: Callable[[], bool] = lambda: False
 
     def run(self) -> RunRecord:
         started = self.now()
         failed: StepResult | None = None
         for step, action in self._plan():
+            if self.should_stop():
+                failed = StepResult(step, False, self.now(), self.now(), error=STOPPED)
+                self.steps.append(failed)
+                break
             result = self._step(step, action, self.stack)
             if not result.ok:
                 failed = result
