@@ -211,6 +211,9 @@ class _Run:
             where = f"{os.fsdecode(e.filename)}: " if e.filename else ""
             result = StepResult(step, False, started, self.now(),
                                 error=f"{where}{e.strerror or e}")  # fmt: skip
+        except Exception as e:  # a bug: still a failed step, recorded, with the after hook run
+            result = StepResult(step, False, started, self.now(),
+                                error=f"internal error: {type(e).__name__}: {e}")  # fmt: skip
         self.steps.append(result)
         self.on_step(result)
         return result
