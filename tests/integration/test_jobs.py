@@ -195,3 +195,14 @@ def test_an_unknown_job_is_named(setup: Setup) -> None:
     assert (done.returncode, done.stderr) == (
         1, f"snapfs: no job 'lak' in {setup.conf} (jobs: lake)\n"
     )  # fmt: skip
+
+
+def test_a_failing_after_hook_fails_a_run_that_backed_up(setup: Setup) -> None:
+    setup.write("after = ['sh', '-c', 'exit 5']\n")
+    done = setup.run("jobs", "run", "lake", "--json")
+    run = json.loads(done.stdout)
+    assert done.returncode == 1
+    assert (run["status"], run["step"], run["error"]) == (
+        "failure", "after", "sh -c exit 5 exited with status 5"
+    )  # fmt: skip
+    assert [s.id for s in _snapshots(setup.repo)] == [run["snapshot"]]  # the backup stands
