@@ -70,12 +70,21 @@ def _snapshots(location: Path) -> list[Snapshot]:
 
 def test_two_runs_keep_last_fill_the_replica_and_are_in_the_history(setup: Setup) -> None:
     setup.write(FULL)
+    other = setup.root / "other"
+    other.mkdir()
+    (other / "x").write_text("not the job's\n")
+    env = {**os.environ, "SNAPFS_PASSWORD": PASSWORD}
+    for args in ([str(other)], [str(setup.src), "--tag", "manual"]):  # not the job's snapshots
+        subprocess.run([*SNAPFS, "-r", str(setup.repo), "backup", *args], env=env, check=True,
+                       capture_output=True)  # fmt: skip
+    manual = _snapshots(setup.repo)
     first = setup.run("jobs", "run", "lake", "--json")
     assert first.returncode == 0, first.stderr
     lines = first.stderr.splitlines()
     assert [line.split(" ")[1] for line in lines] == [
         "backup", "forget", "prune", "copy", "check", "drill"
     ]  # fmt: skip
+    assert lines[1].endswith(": 0 snapshots removed")
     assert lines[3].endswith("to offsite: 1 snapshots copied; 0 snapshots removed")
     assert lines[5].endswith(": 3 files restored and checked")
     (setup.src / "f0.txt").write_text("changed\n")
@@ -87,7 +96,8 @@ def test_two_runs_keep_last_fill_the_replica_and_are_in_the_history(setup: Setup
     assert [s["ok"] for s in run2["steps"]] == [True, True, True]
 
     kept = _snapshots(setup.repo)
-    assert [s.id for s in kept] == [run2["snapshot"]]  # keep.last = 1
+    # keep.last = 1 of the job's own: this host, its paths, its tags; the others untouched
+    assert [s.id for s in kept] == [*(s.id for s in manual), run2["snapshot"]]
     copies = _snapshots(setup.replica)
     assert [s.original for s in copies] == [run2["snapshot"]]
 
