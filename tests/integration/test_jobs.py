@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from snapfs.snapshot import Snapshot
 from snapfs.store.url import open_backend
 from snapfs.walk import resolve
 from tests.conftest import CHEAP_KDF, PASSWORD, SNAPFS, reopened
+from tests.s3.seaweed import BUCKET, SeaweedFS
 
 
 class Setup:
@@ -46,8 +48,10 @@ class Setup:
             'tags = ["nightly"]\n' + job + '[daemon]\nstate-dir = "state"\n'
         )
 
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SNAPFS_")}
+    def run(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in (env or os.environ).items() if not k.startswith("SNAPFS_")}
         return subprocess.run([*SNAPFS, "--config", str(self.conf), *args], capture_output=True,
                               text=True, env=env, timeout=120)  # fmt: skip
 
@@ -216,3 +220,23 @@ def test_a_failing_after_hook_fails_a_run_that_backed_up(setup: Setup) -> None:
         "failure", "after", "sh -c exit 5 exited with status 5"
     )  # fmt: skip
     assert [s.id for s in _snapshots(setup.repo)] == [run["snapshot"]]  # the backup stands
+
+
+def test_a_replica_on_s3_is_reached_through_its_s3_endpoint(
+    setup: Setup, seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/replica"
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    Repository.init(open_backend(url), PASSWORD, kdf=CHEAP_KDF).close()
+    setup.conf.write_text(
+        setup.conf.read_text().replace('url = "replica"', f'url = "{url}"\n'
+                                       f's3-endpoint = "{seaweedfs.endpoint}"')
+        .replace('[daemon]', "copy-to = ['offsite']\n[daemon]")
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}  # the config's only
+    done = setup.run("jobs", "run", "lake", "--json", env={**env, "AWS_MAX_ATTEMPTS": "1"})
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    with Repository.open(open_backend(url), PASSWORD) as replica:
+        assert [s.original for s in replica.snapshots()] == [run["snapshot"]]
