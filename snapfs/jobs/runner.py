@@ -23,7 +23,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from snapfs.errors import RepositoryNotFound, SnapfsError
+from snapfs.errors import RepositoryNotFound, SnapfsError, WrongPassword
 from snapfs.jobs.config import Config, JobConfig, RepositoryConfig, parse_subset
 from snapfs.jobs.history import History
 from snapfs.jobs.records import RunRecord, StepResult
@@ -130,6 +130,8 @@ def open_repository(repo: RepositoryConfig, cwd: Path | None = None) -> Reposito
         return Repository.open(backend, password)
     except RepositoryNotFound:
         raise RepositoryNotFound(f"no repository at {repo.url} (repository {repo.name})") from None
+    except WrongPassword as e:  # which of the job's repositories refused it
+        raise WrongPassword(f"repository {repo.name}: {e}") from None
 
 
 def job_filter(job: JobConfig) -> SnapshotFilter:

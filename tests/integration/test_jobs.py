@@ -240,3 +240,13 @@ def test_a_replica_on_s3_is_reached_through_its_s3_endpoint(
     run = json.loads(done.stdout)
     with Repository.open(open_backend(url), PASSWORD) as replica:
         assert [s.original for s in replica.snapshots()] == [run["snapshot"]]
+
+
+def test_a_replica_that_refuses_the_password_is_named(setup: Setup) -> None:
+    (setup.root / "other.pass").write_text("not the password\n")
+    setup.write("copy-to = ['offsite']\n")
+    text = setup.conf.read_text()
+    setup.conf.write_text(text.replace('["cat", "pass"]', '["cat", "other.pass"]'))
+    run = json.loads(setup.run("jobs", "run", "lake", "--json").stdout)
+    assert (run["status"], run["step"]) == ("failure", "copy")
+    assert run["error"] == "repository offsite: wrong password or no key found for it"
