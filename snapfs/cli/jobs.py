@@ -55,7 +55,7 @@ def run_json(run: RunRecord) -> dict[str, object]:
     }  # fmt: skip
 
 
-@group.command("list")
+@group.command("list", short_help="Each job: its schedule, last run and result, next run.")
 @click.option("--json", "as_json", is_flag=True, help="The jobs as a JSON list.")
 @pass_ctx
 def list_command(ctx: Context, as_json: bool) -> None:
@@ -89,7 +89,7 @@ def list_command(ctx: Context, as_json: bool) -> None:
     stdout().print(table)
 
 
-@group.command("run")
+@group.command("run", short_help="Run job NAME once, now; exit 0 only if every step passed.")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="The run as one JSON object.")
 @pass_ctx
@@ -119,7 +119,7 @@ def run_command(ctx: Context, name: str, as_json: bool) -> int:
     return EXIT_OK if run.status == "success" else EXIT_ERROR
 
 
-@group.command("history")
+@group.command("history", short_help="The runs of job NAME (or of every job), newest first.")
 @click.argument("name", required=False)
 @click.option("-n", "--limit", type=click.IntRange(min=1), help="Only the newest N runs.")
 @click.option("--json", "as_json", is_flag=True, help="The runs as a JSON list.")

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
+from snapfs.errors import SnapfsError
 from snapfs.jobs.records import RunRecord, StepResult
 
 SCHEMA_VERSION = 1
@@ -59,11 +60,14 @@ class History:
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=30)) as db:
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = NORMAL")  # WAL: a crash loses no committed run
-            with db:  # one transaction: committed on leaving, rolled back on an error
-                yield db
+        try:
+            with closing(sqlite3.connect(self.path, timeout=30)) as db:
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = NORMAL")  # WAL: a crash loses no committed run
+                with db:  # one transaction: committed on leaving, rolled back on an error
+                    yield db
+        except sqlite3.Error as e:  # unwritable, not a database, locked past the timeout
+            raise SnapfsError(f"history {self.path}: {e}") from None
 
     def add(self, run: RunRecord) -> None:
         steps = json.dumps([_step_json(s) for s in run.steps])

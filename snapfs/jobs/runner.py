@@ -23,7 +23,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from snapfs.errors import RepositoryNotFound, SnapfsError
+from snapfs.errors import RepositoryNotFound, SnapfsError, WrongPassword
 from snapfs.jobs.config import Config, JobConfig, RepositoryConfig, parse_subset
 from snapfs.jobs.history import History
 from snapfs.jobs.records import RunRecord, StepResult
@@ -135,6 +135,8 @@ def open_repository(repo: RepositoryConfig, cwd: Path | None = None) -> Reposito
         return Repository.open(backend, password)
     except RepositoryNotFound:
         raise RepositoryNotFound(f"no repository at {repo.url} (repository {repo.name})") from None
+    except WrongPassword as e:  # which of the job's repositories refused it
+        raise WrongPassword(f"repository {repo.name}: {e}") from None
 
 
 def job_filter(job: JobConfig) -> SnapshotFilter:
@@ -221,6 +223,9 @@ class _Run:
             where = f"{os.fsdecode(e.filename)}: " if e.filename else ""
             result = StepResult(step, False, started, self.now(),
                                 error=f"{where}{e.strerror or e}")  # fmt: skip
+        except Exception as e:  # a bug: still a failed step, recorded, with the after hook run
+            result = StepResult(step, False, started, self.now(),
+                                error=f"internal error: {type(e).__name__}: {e}")  # fmt: skip
         self.steps.append(result)
         self.on_step(result)
         return result

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from snapfs.snapshot import Snapshot
 from snapfs.store.url import open_backend
 from snapfs.walk import resolve
 from tests.conftest import CHEAP_KDF, PASSWORD, SNAPFS, reopened
+from tests.s3.seaweed import BUCKET, SeaweedFS
 
 
 class Setup:
@@ -46,8 +48,10 @@ class Setup:
             'tags = ["nightly"]\n' + job + '[daemon]\nstate-dir = "state"\n'
         )
 
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SNAPFS_")}
+    def run(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in (env or os.environ).items() if not k.startswith("SNAPFS_")}
         return subprocess.run([*SNAPFS, "--config", str(self.conf), *args], capture_output=True,
                               text=True, env=env, timeout=120)  # fmt: skip
 
@@ -70,12 +74,21 @@ def _snapshots(location: Path) -> list[Snapshot]:
 
 def test_two_runs_keep_last_fill_the_replica_and_are_in_the_history(setup: Setup) -> None:
     setup.write(FULL)
+    other = setup.root / "other"
+    other.mkdir()
+    (other / "x").write_text("not the job's\n")
+    env = {**os.environ, "SNAPFS_PASSWORD": PASSWORD}
+    for args in ([str(other)], [str(setup.src), "--tag", "manual"]):  # not the job's snapshots
+        subprocess.run([*SNAPFS, "-r", str(setup.repo), "backup", *args], env=env, check=True,
+                       capture_output=True)  # fmt: skip
+    manual = _snapshots(setup.repo)
     first = setup.run("jobs", "run", "lake", "--json")
     assert first.returncode == 0, first.stderr
     lines = first.stderr.splitlines()
     assert [line.split(" ")[1] for line in lines] == [
         "backup", "forget", "prune", "copy", "check", "drill"
     ]  # fmt: skip
+    assert lines[1].endswith(": 0 snapshots removed")
     assert lines[3].endswith("to offsite: 1 snapshots copied; 0 snapshots removed")
     assert lines[5].endswith(": 3 files restored and checked")
     (setup.src / "f0.txt").write_text("changed\n")
@@ -87,7 +100,8 @@ def test_two_runs_keep_last_fill_the_replica_and_are_in_the_history(setup: Setup
     assert [s["ok"] for s in run2["steps"]] == [True, True, True]
 
     kept = _snapshots(setup.repo)
-    assert [s.id for s in kept] == [run2["snapshot"]]  # keep.last = 1
+    # keep.last = 1 of the job's own: this host, its paths, its tags; the others untouched
+    assert [s.id for s in kept] == [*(s.id for s in manual), run2["snapshot"]]
     copies = _snapshots(setup.replica)
     assert [s.original for s in copies] == [run2["snapshot"]]
 
@@ -195,3 +209,44 @@ def test_an_unknown_job_is_named(setup: Setup) -> None:
     assert (done.returncode, done.stderr) == (
         1, f"snapfs: no job 'lak' in {setup.conf} (jobs: lake)\n"
     )  # fmt: skip
+
+
+def test_a_failing_after_hook_fails_a_run_that_backed_up(setup: Setup) -> None:
+    setup.write("after = ['sh', '-c', 'exit 5']\n")
+    done = setup.run("jobs", "run", "lake", "--json")
+    run = json.loads(done.stdout)
+    assert done.returncode == 1
+    assert (run["status"], run["step"], run["error"]) == (
+        "failure", "after", "sh -c exit 5 exited with status 5"
+    )  # fmt: skip
+    assert [s.id for s in _snapshots(setup.repo)] == [run["snapshot"]]  # the backup stands
+
+
+def test_a_replica_on_s3_is_reached_through_its_s3_endpoint(
+    setup: Setup, seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/replica"
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    Repository.init(open_backend(url), PASSWORD, kdf=CHEAP_KDF).close()
+    setup.conf.write_text(
+        setup.conf.read_text().replace('url = "replica"', f'url = "{url}"\n'
+                                       f's3-endpoint = "{seaweedfs.endpoint}"')
+        .replace('[daemon]', "copy-to = ['offsite']\n[daemon]")
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}  # the config's only
+    done = setup.run("jobs", "run", "lake", "--json", env={**env, "AWS_MAX_ATTEMPTS": "1"})
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    with Repository.open(open_backend(url), PASSWORD) as replica:
+        assert [s.original for s in replica.snapshots()] == [run["snapshot"]]
+
+
+def test_a_replica_that_refuses_the_password_is_named(setup: Setup) -> None:
+    (setup.root / "other.pass").write_text("not the password\n")
+    setup.write("copy-to = ['offsite']\n")
+    text = setup.conf.read_text()
+    setup.conf.write_text(text.replace('["cat", "pass"]', '["cat", "other.pass"]'))
+    run = json.loads(setup.run("jobs", "run", "lake", "--json").stdout)
+    assert (run["status"], run["step"]) == ("failure", "copy")
+    assert run["error"] == "repository offsite: wrong password or no key found for it"

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from snapfs.errors import SnapfsError
 from snapfs.jobs.history import History
 from snapfs.jobs.records import RunRecord, StepResult
 
@@ -73,3 +76,10 @@ def test_another_process_sees_the_runs(tmp_path: Path) -> None:
     assert [r.job for r in h.runs()] == ["lake", "db"]
     with sqlite3.connect(h.path) as db:  # WAL is the file's mode, not one connection's
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_history_that_is_not_a_database_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "history.sqlite").write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(SnapfsError) as e:
+        History(tmp_path)
+    assert str(e.value) == f"history {tmp_path / 'history.sqlite'}: file is not a database"
