@@ -89,6 +89,14 @@ class Context:
             password_env="SNAPFS_FROM_PASSWORD", what="source repository",
         )  # fmt: skip
 
+    def replica(self, location: str, password_file: str | None) -> Context:
+        """The replica that ``repair packs --from`` and ``restore --from-replica`` read:
+        its password as ``copy`` takes its source's."""
+        return Context(
+            location, password_file, self.quiet, self.s3_endpoint, self.no_cache,
+            password_env="SNAPFS_FROM_PASSWORD", what="replica",
+        )  # fmt: skip
+
     def password(self, *, confirm: bool = False) -> str:
         """The password, asked for once however often it is needed."""
         if self._password is None:
