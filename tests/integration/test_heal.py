@@ -6,14 +6,16 @@ has is named (exit 3); a kill -9 in the middle of a repair leaves what was intac
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from snapfs.index import IndexEntry
 from snapfs.repository import Repository
 from snapfs.store.url import open_backend
-from snapfs.walk import resolve
+from snapfs.walk import resolve, walk
 from tests.conftest import CHEAP_KDF, SNAPFS, Cli, init_small_packs
 from tests.helpers import describe
 from tests.integration.test_damage import (
@@ -228,18 +230,49 @@ def test_restore_from_replica_brings_back_every_file_exactly(
     assert _checked(cli).returncode == 1  # the repository itself is as it was
 
 
+def _shared_pack_blob(cli: Cli) -> tuple[str, int, str, set[str]]:
+    """A data pack holding blobs of several files: (pack, an offset inside one blob, that
+    file's path below the source, the other files of the pack)."""
+    with _repo(cli) as repo:
+        snap = repo.snapshots()[0]
+        files: dict[str, dict[str, IndexEntry]] = {}
+        for path, node in walk(repo, bytes.fromhex(snap.tree)):
+            if node.links > 1:  # a hardlink's other name would be lost with it
+                continue
+            for blob_id in node.content:
+                e = repo.blob_entry(blob_id)
+                files.setdefault(e.pack_id, {})[os.fsdecode(path)] = e
+    pack, used = next((p, u) for p, u in sorted(files.items()) if len(u) >= 2)
+    hurt = sorted(used)[0]
+    entry = used[hurt]
+    root = snap.paths[0].lstrip("/")
+    return (
+        pack,
+        entry.offset + entry.length // 2,
+        hurt[len(root) + 1 :],
+        {f[len(root) + 1 :] for f in used if f != hurt},
+    )
+
+
 @pytest.mark.parametrize("fault", ["repair-packs-written", "repair-index-written"])
 def test_kill_9_during_repair_packs_loses_nothing_and_a_rerun_heals(
     healthy: tuple[Cli, Path], lake_tree: Path, tmp_path: Path, fault: str
 ) -> None:
+    """The damaged pack also holds intact blobs of other files: at no instant may they be
+    neither in it (indexed) nor in a new pack (indexed)."""
     cli, replica = healthy
-    _blob, pack, at = _data_chunk(cli, lake_tree)
+    pack, at, hurt, others = _shared_pack_blob(cli)
     _flip(cli, pack, at)
+    code, lines, _summary = _restore(cli, tmp_path / "before")
+    assert code == 3
+    before = {line.split(": ", 2)[1] for line in lines}
+    assert {p.rpartition(str(lake_tree) + "/")[2] for p in before} == {hurt}
     killed = _heal(cli, replica, env={"SNAPFS_FAULT": fault})
     assert killed.returncode == -9
-    # Every snapshot restores at least as before: all but random.bin (or all of it).
+    # Everything restores at least as before: all but the damaged file, or all of it.
     code, lines, _summary = _restore(cli, tmp_path / "out")
-    _assert_intact_except(lake_tree, tmp_path / "out", {"random.bin"} if code else set())
+    _assert_intact_except(lake_tree, tmp_path / "out", {hurt} if code else set())
+    assert others and not others & {line.split(": ", 2)[1] for line in lines}
     checked = cli.run("check", "--read-data", "--json")
     report = json.loads(checked.stdout)
     if fault == "repair-packs-written":  # the damaged pack is still indexed: only it is named
