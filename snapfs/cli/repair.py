@@ -74,7 +74,11 @@ def snapshots_command(ctx: Context, snapshots: tuple[str, ...], read_data: bool,
     back until a prune). Run 'snapfs repair index' first: what only the index lost is not
     lost.
 
-    Exit 3 when some snapshot was rewritten (each loss is named), 0 when none needed it.
+    A snapshot whose own file is damaged cannot be rewritten: it is named, and left as it
+    is (every command passes over it).
+
+    Exit 3 when some snapshot was rewritten (each loss is named) or some snapshot file is
+    damaged, 0 when none needed it.
 
     \b
     Examples:
@@ -88,6 +92,7 @@ def snapshots_command(ctx: Context, snapshots: tuple[str, ...], read_data: bool,
         else:
             chosen = filter_snapshots(everything, snapshot_filter)
         r = repair_snapshots(repo, chosen, read_data=read_data, dry_run=dry_run)
+        unreadable = bool(repo.snapshot_problems)  # named by the command's last lines
     for done in r.repaired:
         new = done.repaired
         if as_json:
@@ -105,7 +110,7 @@ def snapshots_command(ctx: Context, snapshots: tuple[str, ...], read_data: bool,
                            "losses); the original is in forgotten/")  # fmt: skip
     if not as_json and not ctx.quiet:
         click.echo(f"{len(r.repaired)} snapshots repaired, {r.intact} intact")
-    return EXIT_PARTIAL if r.repaired else EXIT_OK
+    return EXIT_PARTIAL if r.repaired or unreadable else EXIT_OK
 
 
 @command.command("packs")
