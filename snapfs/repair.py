@@ -1,5 +1,5 @@
-"""Repair: rebuild what damage took from what is left (restic's ``repair index`` and
-``repair snapshots``).
+"""Repair: rebuild what damage took from what is left (restic's ``repair index``,
+``repair snapshots`` and ``repair packs``, the last healing from a replica).
 
 ``repair_index`` rebuilds the index when index files are lost or damaged: the listings of
 the index files that still open and decode are kept for the packs that are stored and cover
@@ -15,6 +15,11 @@ whose bytes do not verify) is dropped, a directory whose tree does not load beco
 and entries tree validation refuses are left out. The new snapshot is tagged ``repaired``;
 the original moves to ``forgotten/`` (``snapfs undelete`` brings it back until a prune).
 Run ``repair index`` first: a blob only the index lost is not lost.
+
+``repair_packs`` heals damaged and missing packs from a replica (heal.Healer finds each
+lost blob there and verifies it by this repository's id): their intact blobs and the healed
+ones go into new packs, the index is rewritten without the damaged packs, and only then
+are those deleted. What no replica has is named and left for ``repair_snapshots``.
 """
 
 from __future__ import annotations
