@@ -6,13 +6,13 @@ id: it is found by where the repository's own snapshots use it. A snapshot and i
 share an original (``snapshot.original_id``), and a copy keeps every path, every node's
 metadata and every file's chunk boundaries; so the blob at (path, chunk i) of a snapshot is
 the replica's at the same path and position in the paired snapshot. When the chunks do not
-line up (a replica chunked otherwise), the same byte range of the replica's file is read
-instead (the lost blob's offset and length are the index's); when the index lacks them,
-the replica's file is chunked anew with the repository's chunker. A lost tree is the
-replica's tree at that path with every id translated into the repository's (its blobs read
-and named with the repository's key). Whatever comes from the replica is trusted only once
-its plaintext hashes, with the repository's key, to the lost blob's id: a replica cannot
-plant anything.
+line up (a replica that backed the same file up with its own chunker), the same byte range
+of the replica's file is read instead (the lost blob's offset and length are the index's:
+a damaged or missing pack's blobs are still indexed, so re-chunking the replica's file is
+never needed). A lost tree is the replica's tree at that path with every id translated
+into the repository's (its blobs read and named with the repository's key). Whatever
+comes from the replica is trusted only once its plaintext hashes, with the repository's
+key, to the lost blob's id: a replica cannot plant anything.
 
 Memory: the places of the lost blobs, the trees healed, and the replica-to-repository ids
 of the trees translated. Time: each round walks the repository's paired snapshots, each
@@ -21,13 +21,11 @@ tree once, so healing costs one pass over the trees however few blobs are lost.
 
 from __future__ import annotations
 
-import io
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
-from typing import BinaryIO, cast
 
 import msgspec
 
@@ -188,9 +186,7 @@ class Healer:
             if self.repo.key.blob_id(data) == blob_id:
                 return data
         span = self._span(place.node, place.index)
-        if span is not None:
-            return self._range(node, *span)
-        return self._rechunked(node, blob_id)
+        return None if span is None else self._range(node, *span)
 
     def _span(self, node: Node, index: int) -> tuple[int, int] | None:
         """(offset, length) of chunk ``index`` of ``node`` in the file, as far as the
@@ -218,16 +214,6 @@ class Healer:
             if at >= offset + length:
                 break
         return bytes(out)
-
-    def _rechunked(self, node: Node, blob_id: bytes) -> Data | None:
-        """The replica's file chunked with the repository's chunker: the chunk that hashes
-        to ``blob_id``, if any. The file streams through, a chunk of it in memory."""
-        chunker = self.repo.chunker()
-        stream = cast(BinaryIO, io.BufferedReader(_BlobStream(self.replica, node.content)))
-        for chunk in chunker.chunks(stream):
-            if self.repo.key.blob_id(chunk) == blob_id:
-                return bytes(chunk)
-        return None
 
     def _tree_from(self, other: Snapshot, path: bytes) -> bytes:
         """The replica's tree at ``path`` in ``other``, encoded with the repository's ids."""
@@ -268,29 +254,6 @@ class Healer:
             ids = [self.repo.key.blob_id(self.replica.read_blob(c)) for c in node.content]
             return msgspec.structs.replace(node, content=ids)
         return node
-
-
-class _BlobStream(io.RawIOBase):
-    """The blobs ``ids`` of a repository read one after another as one stream."""
-
-    def __init__(self, repo: Repository, ids: list[bytes]) -> None:
-        self._blobs: Iterator[bytes] = iter(ids)
-        self._repo = repo
-        self._left = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
-        while not self._left:
-            blob_id = next(self._blobs, None)
-            if blob_id is None:
-                return 0
-            self._left = memoryview(self._repo.read_blob(blob_id))
-        n = min(len(buf), len(self._left))
-        buf[:n] = self._left[:n]
-        self._left = self._left[n:]
-        return n
 
 
 class ReplicaReads:

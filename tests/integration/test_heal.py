@@ -14,6 +14,7 @@ import msgspec
 import pytest
 
 from snapfs.backup import backup
+from snapfs.chunker import ChunkerParams
 from snapfs.index import IndexEntry
 from snapfs.repository import Repository
 from snapfs.store.url import open_backend
@@ -338,3 +339,31 @@ def test_a_replica_whose_file_differs_heals_nothing(
         f"blob {blob.hex()[:16]} (pack {pack[:16]}): the replica's {lake_tree}/random.bin differs"
     ]
     assert _checked(cli).returncode == 1
+
+
+def test_a_replica_chunked_otherwise_heals_by_byte_range(
+    healthy: tuple[Cli, Path], lake_tree: Path
+) -> None:
+    """The replica backed the same file up with its own chunker (its snapshot naming ours
+    as its original): the lost chunk's bytes are the same range of its file."""
+    cli, _copied = healthy
+    _blob, pack, at = _data_chunk(cli, lake_tree)
+    with _repo(cli) as repo:
+        ours = repo.snapshots()[0]
+        mine = len(_file_node(repo, lake_tree / "random.bin").content)
+    replica = lake_tree.parent / "other-chunker"
+    small = ChunkerParams(min_size=8 * 1024, avg_size=24 * 1024, max_size=96 * 1024)
+    with Repository.init(open_backend(str(replica)), REPLICA_PASSWORD, kdf=CHEAP_KDF,
+                         chunker=small) as theirs:  # fmt: skip
+        own = backup(theirs, [str(lake_tree)])
+        node = resolve(theirs, bytes.fromhex(own.tree), str(lake_tree / "random.bin"))
+        assert node is not None and len(node.content) != mine  # nothing lines up
+        with theirs.writer() as w:
+            w.save_snapshot(msgspec.structs.replace(own, original=ours.id, id=""))
+        theirs.forget_snapshot(own.id)
+    _flip(cli, pack, at)
+
+    healed = _heal(cli, replica, "--json")
+    assert healed.returncode == 0, healed.stderr
+    assert json.loads(healed.stdout)["healed"] == 1
+    assert _checked(cli).returncode == 0
