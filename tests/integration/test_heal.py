@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -367,3 +368,23 @@ def test_a_replica_chunked_otherwise_heals_by_byte_range(
     assert healed.returncode == 0, healed.stderr
     assert json.loads(healed.stdout)["healed"] == 1
     assert _checked(cli).returncode == 0
+
+
+@pytest.mark.parametrize("backend_kind", ["s3"])
+def test_a_missing_pack_is_healed_from_a_replica_on_s3(
+    cli: Cli, lake_tree: Path, tmp_path: Path, new_location: Callable[[str], str]
+) -> None:
+    cli.repo = init_small_packs(str(tmp_path / "small"))
+    cli.run("backup", str(lake_tree), check=True)
+    replica = new_location("replica")
+    Repository.init(open_backend(replica), REPLICA_PASSWORD, kdf=CHEAP_KDF).close()
+    _copy(replica, REPLICA_PASSWORD, str(cli.repo), cli.env["SNAPFS_PASSWORD"], cli.env)
+    _blob, pack, _at = _data_chunk(cli, lake_tree)
+    _pack_file(cli, pack).unlink()
+
+    healed = cli.run("repair", "packs", "--from", replica, "--json",
+                     env={"SNAPFS_FROM_PASSWORD": REPLICA_PASSWORD})  # fmt: skip
+    assert healed.returncode == 0, healed.stderr
+    assert json.loads(healed.stdout)["packs_removed"] == [pack]
+    checked = _checked(cli)
+    assert checked.returncode == 0, checked.stderr
