@@ -52,6 +52,8 @@ def check(
     with repo.lock("check"), repo.uncached():
         # Snapshots, then the index, then the packs: each names only what the next holds.
         snaps = filter_snapshots(repo.snapshots(), snapshot_filter)
+        report.errors += repo.snapshot_problems
+        repo.snapshot_problems = []  # named here, as errors: not again as warnings
         repo.reload_index()
         stored = repo.list_packs()
         report.errors += repo.key_problems()

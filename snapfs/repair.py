@@ -1,5 +1,5 @@
-"""Repair: rebuild what damage took from what is left (restic's ``repair index`` and
-``repair snapshots``).
+"""Repair: rebuild what damage took from what is left (restic's ``repair index``,
+``repair snapshots`` and ``repair packs``, the last healing from a replica).
 
 ``repair_index`` rebuilds the index when index files are lost or damaged: the listings of
 the index files that still open and decode are kept for the packs that are stored and cover
@@ -15,17 +15,26 @@ whose bytes do not verify) is dropped, a directory whose tree does not load beco
 and entries tree validation refuses are left out. The new snapshot is tagged ``repaired``;
 the original moves to ``forgotten/`` (``snapfs undelete`` brings it back until a prune).
 Run ``repair index`` first: a blob only the index lost is not lost.
+
+``repair_packs`` heals damaged and missing packs from a replica (heal.Healer finds each
+lost blob there and verifies it by this repository's id): their intact blobs and the healed
+ones go into new packs, the index is rewritten without the damaged packs, and only then
+are those deleted. What no replica has is named and left for ``repair_snapshots``.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
 
-from snapfs.errors import IntegrityError, ShortRead
+from snapfs.crypto import content_id
+from snapfs.errors import IntegrityError, ShortRead, SnapfsError
 from snapfs.events import EventHandler, FileWarning, ignore
+from snapfs.faults import fault_point
+from snapfs.heal import Healer
 from snapfs.pack import PackEntry
 from snapfs.plans import PLANS, Plan
 from snapfs.repository import Repository, Writer
@@ -272,3 +281,186 @@ class _Rewriter:
             if not self.repo.has_blob(blob_id):
                 return f"blob {blob_id.hex()[:16]} is not in the index"
         return ""
+
+
+@dataclass
+class PackRepair:
+    packs_read: int = 0
+    damaged_packs: list[str] = field(default_factory=list)  # "pack ID: the first problem"
+    damaged_blobs: int = 0  # damaged or missing blobs of those packs
+    salvaged: int = 0  # intact blobs of the damaged packs, moved into new packs
+    elsewhere: int = 0  # damaged here, intact in another pack: nothing to heal
+    healed: int = 0  # read from the replica
+    lost: list[str] = field(default_factory=list)  # "blob ID (pack P): why": no replica has it
+    packs_removed: list[str] = field(default_factory=list)
+    packs_kept: list[str] = field(default_factory=list)  # damaged, kept for the lost blobs
+    stored_bytes: int = 0
+    dry_run: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return not self.lost
+
+
+@dataclass
+class _PackDamage:
+    entries: dict[bytes, PackEntry]  # what the index lists in it
+    bad: set[bytes]  # those that do not read and verify
+    problem: str
+
+
+def repair_packs(
+    repo: Repository,
+    healer: Healer,
+    packs: list[str] | None = None,
+    *,
+    dry_run: bool = False,
+    on_event: EventHandler = ignore,
+) -> PackRepair:
+    """Read every indexed pack (or ``packs``) as ``check --read-data`` does; for each that
+    is damaged or missing, move its intact blobs into new packs and heal its damaged ones
+    from the replica through ``healer``, same ids (so no tree or snapshot changes). Under
+    the exclusive ``prune`` lock.
+
+    Crash-safe order: the new packs and their index file are stored first; then the index
+    is rewritten without the damaged packs' entries (new files before old ones go; a pack
+    with a blob no replica has keeps that blob's entry); only then are the damaged packs
+    deleted (those kept for lost blobs stay). A crash before the rewrite leaves each healed
+    blob indexed twice (the damaged copy and the new one), one before the deletions leaves
+    damaged packs that no index names: never less readable than before."""
+    report = PackRepair(dry_run=dry_run)
+    with repo.lock("prune"), healer.lock(), repo.uncached():
+        repo.reload_index()
+        old_keys = list(repo.index_keys)
+        damage = _find_damage(repo, packs, report, on_event)
+        if not damage:
+            return report
+        rest = repo.index.without(damage)  # what the other packs hold
+        needed: dict[bytes, str] = {}
+        for pack_id, d in damage.items():
+            report.damaged_blobs += len(d.bad)
+            for blob_id in d.bad:
+                if blob_id in rest:
+                    report.elsewhere += 1
+                else:
+                    needed[blob_id] = pack_id
+        # Found with the whole index: the intact trees of a damaged pack lead to the rest.
+        healed, why = healer.heal(needed)
+        repo.set_index(rest)
+        report.healed = len(healed)
+        lost = {b: p for b, p in needed.items() if b not in healed}
+        for blob_id, pack_id in sorted(lost.items()):
+            line = f"blob {blob_id.hex()[:16]} (pack {pack_id[:16]}): {why.get(blob_id, '?')}"
+            report.lost.append(line)
+            on_event(FileWarning(blob_id.hex(), line))
+        kept = {p for p in lost.values()}
+        report.packs_kept = sorted(kept)
+        report.packs_removed = sorted(set(damage) - kept)
+        if dry_run:
+            report.salvaged = sum(len(d.entries) - len(d.bad) for d in damage.values())
+            repo.reload_index()
+            return report
+        with repo.writer() as writer:
+            for pack_id, d in damage.items():
+                report.salvaged += _salvage(repo, writer, pack_id, d)
+            for kind, data in healed.values():
+                writer.add_blob(kind, data)
+            writer.flush()
+            report.stored_bytes = writer.stored_bytes
+        fault_point("repair-packs-written")
+        _rewrite_index(repo, old_keys, damage, set(lost))
+        fault_point("repair-index-written")
+        for pack_id in report.packs_removed:
+            repo.delete_pack(pack_id)
+        repo.reload_index()
+    return report
+
+
+def _find_damage(
+    repo: Repository, packs: list[str] | None, report: PackRepair, on_event: EventHandler
+) -> dict[str, _PackDamage]:
+    """The damaged or missing packs among ``packs`` (default: every indexed one), each read
+    whole once (one pack in memory at a time)."""
+    listed: dict[str, dict[bytes, PackEntry]] = defaultdict(dict)
+    for pack_id, entries in repo.index_packs():
+        if packs is None or pack_id in packs:
+            listed[pack_id].update((e.blob_id, e) for e in entries)
+    stored = repo.list_packs()
+    damage: dict[str, _PackDamage] = {}
+    for pack_id in sorted(listed):
+        blobs = listed[pack_id]
+        report.packs_read += 1
+        problem, bad = _pack_problem(repo, pack_id, blobs, pack_id in stored)
+        if problem:
+            damage[pack_id] = _PackDamage(blobs, bad, problem)
+            report.damaged_packs.append(f"pack {pack_id[:16]}: {problem}")
+            on_event(FileWarning(pack_id, problem))
+    return damage
+
+
+def _pack_problem(
+    repo: Repository, pack_id: str, entries: dict[bytes, PackEntry], stored: bool
+) -> tuple[str, set[bytes]]:
+    """What is wrong with the pack ("" when nothing), and its blobs that do not verify."""
+    if not stored:
+        return "missing", set(entries)
+    try:
+        data = repo.read_pack_bytes(pack_id)
+    except SnapfsError as e:
+        return str(e), set(entries)
+    bad = set()
+    first = ""
+    for blob_id, entry in entries.items():
+        try:
+            repo.open_blob_in_pack(data, pack_id, entry)
+        except IntegrityError as e:
+            bad.add(blob_id)
+            first = first or str(e)
+    if first:
+        return first, bad
+    if content_id(data) != pack_id:
+        return "does not match its id", bad
+    try:
+        header = {e.blob_id: (e.offset, e.length) for e in repo.pack_header(data)}
+    except SnapfsError as e:
+        return f"header unreadable: {e}", bad
+    if any(header.get(b) != (e.offset, e.length) for b, e in entries.items()):
+        return "the index disagrees with the pack header", bad
+    return "", bad
+
+
+def _salvage(repo: Repository, writer: Writer, pack_id: str, d: _PackDamage) -> int:
+    """The intact blobs of a damaged pack, into new packs (unless stored elsewhere)."""
+    good = [e for b, e in d.entries.items() if b not in d.bad]
+    if not good:
+        return 0
+    data = repo.read_pack_bytes(pack_id)
+    moved = 0
+    for entry in good:
+        if writer.add_blob(entry.kind, repo.open_blob_in_pack(data, pack_id, entry))[1]:
+            moved += 1
+    return moved
+
+
+def _rewrite_index(
+    repo: Repository, old_keys: list[str], damage: dict[str, _PackDamage], lost: set[bytes]
+) -> None:
+    """The listings of ``old_keys`` into new index files, without the damaged packs'
+    entries but for the blobs in ``lost`` (still named where they were); then the old
+    files go (those the same listings rewrote identically stay)."""
+    seen: set[str] = set()
+
+    def listings() -> Iterator[tuple[str, list[PackEntry]]]:
+        for pack_id, entries in repo.index_packs(old_keys):
+            if pack_id in seen:
+                continue
+            seen.add(pack_id)
+            if pack_id in damage:
+                entries = [e for e in entries if e.blob_id in lost]
+            if entries:
+                yield pack_id, entries
+
+    written = repo.store_index_files(listings())
+    for key in old_keys:
+        if key.rpartition("/")[2] not in written:
+            repo.backend.delete(key)

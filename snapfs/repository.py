@@ -131,6 +131,7 @@ class Repository:
         self._index_lock = threading.Lock()
         self._index_cache: IndexCache | None = None
         self._private_caches: list[str] = []  # temporary index caches, removed at close
+        self.snapshot_problems: list[str] = []  # damaged snapshot files of the last listing
         self._trust_index_cache = True
         self._trees: OrderedDict[bytes, Tree] = OrderedDict()
         self._trees_lock = threading.Lock()
@@ -641,12 +642,29 @@ class Repository:
             return self._trees.get(tree_id)
 
     def snapshots(self) -> list[Snapshot]:
+        """Every snapshot whose file opens and decodes. A damaged one is left out, and
+        named in ``snapshot_problems`` (until the next listing): one damaged file must not
+        hide the others, nor stop a backup."""
         keys = [info.key for info in self.backend.list("snapshots/")]
-        return list(self._pool.map(self._load_snapshot, keys))
+        found = list(self._pool.map(self._try_snapshot, keys))
+        self.snapshot_problems = [f for f in found if isinstance(f, str)]
+        return [f for f in found if isinstance(f, Snapshot)]
+
+    def _try_snapshot(self, key: str) -> Snapshot | str | None:
+        try:
+            return self._load_snapshot(key)
+        except IntegrityError as e:
+            return str(e)
+        except NotFound:  # forgotten (or repaired) since the listing: not damage
+            return None
 
     def _load_snapshot(self, key: str) -> Snapshot:
         snapshot_id = key.rpartition("/")[2]
-        return decode_snapshot(self.key.open(self.backend.get(key)), snapshot_id)
+        try:
+            plain = self.key.open(self.backend.get(key))
+        except IntegrityError as e:
+            raise IntegrityError(f"snapshot {snapshot_id[:8]} is damaged: {e}") from None
+        return decode_snapshot(plain, snapshot_id)
 
     def find_snapshot(self, selector: str, snapshot_filter: SnapshotFilter = NO_FILTER) -> Snapshot:
         """``latest`` is the newest snapshot that passes ``snapshot_filter``; an id is its own."""

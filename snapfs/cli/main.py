@@ -92,6 +92,14 @@ class Context:
             password_env="SNAPFS_FROM_PASSWORD", what="source repository",
         )  # fmt: skip
 
+    def replica(self, location: str, password_file: str | None) -> Context:
+        """The replica that ``repair packs --from`` and ``restore --from-replica`` read:
+        its password as ``copy`` takes its source's."""
+        return Context(
+            location, password_file, self.quiet, self.s3_endpoint, self.no_cache,
+            password_env="SNAPFS_FROM_PASSWORD", what="replica",
+        )  # fmt: skip
+
     def password(self, *, confirm: bool = False) -> str:
         """The password, asked for once however often it is needed."""
         if self._password is None:
@@ -140,7 +148,9 @@ class Context:
 
         backend = self.backend()
         try:
-            return Repository.open(backend, self.password())
+            repo = Repository.open(backend, self.password())
+            _OPENED.append((self.what, repo))
+            return repo
         except BucketNotFound:
             raise  # its message already names the bucket and the endpoint
         except RepositoryNotFound:
@@ -152,6 +162,18 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
+_OPENED: list[tuple[str, Repository]] = []  # what this command opened: its problems said last
+
+
+def _damaged_snapshots() -> None:
+    """One line for each damaged snapshot file a command met (and passed over)."""
+    from snapfs.cli.render import printable
+
+    for what, repo in _OPENED:
+        where = "" if what == "repository" else f"{what}: "
+        for problem in dict.fromkeys(repo.snapshot_problems):
+            click.echo(printable(f"warning: {where}{problem}: left out"), err=True)
+
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -361,7 +383,10 @@ def exit_code(error: SnapfsError) -> int:
 def main() -> NoReturn:
     allocator.tune()  # before any thread: a backup's resident memory stays flat
     try:
-        rc = cli.main(prog_name="snapfs", standalone_mode=False)
+        try:
+            rc = cli.main(prog_name="snapfs", standalone_mode=False)
+        finally:
+            _damaged_snapshots()
     except click.ClickException as e:
         e.show()
         _exit(e.exit_code)

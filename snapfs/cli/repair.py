@@ -4,7 +4,10 @@ import click
 
 from snapfs.cli.main import EXIT_OK, EXIT_PARTIAL, Context, pass_ctx, snapshot_filter_options
 from snapfs.cli.render import emit_json, say
-from snapfs.repair import repair_index, repair_snapshots
+from snapfs.errors import SnapfsError
+from snapfs.heal import Healer
+from snapfs.prefix import match_prefix
+from snapfs.repair import repair_index, repair_packs, repair_snapshots
 from snapfs.snapshot import SnapshotFilter, filter_snapshots, select
 
 
@@ -71,7 +74,11 @@ def snapshots_command(ctx: Context, snapshots: tuple[str, ...], read_data: bool,
     back until a prune). Run 'snapfs repair index' first: what only the index lost is not
     lost.
 
-    Exit 3 when some snapshot was rewritten (each loss is named), 0 when none needed it.
+    A snapshot whose own file is damaged cannot be rewritten: it is named, and left as it
+    is (every command passes over it).
+
+    Exit 3 when some snapshot was rewritten (each loss is named) or some snapshot file is
+    damaged, 0 when none needed it.
 
     \b
     Examples:
@@ -85,6 +92,7 @@ def snapshots_command(ctx: Context, snapshots: tuple[str, ...], read_data: bool,
         else:
             chosen = filter_snapshots(everything, snapshot_filter)
         r = repair_snapshots(repo, chosen, read_data=read_data, dry_run=dry_run)
+        unreadable = bool(repo.snapshot_problems)  # named by the command's last lines
     for done in r.repaired:
         new = done.repaired
         if as_json:
@@ -102,4 +110,74 @@ def snapshots_command(ctx: Context, snapshots: tuple[str, ...], read_data: bool,
                            "losses); the original is in forgotten/")  # fmt: skip
     if not as_json and not ctx.quiet:
         click.echo(f"{len(r.repaired)} snapshots repaired, {r.intact} intact")
-    return EXIT_PARTIAL if r.repaired else EXIT_OK
+    return EXIT_PARTIAL if r.repaired or unreadable else EXIT_OK
+
+
+@command.command("packs")
+@click.option(
+    "--from",
+    "replica_location",
+    required=True,
+    metavar="REPLICA",
+    help="The replica to heal from: a repository kept by 'snapfs copy' (either way).",
+)
+@click.option(
+    "--from-password-file",
+    envvar="SNAPFS_FROM_PASSWORD_FILE",
+    metavar="FILE",
+    help="The replica's password, from FILE. Env: SNAPFS_FROM_PASSWORD_FILE "
+    "(or SNAPFS_FROM_PASSWORD).",
+)
+@click.option(
+    "--packs",
+    "pack_ids",
+    multiple=True,
+    metavar="ID",
+    help="Only these packs (ids or unique prefixes; repeatable); default: read every pack.",
+)
+@click.option(
+    "-n", "--dry-run", is_flag=True, help="Find what is damaged, and match it; write nothing."
+)
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+@pass_ctx
+def packs_command(ctx: Context, replica_location: str, from_password_file: str | None,
+                  pack_ids: tuple[str, ...], dry_run: bool, as_json: bool) -> int:  # fmt: skip
+    """Heal damaged or missing packs from REPLICA: every pack is read (as 'check
+    --read-data' does; --packs: only those); each blob that does not verify is read from
+    the replica at the same path of the same snapshot's copy there, and kept only if it
+    hashes to this repository's id for it. The intact blobs of a damaged pack and the
+    healed ones go into new packs; the index is rewritten; only then are the damaged packs
+    removed. A blob no replica has is named, and its pack kept for it: then run 'snapfs
+    repair snapshots --read-data'.
+
+    Exit 3 when some blob could not be healed, 0 otherwise. Then 'snapfs check
+    --read-data' passes.
+
+    \b
+    Examples:
+      snapfs repair packs --from /mnt/offsite/lake --dry-run
+      SNAPFS_FROM_PASSWORD_FILE=~/.offsite snapfs repair packs --from s3://offsite/lake
+    """
+    with ctx.open() as repo, ctx.replica(replica_location, from_password_file).open() as replica:
+        chosen = None
+        if pack_ids:
+            known = sorted(set(repo.list_packs()) | set(repo.index.pack_ids))
+            chosen = [match_prefix(known, p, "pack", SnapfsError) for p in pack_ids]
+        r = repair_packs(repo, Healer(repo, replica), chosen, dry_run=dry_run)
+    if as_json:
+        emit_json(r.__dict__)
+        return EXIT_OK if r.complete else EXIT_PARTIAL
+    for line in r.damaged_packs:
+        say(f"damaged: {line}")
+    for line in r.lost:
+        say(f"warning: {line}: not healed")
+    if not ctx.quiet:
+        would = "would be " if dry_run else ""
+        click.echo(
+            f"read {r.packs_read} packs: {len(r.damaged_packs)} damaged, {r.damaged_blobs} "
+            f"blobs damaged or missing; {r.healed} {would}healed from the replica, "
+            f"{r.elsewhere} stored elsewhere, {len(r.lost)} not healed; {r.salvaged} intact "
+            f"blobs {would}moved; {len(r.packs_removed)} packs {would}removed"
+            + (f", {len(r.packs_kept)} kept for what was not healed" if r.packs_kept else "")
+        )
+    return EXIT_OK if r.complete else EXIT_PARTIAL

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 import click
@@ -17,7 +18,7 @@ from snapfs.cli.main import (
 from snapfs.cli.render import emit_json, progress, say, size
 from snapfs.events import Event, FileWarning
 from snapfs.progress import Tally
-from snapfs.restore import DamagedFile, RestoreSummary, restore
+from snapfs.restore import DamagedFile, RestoreSource, RestoreSummary, restore
 from snapfs.snapshot import Snapshot, SnapshotFilter
 
 if TYPE_CHECKING:
@@ -53,6 +54,19 @@ if TYPE_CHECKING:
     help="Write files that have damaged or missing chunks too, those byte ranges zero-filled "
     "(each named in a warning); by default such files are left out.",
 )
+@click.option(
+    "--from-replica",
+    metavar="REPLICA",
+    help="Read what is damaged or missing here from REPLICA (a repository kept by "
+    "'snapfs copy', either way), each blob verified against this repository's id.",
+)
+@click.option(
+    "--from-password-file",
+    envvar="SNAPFS_FROM_PASSWORD_FILE",
+    metavar="FILE",
+    help="The replica's password, from FILE. Env: SNAPFS_FROM_PASSWORD_FILE "
+    "(or SNAPFS_FROM_PASSWORD).",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON lines: status, then a summary.")
 @snapshot_filter_options
 @pass_ctx
@@ -66,6 +80,8 @@ def command(
     excludes: tuple[str, ...],
     verify: bool,
     allow_damaged: bool,
+    from_replica: str | None,
+    from_password_file: str | None,
     as_json: bool,
     snapshot_filter: SnapshotFilter,
 ) -> int:
@@ -87,7 +103,10 @@ def command(
     warning and left out of TARGET (no partial file is left under its name); every other
     file is restored exactly. With --allow-damaged it is written, the damaged byte ranges
     zero-filled, and the warning names the ranges (a later restore into TARGET takes it as
-    restored: remove it first once the repository is repaired).
+    restored: remove it first once the repository is repaired). With --from-replica,
+    what is damaged here is read from the replica instead (same path in the snapshot's
+    copy there, verified against this repository's blob ids): only what neither has is
+    named.
 
     Exit 3 when some entries were not restored or are damaged (each is named in a warning,
     and in the --json summary's "damaged"); 1 when --verify finds a difference, PATH is no
@@ -100,6 +119,7 @@ def command(
       snapfs restore 1a2b3c4d --target /tmp/r --include '/data/lake/warehouse/sales/*'
       snapfs restore latest:/data/lake/sales --target /tmp/sales
       snapfs restore latest:lake/raw --target s3://restored/raw --target-endpoint http://h:8333
+      snapfs restore latest --target /tmp/r --from-replica /mnt/offsite/lake
     """
     spec, _, path = snapshot.partition(":")
     to_s3 = target.startswith("s3://")
@@ -107,6 +127,8 @@ def command(
         raise click.UsageError("--target-endpoint and --target-profile need an s3:// target")
     if to_s3 and allow_damaged:
         raise click.UsageError("--allow-damaged writes to a directory, not to an s3:// target")
+    if to_s3 and from_replica:
+        raise click.UsageError("--from-replica restores to a directory, not to an s3:// target")
     if not to_s3 and os.path.isfile(target):
         raise click.BadParameter(f"{target} is a file", param_hint="'--target'")
     tally = Tally()
@@ -116,13 +138,20 @@ def command(
         if isinstance(event, FileWarning):
             say(f"warning: {event.path}: {event.error}")
 
-    with ctx.open() as repo:
+    with ExitStack() as stack:
+        repo = stack.enter_context(ctx.open())
         snap = repo.find_snapshot(spec, snapshot_filter)
+        source: RestoreSource = repo
+        if from_replica:
+            from snapfs.heal import Healer, ReplicaReads
+
+            replica = stack.enter_context(ctx.replica(from_replica, from_password_file).open())
+            source = ReplicaReads(repo, Healer(repo, replica, [snap]))
         if to_s3:
             endpoint = target_endpoint or ctx.s3_endpoint  # else the repository's server
             run = _to_s3(snap, target, endpoint, target_profile, repo)
         else:
-            run = _to_disk(repo, snap, target, verify, allow_damaged)
+            run = _to_disk(source, snap, target, verify, allow_damaged)
         with progress(tally, "restore", enabled=not ctx.quiet, json_lines=as_json):
             summary = run(path, list(includes), list(excludes), on_event)
     for line in summary.verify_errors:
@@ -170,7 +199,7 @@ def _damaged_note(damaged: list[DamagedFile]) -> str:
 Run = Callable[[str, list[str], list[str], Callable[[Event], None]], RestoreSummary]
 
 
-def _to_disk(repo: Repository, snap: Snapshot, target: str, verify: bool, damaged: bool) -> Run:
+def _to_disk(repo: RestoreSource, snap: Snapshot, target: str, verify: bool, damaged: bool) -> Run:
     def run(
         path: str, inc: list[str], exc: list[str], on: Callable[[Event], None]
     ) -> RestoreSummary:

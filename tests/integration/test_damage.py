@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -359,3 +360,78 @@ def test_repair_snapshots_drops_what_is_lost_and_keeps_the_original_forgotten(
     assert {k: v for k, v in got.items() if k != b"dir/nested"} == {
         k: v for k, v in want.items() if k != b"dir/nested"
     }
+
+
+def test_a_flipped_byte_in_a_snapshot_file_leaves_out_that_snapshot_only(
+    small: Cli, lake_tree: Path, tmp_path: Path
+) -> None:
+    other = _second_backup(small, tmp_path)
+    with _repo(small) as repo:
+        first = min(repo.snapshots(), key=lambda s: s.time)
+    path = Path(small.repo) / "snapshots" / first.id
+    path.chmod(0o644)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    path.write_bytes(bytes(raw))
+    line = f"warning: snapshot {first.short_id} is damaged: authentication failed: left out"
+
+    listed = small.run("snapshots", "--json")
+    assert (listed.returncode, listed.stderr.decode().splitlines()) == (0, [line])
+    assert [s["paths"] for s in json.loads(listed.stdout)] == [[str(other)]]
+    code, lines, summary = _restore(small, tmp_path / "out")
+    assert (code, lines, summary["files"]) == (0, [line], 1)
+    assert (tmp_path / "out" / other.relative_to("/") / "fine.txt").read_bytes() == (
+        other / "fine.txt"
+    ).read_bytes()
+    checked = small.run("check")
+    assert checked.returncode == 1
+    assert checked.stderr.decode().splitlines() == [
+        f"error: snapshot {first.short_id} is damaged: authentication failed"
+    ]
+    repaired = small.run("repair", "snapshots")
+    assert (repaired.returncode, repaired.stderr.decode().splitlines()) == (3, [line])
+    assert repaired.stdout.decode() == "0 snapshots repaired, 1 intact\n"
+    backed = small.run("backup", str(lake_tree))  # a backup carries on, without a parent
+    assert (backed.returncode, backed.stderr.decode().splitlines()) == (0, [line])
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs of 3 MiB mounted at a directory of the test's (tests run as root)."""
+    where = tmp_path / "tmpfs"
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(where)],
+                             capture_output=True)  # fmt: skip
+    if mounted.returncode != 0:  # a failure, not a skip: the fault would go untested
+        pytest.fail(f"cannot mount a tmpfs at {where}: {mounted.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+
+
+def test_the_disk_filling_up_during_a_backup(cli: Cli, full_disk: Path, tmp_path: Path) -> None:
+    src = tmp_path / "big"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(8_000_000))  # incompressible, past the 3 MiB
+    (src / "small.txt").write_text("small\n")
+    cli.repo = full_disk / "repo"
+    Repository.init(open_backend(str(cli.repo)), cli.env["SNAPFS_PASSWORD"], kdf=CHEAP_KDF,
+                    pack_size=1024 * 1024).close()  # fmt: skip
+    before = {p.relative_to(cli.repo) for p in Path(cli.repo).rglob("*") if p.is_file()}
+
+    done = cli.run("backup", str(src))
+    assert done.returncode == 1
+    (line,) = done.stderr.decode().splitlines()
+    assert line.startswith(f"snapfs: cannot write {cli.repo}/data/")
+    assert line.endswith(": No space left on device")
+    after = {p.relative_to(cli.repo) for p in Path(cli.repo).rglob("*") if p.is_file()}
+    # Nothing half-written under any name: only whole packs, the index naming them, no
+    # snapshot, no lock, no temporary file.
+    added = after - before
+    assert added and {p.parts[0] for p in added} <= {"data", "index"}
+    assert all(len(p.name) == 64 for p in added)
+    checked = cli.run("check", "--read-data")
+    assert checked.returncode == 0, checked.stderr
+    listed = cli.run("snapshots", "--json")
+    assert json.loads(listed.stdout) == []
