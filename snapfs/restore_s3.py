@@ -19,17 +19,22 @@ bytes in all; larger ones go up in parts, at most the target's ``uploads`` in fl
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
+import msgspec
+
 from snapfs.buffers import Data
-from snapfs.errors import IntegrityError
+from snapfs.errors import IntegrityError, SnapfsError
 from snapfs.events import BytesDone, EventHandler, FileDone, FileWarning, ignore
 from snapfs.restore import RestoreSource, RestoreSummary, subtree, whole_totals
 from snapfs.snapshot import Snapshot
 from snapfs.sources.keys import BESIDE_DIR
+from snapfs.sources.s3 import ETAG
+from snapfs.tableview import BucketTables
 from snapfs.targets.s3 import S3Target
 from snapfs.tree import DIR, FILE, Node
 from snapfs.walk import PathFilter, path_text, walk
@@ -57,7 +62,9 @@ def restore_to_s3(
     """Write the files of ``snapshot``'s directory ``path`` as objects through ``target``.
     Failures of the target (a missing bucket, refused credentials, a server that keeps
     failing) end the restore; a file that cannot be a key or whose blobs are damaged is
-    warned about and left out."""
+    warned about and left out. Pinned Iceberg tables get their metadata files moved to
+    their new place (tableview.BucketTables), and a ``version-hint.text`` where the
+    snapshot holds none."""
     filt = PathFilter(includes, excludes)
     run = _S3Restore(repo, target, snapshot.source == "s3", on_event, files)
     totals = whole_totals(snapshot, filt, path)
@@ -65,8 +72,13 @@ def restore_to_s3(
         on_event(totals)
     with repo.lock("read"):
         root = subtree(repo, snapshot, path)
+        if snapshot.source != "s3":  # an S3 backup's tables are not pinned: nothing moves
+            home = f"s3://{target.bucket}/{target.prefix}".rstrip("/")
+            run.tables = BucketTables(repo, snapshot, path, home)
         target.note_empty()  # before the walk: a missing bucket is said even with no file
-        run.run(walk(repo, root, prune=filt or None, on_problem=run.problem), filt)
+        nodes = walk(repo, root, prune=filt or None, on_problem=run.problem)
+        hints = run.tables.hints() if run.tables is not None else []
+        run.run(itertools.chain(nodes, hints), filt)
     return run.summary
 
 
@@ -90,6 +102,7 @@ class _S3Restore:
         self._slots = threading.BoundedSemaphore(self._queue)
         self._small = _Budget(SMALL_BUDGET)
         self._error: BaseException | None = None
+        self.tables: BucketTables | None = None
 
     def run(self, nodes: Iterator[tuple[bytes, Node]], filt: PathFilter) -> None:
         try:
@@ -155,8 +168,15 @@ class _S3Restore:
             self._warn(rel, "its name cannot be an S3 key (not UTF-8, or not one an S3 "
                        "backup made): skipped")  # fmt: skip
             return
+        moved = self._moved(rel)
+        if moved is not None:  # its paths name the new place: its size and ETag are new
+            xattrs = [(k, v) for k, v in node.xattrs if k != ETAG]
+            node = msgspec.structs.replace(node, size=len(moved), xattrs=xattrs)
         try:
-            written = self.target.write(key, node, lambda: self._content(node))
+            if moved is None:
+                written = self.target.write(key, node, lambda: self._content(node))
+            else:
+                written = self.target.write(key, node, lambda: [moved])
         except IntegrityError as e:
             self._warn(rel, f"{e}: not restored")
             return
@@ -169,6 +189,17 @@ class _S3Restore:
         if written.uploaded:
             self.emit(BytesDone(node.size))
             self.emit(FileDone(path_text(b"/" + rel), node.size, 0))
+
+    def _moved(self, rel: bytes) -> bytes | None:
+        """The bytes of an Iceberg metadata file moved to the new place; None: as stored
+        (and so is one that cannot be moved, with a warning)."""
+        if self.tables is None:
+            return None
+        try:
+            return self.tables.contents(rel)
+        except (SnapfsError, OSError) as e:
+            self._warn(rel, f"Iceberg metadata not moved to its new place: {e}")
+            return None
 
     def _content(self, node: Node) -> Iterator[Data]:
         """The file's blobs in order, read a group of about GROUP bytes at a time."""

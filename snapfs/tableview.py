@@ -117,22 +117,76 @@ def moved_tables(repo: TreeReader, snap: Snapshot, root: str) -> dict[bytes, Mov
     return moved
 
 
-def restored_places(snap: Snapshot, path: str, target: str) -> list[tuple[TableRecord, str]]:
-    """The pinned Iceberg tables a restore of ``snap``'s directory ``path`` under
-    ``target`` brings back, each with the directory it comes back at (``path/x`` comes
-    back as ``target/x``); those restored where they were are left out (nothing moves)."""
+def _restored(snap: Snapshot, path: str) -> list[tuple[TableRecord, str]]:
+    """The pinned Iceberg tables a restore of ``snap``'s directory ``path`` brings back,
+    each with its path below that directory ("" for the directory itself, else
+    ``/x/y``)."""
     base = "/" + path.strip("/") if path.strip("/") else ""
-    places = []
+    below = []
     for record in snap.tables:
         if record.format != "iceberg" or record.metadata is None:
             continue
         where = "/" + record.path.strip("/")
-        if base and where != base and not where.startswith(base + "/"):
-            continue
-        new = os.path.abspath(target) + where[len(base) :]
-        if new.rstrip("/") != where:
+        if not base or where == base or where.startswith(base + "/"):
+            below.append((record, where[len(base) :]))
+    return below
+
+
+def restored_places(snap: Snapshot, path: str, target: str) -> list[tuple[TableRecord, str]]:
+    """The pinned Iceberg tables a restore of ``snap``'s directory ``path`` under
+    ``target`` brings back, each with the directory it comes back at (``path/x`` comes
+    back as ``target/x``); those restored where they were are left out (nothing moves)."""
+    places = []
+    for record, rest in _restored(snap, path):
+        new = os.path.abspath(target) + rest
+        if new.rstrip("/") != "/" + record.path.strip("/"):
             places.append((record, new))
     return places
+
+
+class BucketTables:
+    """The pinned Iceberg tables a restore of ``snap``'s directory ``path`` into a bucket
+    brings back, moved to ``home`` (``s3://BUCKET/PREFIX``, where that directory goes):
+    their metadata files as they read there (``contents``), and a ``version-hint.text``
+    naming the pinned file for each table whose snapshot holds none (``hints``). Paths are
+    relative to the restored directory, as the restore's walk gives them. Thread-safe."""
+
+    def __init__(self, repo: TreeReader, snap: Snapshot, path: str, home: str) -> None:
+        self._moved: dict[bytes, MovedTable] = {}  # the table's metadata/ path -> table
+        self._hints: list[tuple[bytes, Node]] = []
+        self._hint_bytes: dict[bytes, bytes] = {}
+        snapshot_tree = bytes.fromhex(snap.tree)
+        for record, rest in _restored(snap, path):
+            try:
+                table = resolve(repo, snapshot_tree, record.path)
+                meta = resolve(repo, snapshot_tree, f"{record.path.rstrip('/')}/metadata")
+            except PathNotFound:
+                continue
+            if table is None or table.subtree is None or meta is None or meta.subtree is None:
+                continue  # not held as a directory: left as stored
+            meta_rel = os.fsencode(f"{rest}/metadata".lstrip("/"))
+            files = TreeFiles(repo, table.subtree)
+            self._moved[meta_rel] = MovedTable(files, "", record.path, home + rest,
+                                               _METADATA_BYTES)  # fmt: skip
+            nodes = repo.load_tree(meta.subtree).nodes
+            assert record.metadata is not None
+            if nodes and not any(n.name == _HINT for n in nodes):
+                hint = version_hint(record.metadata.rsplit("/", 1)[-1])
+                self._hints.append((meta_rel + b"/" + _HINT, _hint_node(nodes, hint)))
+                self._hint_bytes[meta_rel + b"/" + _HINT] = hint
+
+    def hints(self) -> list[tuple[bytes, Node]]:
+        """The ``version-hint.text`` files to add, as (path, node)."""
+        return list(self._hints)
+
+    def contents(self, rel: bytes) -> bytes | None:
+        """What the file at ``rel`` reads as at the new place; None: as stored.
+        TableUnreadable as ``relocate``, OSError when it cannot be read."""
+        if (hint := self._hint_bytes.get(rel)) is not None:
+            return hint
+        parent, _slash, name = rel.rpartition(b"/")
+        table = self._moved.get(parent)
+        return None if table is None else table.read(f"metadata/{os.fsdecode(name)}")
 
 
 def move_restored(record: TableRecord, new: str) -> None:

@@ -313,13 +313,17 @@ def _text(record: dict[str, object], key: str, where: str) -> str:
 
 class Move:
     """Absolute paths below directory ``old`` (the table's, as its metadata names it) taken
-    to the same place below ``new``, in the spelling each had (``file:///P``, ``file:/P``,
-    ``/P``); other strings stay as they are."""
+    to the same place below ``new``: a local path, each in the spelling it had
+    (``file:///P``, ``file:/P``, ``/P``), or a URI of another scheme (``s3://B/P``: a
+    restore into a bucket) that every spelling becomes; other strings stay as they are."""
 
     def __init__(self, old: str, new: str) -> None:
         old, new = old.rstrip("/"), new.rstrip("/")
-        self._forms = [(f"file://{old}", f"file://{new}"), (f"file:{old}", f"file:{new}"),
-                       (old, new)]  # fmt: skip
+        if "://" in new and not new.startswith("file:"):
+            self._forms = [(f"file://{old}", new), (f"file:{old}", new), (old, new)]
+        else:
+            self._forms = [(f"file://{old}", f"file://{new}"), (f"file:{old}", f"file:{new}"),
+                           (old, new)]  # fmt: skip
 
     def path(self, text: str) -> str:
         for before, after in self._forms:
