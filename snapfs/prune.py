@@ -80,7 +80,7 @@ def sweep(repo: Repository, report: PruneReport, on_event: EventHandler) -> None
         if pack_id in stored
     }
     trees = TreesInCondemned(repo, headers, indexed)
-    reachable = reachable_blobs(repo, repo.snapshots(), trees.load)
+    reachable = reachable_blobs(repo, repo.snapshots(every=True), trees.load)
     for key, plan in ready:
         for pack_id in plan.condemned:
             if pack_id in headers:
@@ -190,7 +190,7 @@ def mark(
     without: frozenset[str] = frozenset(),
 ) -> None:  # fmt: skip
     # Snapshots before the index: every blob they use is then in it.
-    snaps = [s for s in repo.snapshots() if s.id not in without]
+    snaps = [s for s in repo.snapshots(every=True) if s.id not in without]
     forgotten = [s.id for s in repo.forgotten()]
     repo.index  # noqa: B018 - loaded now, after the snapshots were listed
     old_keys = list(repo.index_keys)

@@ -641,13 +641,21 @@ class Repository:
         with self._trees_lock:
             return self._trees.get(tree_id)
 
-    def snapshots(self) -> list[Snapshot]:
+    def snapshots(self, *, every: bool = False) -> list[Snapshot]:
         """Every snapshot whose file opens and decodes. A damaged one is left out, and
         named in ``snapshot_problems`` (until the next listing): one damaged file must not
-        hide the others, nor stop a backup."""
+        hide the others, nor stop a backup. ``every`` (prune): a damaged one is an
+        IntegrityError instead, for the data only it uses would look unused, and a replica
+        may yet bring its file back."""
         keys = [info.key for info in self.backend.list("snapshots/")]
         found = list(self._pool.map(self._try_snapshot, keys))
         self.snapshot_problems = [f for f in found if isinstance(f, str)]
+        if every and self.snapshot_problems:
+            first, self.snapshot_problems = self.snapshot_problems[0], []  # named here, once
+            raise IntegrityError(
+                f"{first}: nothing is deleted while a snapshot cannot be "
+                "read (heal it, or remove its file: see README, When check reports damage)"
+            )
         return [f for f in found if isinstance(f, Snapshot)]
 
     def _try_snapshot(self, key: str) -> Snapshot | str | None:

@@ -388,6 +388,14 @@ def test_a_flipped_byte_in_a_snapshot_file_leaves_out_that_snapshot_only(
     assert checked.stderr.decode().splitlines() == [
         f"error: snapshot {first.short_id} is damaged: authentication failed"
     ]
+    packs = sorted((Path(small.repo) / "data").rglob("*"))
+    pruned = small.run("prune")  # the damaged snapshot's data looks unused: kept all the same
+    assert (pruned.returncode, pruned.stderr.decode().splitlines()) == (1, [
+        f"snapfs: snapshot {first.short_id} is damaged: authentication failed: nothing is "
+        "deleted while a snapshot cannot be read (heal it, or remove its file: see README, "
+        "When check reports damage)"
+    ])  # fmt: skip
+    assert sorted((Path(small.repo) / "data").rglob("*")) == packs
     repaired = small.run("repair", "snapshots")
     assert (repaired.returncode, repaired.stderr.decode().splitlines()) == (3, [line])
     assert repaired.stdout.decode() == "0 snapshots repaired, 1 intact\n"
