@@ -73,7 +73,9 @@ class RetryPolicy:
         raise AssertionError("unreachable: attempts must be at least 1")
 
     def _give_up(self) -> str:
-        if self.gave_up:
+        # With one attempt allowed, a call after a give-up has had its whole allowance too:
+        # saying "still failing" would make the line depend on which thread failed first.
+        if self.gave_up and self.attempts > 1:
             return f"still failing after giving up on {self.attempts} attempts"
         self.gave_up = True
         return f"gave up after {self.attempts} attempts"

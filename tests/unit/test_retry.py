@@ -116,3 +116,13 @@ def test_waits_between_attempts_grow_then_stay_capped() -> None:
         assert all(0.0 <= w <= ceiling for w in ws)
         assert max(ws) > 0.95 * ceiling
         assert 0.45 * ceiling < statistics.fmean(ws) < 0.55 * ceiling, k
+
+
+def test_with_one_attempt_every_failure_reads_alike() -> None:
+    """Parallel reads failing at once: the line the backup reports must not depend on which
+    of them failed first."""
+    store = RetryBackend(Flaky(100), _policy(attempts=1))
+    for _ in range(2):
+        with pytest.raises(BackendError) as info:
+            store.get("k")
+        assert str(info.value) == "S3 get k: connection failed (gave up after 1 attempts)"
