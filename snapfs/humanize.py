@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 def size(n: float) -> str:
     """Binary units, as restic and borg print them: ``512 B``, ``1.5 MiB``."""
@@ -10,3 +12,8 @@ def size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def local_time(t: float | None) -> str:
+    """A Unix time in this machine's local time, to the second; ``-`` for none."""
+    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else "-"

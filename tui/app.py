@@ -20,6 +20,7 @@ from tui.screens.create import CreateScreen
 from tui.screens.diff import DiffScreen
 from tui.screens.forget import ForgetScreen
 from tui.screens.help import HelpScreen
+from tui.screens.jobs import JobsScreen
 from tui.screens.mount import MountScreen
 from tui.screens.password import PasswordScreen
 from tui.screens.restore import RestoreScreen
@@ -44,10 +45,13 @@ class SnapfsApp(App[None]):
         *,
         s3_endpoint: str | None = None,
         snapfs_command: Sequence[str] = SNAPFS_COMMAND,
+        config_file: str | None = None,
     ) -> None:
-        """``password`` None: ask for it. ``snapfs_command`` runs mounts (tests replace it)."""
+        """``password`` None: ask for it. ``snapfs_command`` runs mounts and jobs (tests
+        replace it). ``config_file``: the jobs' file (--config; None: where snapfs finds one)."""
         super().__init__()
         self.location = location
+        self.config_file = config_file
         self.s3_endpoint = s3_endpoint
         self.password = password
         self.snapfs_command = tuple(snapfs_command)
@@ -133,6 +137,11 @@ class SnapfsApp(App[None]):
     def action_mount(self) -> None:
         if chosen := self._highlighted():
             self.push_screen(MountScreen(*chosen))
+
+    def action_jobs(self) -> None:
+        """Open even before the repository is: the jobs come from the config file."""
+        if not isinstance(self.screen, JobsScreen):
+            self.push_screen(JobsScreen(self.session, self.config_file, self.snapfs_command))
 
     def action_reload(self) -> None:
         self.home.action_reload()

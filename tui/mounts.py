@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from snapfs import SnapfsError
+from tui.children import failure_reason
 
 MOUNT_TIMEOUT = 60.0
 SNAPFS_COMMAND = (sys.executable, "-m", "snapfs")
@@ -68,6 +69,4 @@ class Mounts:
         except subprocess.TimeoutExpired:
             raise MountFailed(f"snapfs {verb} took longer than {MOUNT_TIMEOUT:.0f}s") from None
         if done.returncode != 0:
-            lines = [line for line in done.stderr.splitlines() if line.strip()]
-            reason = lines[-1] if lines else f"exit code {done.returncode}"
-            raise MountFailed(reason.removeprefix("snapfs: "))
+            raise MountFailed(failure_reason(done))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from snapfs import SnapfsError, Snapshot
-from snapfs.humanize import size
+from snapfs.humanize import local_time, size
 
-__all__ = ["clock", "describe", "size", "when"]
+__all__ = ["clock", "describe", "local_time", "size", "when"]
 
 
 def clock(seconds: float | None) -> str:

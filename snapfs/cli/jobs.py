@@ -10,10 +10,12 @@ from rich.table import Table
 
 from snapfs.cli.main import EXIT_ERROR, EXIT_OK, Context, pass_ctx
 from snapfs.cli.render import cell, emit_json, say, stdout
+from snapfs.humanize import local_time
 from snapfs.jobs.config import Config, load_config
 from snapfs.jobs.history import History
 from snapfs.jobs.records import RunRecord, StepResult
-from snapfs.jobs.schedule import next_run
+from snapfs.jobs.status import job_statuses
+from snapfs.jobs.summary import JobSummary, read_summaries
 
 
 @click.group("jobs")
@@ -28,6 +30,7 @@ def group() -> None:
       snapfs jobs list
       snapfs --config /etc/snapfs/lake.toml jobs run lake
       snapfs jobs history lake --json
+      snapfs -r /backups/lake jobs summaries
     """
 
 
@@ -38,10 +41,6 @@ def _config(ctx: Context) -> Config:
 def when(t: float | None) -> str | None:
     """A Unix time as ISO 8601 in local time, to the second (JSON)."""
     return datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds") if t else None
-
-
-def _shown(t: float | None) -> str:
-    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S") if t else "-"
 
 
 def run_json(run: RunRecord) -> dict[str, object]:
@@ -61,18 +60,12 @@ def run_json(run: RunRecord) -> dict[str, object]:
 def list_command(ctx: Context, as_json: bool) -> None:
     """Each job: its schedule, its last run and result, its next run."""
     config = _config(ctx)
-    history = History(config.daemon.state_dir)
-    now = time.time()
-    rows = []
-    for name, job in sorted(config.jobs.items()):
-        last = history.last(name)
-        started = last.started if last else None
-        upcoming = next_run(job.schedule, started, now) if job.schedule else None
-        rows.append({
-            "job": name, "repository": job.repository,
-            "schedule": str(job.schedule) if job.schedule else None,
-            "last_run": started, "result": last.status if last else None, "next_run": upcoming,
-        })  # fmt: skip
+    rows = [
+        {"job": s.job, "repository": s.repository,
+         "schedule": str(s.schedule) if s.schedule else None,
+         "last_run": s.last_run, "result": s.result, "next_run": s.next_run}
+        for s in job_statuses(config, History(config.daemon.state_dir), time.time())
+    ]  # fmt: skip
     if as_json:
         emit_json([{**r, "last_run": when(r["last_run"]), "next_run": when(r["next_run"])}  # type: ignore[arg-type]
                    for r in rows])  # fmt: skip
@@ -83,8 +76,8 @@ def list_command(ctx: Context, as_json: bool) -> None:
     for r in rows:
         table.add_row(
             cell(str(r["job"])), cell(str(r["schedule"] or "manual")),
-            _shown(r["last_run"]), str(r["result"] or "-"),  # type: ignore[arg-type]
-            _shown(r["next_run"]) if r["schedule"] else "-",  # type: ignore[arg-type]
+            local_time(r["last_run"]), str(r["result"] or "-"),  # type: ignore[arg-type]
+            local_time(r["next_run"]) if r["schedule"] else "-",  # type: ignore[arg-type]
         )  # fmt: skip
     stdout().print(table)
 
@@ -138,7 +131,46 @@ def history_command(ctx: Context, name: str | None, limit: int | None, as_json: 
         table.add_column(col)
     for r in runs:
         table.add_row(
-            cell(r.job), _shown(r.started), f"{r.duration:.1f}s", r.status,
+            cell(r.job), local_time(r.started), f"{r.duration:.1f}s", r.status,
             (r.snapshot or "-")[:8], str(r.bytes_added), r.step or "", cell(r.error or ""),
         )  # fmt: skip
     stdout().print(table)
+
+
+@group.command("summaries", short_help="What every machine's jobs last did in the repository.")
+@click.option("--json", "as_json", is_flag=True, help="The summaries as a JSON list.")
+@pass_ctx
+def summaries_command(ctx: Context, as_json: bool) -> None:
+    """What every machine's jobs last did in the repository (-r): each job's last run and
+    result, and its last good backup. Runs summarise themselves there, so this needs no
+    config file and answers for jobs that run on other machines.
+
+    \b
+    Example:
+      snapfs -r s3://backups/lake jobs summaries
+    """
+    with ctx.open() as repo:
+        summaries = read_summaries(repo)
+    if as_json:
+        emit_json([summary_json(s) for s in summaries])
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("Host", "Job", "Last run", "Result", "Failed step", "Last good backup", "Snapshot"):
+        table.add_column(col)
+    for s in summaries:
+        good = s.last_success
+        good_time = local_time(good.finished) if good else "never"
+        good_snapshot = (good.snapshot or "-")[:8] if good else "-"
+        table.add_row(cell(s.host), cell(s.job), local_time(s.started), s.status, s.step or "",
+                      good_time, good_snapshot)  # fmt: skip
+    stdout().print(table)
+
+
+def summary_json(s: JobSummary) -> dict[str, object]:
+    good = s.last_success
+    return {
+        "host": s.host, "job": s.job, "status": s.status, "started": when(s.started),
+        "finished": when(s.finished), "snapshot": s.snapshot, "step": s.step, "error": s.error,
+        "last_success": {"started": when(good.started), "finished": when(good.finished),
+                         "snapshot": good.snapshot} if good else None,
+    }  # fmt: skip

@@ -33,10 +33,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from types import FrameType
 
 from snapfs.errors import SnapfsError
+from snapfs.humanize import local_time
 from snapfs.jobs.config import Config, JobConfig
 from snapfs.jobs.history import History
 from snapfs.jobs.metrics import JobFigures, JobMetrics, RepositoryFigures
@@ -56,7 +56,7 @@ def log_line(text: str) -> None:
 def _stamped(text: str) -> str:
     if not text.isprintable():
         text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return f"{datetime.now().strftime('%Y-%m-%d %H:%M:%S')} {text}"
+    return f"{local_time(time.time())} {text}"
 
 
 @dataclass
@@ -110,7 +110,7 @@ class Daemon:
     def sleep_for(self) -> float:
         now = self.clock()
         wakes = [self.next_time(j, now) for j in self.config.jobs.values() if j.schedule]
-        wakes += [t for t in (self._missed_at(j) for j in self.config.jobs.values()) if t]
+        wakes += [t for t in (self._missedlocal_time(j) for j in self.config.jobs.values()) if t]
         return max(0.0, min([now + MAX_SLEEP, *wakes]) - now)
 
     # -- one run ----------------------------------------------------------------------------
@@ -125,7 +125,7 @@ class Daemon:
         except JobRunning as e:
             assert job.schedule is not None
             self._skip_until[name] = job.schedule.next_after(self.clock())
-            self.log(f"{name}: skipped: {e}; next run {_at(self._skip_until[name])}")
+            self.log(f"{name}: skipped: {e}; next run {local_time(self._skip_until[name])}")
             return None
         self._skip_until.pop(name, None)
         if run.status == "success":
@@ -135,7 +135,7 @@ class Daemon:
         self._update_metrics(job, run)
         self._notify(job, run, previous)
         if job.schedule is not None and not self.stopping.is_set():
-            self.log(f"{name}: next run {_at(self.next_time(job, self.clock()))}")
+            self.log(f"{name}: next run {local_time(self.next_time(job, self.clock()))}")
         return run
 
     def _step_done(self, name: str, step: StepResult) -> None:
@@ -197,7 +197,7 @@ class Daemon:
             self.log(f"{job.name}: notifying {event}")
             send(job.notify, Notice.of_run(run, event), self.log)
 
-    def _missed_at(self, job: JobConfig) -> float | None:
+    def _missedlocal_time(self, job: JobConfig) -> float | None:
         """When a missed notice would fall due for ``job`` (None: it is not watched)."""
         if job.alert_after is None or job.notify is None or "missed" not in job.notify.on:
             return None
@@ -208,7 +208,7 @@ class Daemon:
     def watch_missed(self) -> None:
         now = self.clock()
         for name, job in sorted(self.config.jobs.items()):
-            if self._missed_at(job) is None:
+            if self._missedlocal_time(job) is None:
                 continue
             assert job.alert_after is not None and job.notify is not None
             last_ok = self.history.last_success(name)
@@ -218,10 +218,6 @@ class Daemon:
                 notice = missed_notice(name, job.alert_after, self.history.last(name), last_ok)
                 self.log(f"{name}: notifying missed: {notice.error}")
                 send(job.notify, notice, self.log)
-
-
-def _at(t: float) -> str:
-    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def run_daemon(config: Config) -> None:

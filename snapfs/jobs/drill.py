@@ -1,6 +1,7 @@
 """The restore drill: restore some randomly chosen files of a snapshot through the restore
 operation into a temporary directory, check each against the snapshot (its content's blob
-ids, size, mode and mtime), and remove them. Recovery is tested, not assumed."""
+ids, size, mode, mtime, user.* extended attributes, and, when running as root, owner), and
+remove them. Recovery is tested, not assumed."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from snapfs.errors import SnapfsError
+from snapfs.metadata import read_xattrs
 from snapfs.repository import Repository
 from snapfs.restore import restore
 from snapfs.snapshot import Snapshot
@@ -77,6 +79,12 @@ def _escape(path: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in path)
 
 
+def _user_xattrs(xattrs: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The attributes any restore can set: other namespaces need privileges (trusted.*,
+    security.*) or follow from the mode (system.posix_acl_*), so they are not drilled."""
+    return sorted(x for x in xattrs if x[0].startswith(b"user."))
+
+
 def _compare(repo: Repository, restored: bytes, shown: str, node: Node) -> None:
     try:
         st = os.lstat(restored)
@@ -91,6 +99,11 @@ def _compare(repo: Repository, restored: bytes, shown: str, node: Node) -> None:
                           f"{stat.S_IMODE(node.mode):o}")  # fmt: skip
     if st.st_mtime_ns != node.mtime_ns:
         raise DrillFailed(f"{shown}: modification time differs from the snapshot's")
+    if os.geteuid() == 0 and (st.st_uid, st.st_gid) != (node.uid, node.gid):
+        raise DrillFailed(f"{shown}: owner {st.st_uid}:{st.st_gid}, the snapshot has "
+                          f"{node.uid}:{node.gid}")  # fmt: skip
+    if _user_xattrs(read_xattrs(restored)) != _user_xattrs(node.xattrs):
+        raise DrillFailed(f"{shown}: extended attributes differ from the snapshot's")
     with open(restored, "rb") as f:  # chunked as backup chunks: the same ids, or damage
         ids = [repo.key.blob_id(chunk) for chunk in repo.chunker().chunks(f)]
     if ids != list(node.content):

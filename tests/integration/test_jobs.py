@@ -127,6 +127,40 @@ def test_two_runs_keep_last_fill_the_replica_and_are_in_the_history(setup: Setup
     assert summary.last_success is not None and summary.last_success.snapshot == run2["snapshot"]
 
 
+def test_summaries_show_the_last_run_and_the_last_good_backup_without_a_config(
+    setup: Setup,
+) -> None:
+    good = json.loads(setup.run("jobs", "run", "lake", "--json").stdout)
+    setup.write("after = ['sh', '-c', 'exit 4']\n")  # the backup is saved; the run fails
+    bad = json.loads(setup.run("jobs", "run", "lake", "--json").stdout)
+    assert (bad["status"], bad["step"], bad["error"]) == (
+        "failure", "after", "sh -c exit 4 exited with status 4"
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SNAPFS_")}
+    env["SNAPFS_PASSWORD_FILE"] = str(setup.root / "pass")
+    args = [*SNAPFS, "-r", str(setup.repo), "jobs", "summaries"]
+    done = subprocess.run([*args, "--json"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    (summary,) = json.loads(done.stdout)
+    assert summary == {
+        "host": os.uname().nodename, "job": "lake", "status": "failure",
+        "started": bad["started"], "finished": bad["finished"], "snapshot": bad["snapshot"],
+        "step": "after", "error": bad["error"],
+        "last_success": {"started": good["started"], "finished": good["finished"],
+                         "snapshot": good["snapshot"]},
+    }  # fmt: skip
+    header, row = subprocess.run(args, capture_output=True, text=True, env=env).stdout.splitlines()
+    assert header.split() == ["Host", "Job", "Last", "run", "Result", "Failed", "step", "Last",
+                              "good", "backup", "Snapshot"]  # fmt: skip
+    assert row.split()[:2] + row.split()[4:6] + row.split()[-1:] == [
+        os.uname().nodename,
+        "lake",
+        "failure",
+        "after",
+        good["snapshot"][:8],
+    ]
+
+
 def test_a_failing_before_hook_fails_the_run_naming_the_step(setup: Setup) -> None:
     setup.write(
         "before = ['sh', '-c', 'echo no dump today >&2; exit 3']\n"

@@ -16,7 +16,11 @@ HELP = """\
 **Snapshots** — `enter` browse · `c` create · `r` restore all · `f` forget/prune ·
 `space` mark · `d` diff the two marked (or the highlighted one and its parent) ·
 `m` mount/unmount · `/` filter · `1`–`7` sort by column (again: reverse), or click a header ·
-`ctrl+r` reload
+`j` jobs · `ctrl+r` reload
+
+**Jobs** — the config file's jobs: `n` run the highlighted job now (in the background:
+the screen stays live) · `ctrl+r` reload; below, the highlighted job's history, and what
+every machine's jobs last did in this repository
 
 **Browser** — `enter`/`→` open a folder · `space` mark for restore · `r` restore the marked
 entries (or everything)

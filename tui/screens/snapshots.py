@@ -25,6 +25,7 @@ class SnapshotsScreen(Screen[None]):
         Binding("f", "app.forget", "Forget/prune", id="snapshots.forget"),
         Binding("d", "app.diff", "Diff", id="snapshots.diff"),
         Binding("m", "app.mount", "Mount", id="snapshots.mount"),
+        Binding("j", "app.jobs", "Jobs", id="snapshots.jobs"),
         Binding("slash", "filter", "Filter", id="snapshots.filter"),
         Binding("ctrl+r", "reload", "Reload", id="snapshots.reload"),
     ]
