@@ -24,7 +24,7 @@ from snapfs.plans import claim_for
 from snapfs.repository import Repository, Writer
 from snapfs.snapshot import Snapshot, find_parent, original_id, sort_by_time
 from snapfs.tree import DIR, Node
-from snapfs.walk import MAX_DEPTH, join, refuse_damaged, shown_path
+from snapfs.walk import MAX_DEPTH, bottom_up, join, refuse_damaged, shown_path
 
 
 @dataclass(frozen=True)
@@ -186,20 +186,12 @@ class _Translation:
         return list(missing)
 
     def _translate(self, tree_id: bytes) -> bytes:
-        """Bottom-up, without recursion (a snapshot may nest deeper than Python's stack)."""
-        stack = [tree_id]
-        while stack:
-            tid = stack[-1]
-            if tid in self.trees:
-                stack.pop()
-                continue
-            nodes = self.source.load_tree(tid).nodes
-            below = [n.subtree for n in nodes if n.subtree and n.subtree not in self.trees]
-            if below:
-                stack.extend(below)
-                continue
+        """The source's tree ``tree_id`` saved here, its subtrees first."""
+
+        def visit(tid: bytes, nodes: list[Node]) -> None:
             self.trees[tid] = self.writer.save_tree([self._node(n) for n in nodes])
-            stack.pop()
+
+        bottom_up(tree_id, lambda t: self.source.load_tree(t).nodes, self.trees, visit)
         return self.trees[tree_id]
 
     def _node(self, node: Node) -> Node:

@@ -36,7 +36,7 @@ from snapfs.pack import BlobKind
 from snapfs.repository import Repository
 from snapfs.snapshot import Snapshot, original_id
 from snapfs.tree import DIR, FILE, Node, Tree, decode_tree, encode_tree, validate
-from snapfs.walk import join, resolve, shown_path
+from snapfs.walk import bottom_up, join, resolve, shown_path
 
 _PLACES_KEPT = 4  # places tried for one lost blob: more only repeat what failed
 Healed = tuple[BlobKind, Data]  # a lost blob's kind and plaintext
@@ -228,23 +228,17 @@ class Healer:
     def _translate(self, root: bytes) -> bytes:
         """Replica tree ``root`` re-encoded with the repository's ids, bottom-up without
         recursion; every subtree's id is remembered, for the next lost tree."""
-        stack = [root]
         out = b""
-        while stack:
-            tid = stack[-1]
-            if tid != root and tid in self._translated:
-                stack.pop()
-                continue
-            nodes = self.replica.load_tree(tid).nodes
-            below = [n.subtree for n in nodes if n.subtree and n.subtree not in self._translated]
-            if below:
-                stack.extend(below)
-                continue
+
+        def visit(tid: bytes, nodes: list[Node]) -> None:
+            nonlocal out
             data = encode_tree([self._node(n) for n in nodes])
             self._translated[tid] = self.repo.key.blob_id(data)
-            stack.pop()
             if tid == root:
                 out = data
+
+        bottom_up(root, lambda t: self.replica.load_tree(t).nodes, self._translated, visit,
+                  root_again=True)  # fmt: skip
         return out
 
     def _node(self, node: Node) -> Node:

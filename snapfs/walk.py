@@ -5,7 +5,7 @@ descriptor a level, copy translating trees bottom up, prune marking each tree on
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from typing import Generic, Protocol, TypeVar
 
 from snapfs.errors import IntegrityError, PathNotFound
@@ -101,6 +101,32 @@ def walk(
         yield path, node
         if node.type == DIR and node.subtree is not None:
             enter(node.subtree, path)
+
+
+def bottom_up(
+    root: bytes,
+    nodes_of: Callable[[bytes], list[Node]],
+    done: Container[bytes],
+    visit: Callable[[bytes, list[Node]], None],
+    *,
+    root_again: bool = False,
+) -> None:
+    """``visit(tree, nodes)`` each tree below ``root`` not in ``done`` (visit puts it there),
+    every one after its subtrees, without recursion (a snapshot may nest deeper than
+    Python's stack). ``root_again``: visit ``root`` even when it is done already."""
+    stack = [root]
+    while stack:
+        tid = stack[-1]
+        if tid in done and not (root_again and tid == root):
+            stack.pop()
+            continue
+        nodes = nodes_of(tid)
+        below = [n.subtree for n in nodes if n.subtree and n.subtree not in done]
+        if below:
+            stack.extend(below)
+            continue
+        visit(tid, nodes)
+        stack.pop()
 
 
 def refuse_damaged(tree: Tree, path: bytes) -> None:

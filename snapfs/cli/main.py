@@ -196,6 +196,16 @@ def source_options(command: F) -> F:
     )(command)
 
 
+replica_password_option = click.option(
+    "--from-password-file",
+    envvar="SNAPFS_FROM_PASSWORD_FILE",
+    metavar="FILE",
+    help="The replica's password, from FILE. Env: SNAPFS_FROM_PASSWORD_FILE "
+    "(or SNAPFS_FROM_PASSWORD).",
+)
+"""The password of the replica that ``repair packs --from`` and ``restore --from-replica``
+read (Context.replica)."""
+
 exclude_option = click.option(
     "--exclude",
     "excludes",

@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import click
 
-from snapfs.cli.main import EXIT_OK, EXIT_PARTIAL, Context, pass_ctx, snapshot_filter_options
+from snapfs.cli.main import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    Context,
+    pass_ctx,
+    replica_password_option,
+    snapshot_filter_options,
+)
 from snapfs.cli.render import emit_json, say
 from snapfs.errors import SnapfsError
 from snapfs.heal import Healer
@@ -121,13 +128,7 @@ def snapshots_command(ctx: Context, snapshots: tuple[str, ...], read_data: bool,
     metavar="REPLICA",
     help="The replica to heal from: a repository kept by 'snapfs copy' (either way).",
 )
-@click.option(
-    "--from-password-file",
-    envvar="SNAPFS_FROM_PASSWORD_FILE",
-    metavar="FILE",
-    help="The replica's password, from FILE. Env: SNAPFS_FROM_PASSWORD_FILE "
-    "(or SNAPFS_FROM_PASSWORD).",
-)
+@replica_password_option
 @click.option(
     "--packs",
     "pack_ids",

@@ -13,6 +13,7 @@ from snapfs.cli.main import (
     EXIT_PARTIAL,
     Context,
     pass_ctx,
+    replica_password_option,
     snapshot_filter_options,
 )
 from snapfs.cli.render import emit_json, progress, say, size
@@ -60,13 +61,7 @@ if TYPE_CHECKING:
     help="Read what is damaged or missing here from REPLICA (a repository kept by "
     "'snapfs copy', either way), each blob verified against this repository's id.",
 )
-@click.option(
-    "--from-password-file",
-    envvar="SNAPFS_FROM_PASSWORD_FILE",
-    metavar="FILE",
-    help="The replica's password, from FILE. Env: SNAPFS_FROM_PASSWORD_FILE "
-    "(or SNAPFS_FROM_PASSWORD).",
-)
+@replica_password_option
 @click.option("--json", "as_json", is_flag=True, help="JSON lines: status, then a summary.")
 @snapshot_filter_options
 @pass_ctx

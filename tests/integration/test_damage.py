@@ -96,6 +96,16 @@ def _assert_intact_except(src: Path, out: Path, damaged: set[str]) -> None:
     assert describe(restored) == left
 
 
+def _assert_whole(cli: Cli, src: Path, out: Path) -> None:
+    """The repository passes ``check --read-data`` and restores ``src`` into ``out`` whole,
+    with not a line on stderr."""
+    checked = cli.run("check", "--read-data")
+    assert checked.returncode == 0, checked.stderr
+    code, lines, _summary = _restore(cli, out)
+    assert (code, lines) == (0, [])
+    _assert_intact_except(src, out, set())
+
+
 def test_a_flipped_byte_in_a_data_pack_fails_only_its_file(
     small: Cli, lake_tree: Path, tmp_path: Path
 ) -> None:
@@ -278,11 +288,7 @@ def test_every_index_file_deleted_then_repair_index_and_all_is_back(
     assert (report["packs"], report["headers_read"]) == (len(packs), len(packs))
     assert (report["index_files_written"], report["index_files_removed"]) == (1, 0)
     assert report["unreadable_packs"] == report["damaged_index_files"] == []
-    checked = small.run("check", "--read-data")
-    assert checked.returncode == 0, checked.stderr
-    code, lines, _summary = _restore(small, tmp_path / "after")
-    assert (code, lines) == (0, [])
-    _assert_intact_except(lake_tree, tmp_path / "after", set())
+    _assert_whole(small, lake_tree, tmp_path / "after")
 
 
 def test_repair_index_replaces_a_damaged_index_file_and_names_an_unreadable_pack(

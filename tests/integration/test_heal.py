@@ -24,6 +24,7 @@ from tests.conftest import CHEAP_KDF, SNAPFS, Cli, init_small_packs
 from tests.helpers import describe
 from tests.integration.test_damage import (
     _assert_intact_except,
+    _assert_whole,
     _chunk,
     _file_node,
     _flip,
@@ -107,11 +108,7 @@ def test_a_flipped_byte_in_a_data_pack_is_healed_from_a_copy(
         "removed\n"
     )
     assert pack not in _stored_packs(cli)
-    checked = _checked(cli)
-    assert checked.returncode == 0, checked.stderr
-    code, lines, _summary = _restore(cli, tmp_path / "out")
-    assert (code, lines) == (0, [])
-    _assert_intact_except(lake_tree, tmp_path / "out", set())
+    _assert_whole(cli, lake_tree, tmp_path / "out")
     again = _heal(cli, replica, "--json")
     assert json.loads(again.stdout)["damaged_packs"] == []
 
@@ -131,11 +128,7 @@ def test_a_flipped_byte_in_a_tree_pack_is_healed_from_a_copy(
     report = json.loads(healed.stdout)
     assert healed.returncode == 0, report["lost"]
     assert report["healed"] == 1 and report["packs_removed"] == [entry.pack_id]
-    checked = _checked(cli)
-    assert checked.returncode == 0, checked.stderr
-    code, lines, _summary = _restore(cli, tmp_path / "out")
-    assert (code, lines) == (0, [])
-    _assert_intact_except(lake_tree, tmp_path / "out", set())
+    _assert_whole(cli, lake_tree, tmp_path / "out")
 
 
 def test_a_missing_pack_is_healed_from_the_repository_it_was_copied_from(
@@ -157,11 +150,7 @@ def test_a_missing_pack_is_healed_from_the_repository_it_was_copied_from(
     report = json.loads(healed.stdout)
     assert report["damaged_packs"] == [f"pack {pack[:16]}: missing"]
     assert report["lost"] == [] and report["healed"] == report["damaged_blobs"] > 0
-    checked = _checked(cli)
-    assert checked.returncode == 0, checked.stderr
-    code, lines, _summary = _restore(cli, tmp_path / "out")
-    assert (code, lines) == (0, [])
-    _assert_intact_except(lake_tree, tmp_path / "out", set())
+    _assert_whole(cli, lake_tree, tmp_path / "out")
 
 
 def test_a_blob_the_replica_lost_too_is_named_and_its_pack_kept(
@@ -287,11 +276,7 @@ def test_kill_9_during_repair_packs_loses_nothing_and_a_rerun_heals(
         assert pack in _stored_packs(cli)
     rerun = _heal(cli, replica, "--json")
     assert rerun.returncode == 0, rerun.stderr
-    checked = _checked(cli)
-    assert checked.returncode == 0, checked.stderr
-    code, lines, _summary = _restore(cli, tmp_path / "after")
-    assert (code, lines) == (0, [])
-    _assert_intact_except(lake_tree, tmp_path / "after", set())
+    _assert_whole(cli, lake_tree, tmp_path / "after")
 
 
 def test_repair_packs_of_one_named_pack_and_a_wrong_replica_password(

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
+from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
 from snapfs.jobs.records import RunRecord
@@ -45,6 +47,15 @@ def status(screen: JobsScreen) -> str:
     return str(screen.query_one("#jobs-status", Static).render())
 
 
+async def jobs_screen(pilot: Pilot[Any]) -> JobsScreen:
+    """``j`` pressed, and the screen's first reading done."""
+    await pilot.press("j")
+    screen = pilot.app.screen
+    assert isinstance(screen, JobsScreen)
+    await wait_for(pilot, lambda: screen.view is not None)
+    return screen
+
+
 def test_run_now_runs_the_job_and_shows_its_history(
     repo_path: Path, lake_tree: Path, tmp_path: Path
 ) -> None:
@@ -55,10 +66,7 @@ def test_run_now_runs_the_job_and_shows_its_history(
     async def flow() -> None:
         app = SnapfsApp(str(repo_path), PASSWORD, config_file=str(conf))
         async with opened(app) as pilot:
-            await pilot.press("j")
-            screen = app.screen
-            assert isinstance(screen, JobsScreen)
-            await wait_for(pilot, lambda: screen.view is not None)
+            screen = await jobs_screen(pilot)
             assert status(screen) == f"{conf} · 2 jobs"
             assert [r[:5] for r in rows(screen, "jobs")] == [
                 ["broken", "main", "manual", "-", "never run"],
@@ -111,10 +119,7 @@ def test_without_a_config_file_the_screen_says_why_and_still_shows_summaries(
     async def flow() -> None:
         app = SnapfsApp(str(repo_path), PASSWORD, config_file=str(missing))
         async with opened(app) as pilot:
-            await pilot.press("j")
-            screen = app.screen
-            assert isinstance(screen, JobsScreen)
-            await wait_for(pilot, lambda: screen.view is not None)
+            screen = await jobs_screen(pilot)
             assert status(screen) == f"{missing}: cannot read: No such file or directory"
             assert rows(screen, "jobs") == []
             assert [r[:4] for r in rows(screen, "summaries")] == [
