@@ -11,6 +11,7 @@ from snapfs.cli.render import emit_json, progress, progress_shown, say, size
 from snapfs.errors import SnapfsError
 from snapfs.events import Event, FileWarning
 from snapfs.progress import Tally
+from snapfs.sources.base import S3_BACKUP_WORKERS
 from snapfs.sources.stream import (
     DEFAULT_NAME,
     StreamSource,
@@ -21,9 +22,6 @@ from snapfs.sources.stream import (
 
 if TYPE_CHECKING:  # boto3 loads only for an S3 source
     from snapfs.sources.s3 import S3Source
-
-# Threads reading objects at once: a GET is mostly waiting, so more than the cores.
-S3_WORKERS = 16
 
 
 @click.command("backup")
@@ -145,7 +143,7 @@ def command(
                 estimate=shown and source is None,
                 scan=scan,
                 source=source,
-                workers=S3_WORKERS if source is not None and stream is None else None,
+                workers=S3_BACKUP_WORKERS if source is not None and stream is None else None,
                 tables=not no_tables,
             )
         finally:
@@ -188,7 +186,7 @@ def _s3_source(
         return None
     from snapfs.sources.s3 import S3Source
 
-    return S3Source(list(paths), endpoint_url=endpoint, profile=profile, callers=S3_WORKERS)
+    return S3Source(list(paths), endpoint_url=endpoint, profile=profile, callers=S3_BACKUP_WORKERS)
 
 
 def _stream_source(

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from snapfs.errors import ConfigError
+from snapfs.errors import ConfigError, SnapfsError
 from snapfs.jobs.schedule import Schedule, parse_duration
+from snapfs.sources.stream import DEFAULT_NAME, check_name
 
 KEEP_RULES = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 NOTIFY_EVENTS = ("failure", "recovery", "success", "missed")
@@ -45,8 +46,12 @@ class NotifyConfig:
 class JobConfig:
     name: str
     repository: str  # a key of Config.repositories
-    paths: tuple[str, ...]
+    paths: tuple[str, ...]  # local paths, or s3:// prefixes; () for a command's output
     schedule: Schedule | None = None  # None: only `snapfs jobs run` runs it
+    command: tuple[str, ...] = ()  # backed up instead of paths: its standard output
+    filename: str = DEFAULT_NAME  # the command's output in the snapshot: /FILENAME
+    source_endpoint: str | None = None  # for s3:// paths: another S3 than the default
+    source_profile: str | None = None
     tags: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     keep: dict[str, int] = field(default_factory=dict)  # forget's counts: last, daily, ...
@@ -60,6 +65,11 @@ class JobConfig:
     after: tuple[str, ...] = ()
     notify: NotifyConfig | None = None
     alert_after: float | None = None  # seconds without a success before "missed"
+
+    @property
+    def snapshot_paths(self) -> tuple[str, ...]:
+        """The paths its snapshots record: the command's output is the file /FILENAME."""
+        return self.paths or ("/" + self.filename,)
 
 
 @dataclass(frozen=True)
@@ -218,13 +228,13 @@ class _Reader:
         key = f"jobs.{name}"
         t = self.table(value, key, _JOB_KEYS)
         for required in ("repository", "paths"):
-            if required not in t:
+            if required not in t and not (required == "paths" and "command" in t):
                 raise self.fail(f"{key}.{required}", "missing")
         repo = self.typed(t["repository"], f"{key}.repository", str)
         if repo not in repos:
             raise self.fail(f"{key}.repository", f"no repository {repo!r} in [repositories]")
-        paths = self.strings(t["paths"], f"{key}.paths", nonempty=True)
-        paths = tuple(p if p.startswith("s3://") else self.local(p) for p in paths)
+        paths = self.paths(t, key)
+        command, filename = self.command(t, key)
         copy_to = self.strings(t.get("copy-to", []), f"{key}.copy-to")
         for other in copy_to:
             if other not in repos:
@@ -244,6 +254,10 @@ class _Reader:
             repository=repo,
             paths=paths,
             schedule=self.schedule(t, key),
+            command=command,
+            filename=filename,
+            source_endpoint=self.optional(t, f"{key}.source-endpoint"),
+            source_profile=self.optional(t, f"{key}.source-profile"),
             tags=self.strings(t.get("tags", []), f"{key}.tags"),
             exclude=self.strings(t.get("exclude", []), f"{key}.exclude"),
             keep=self.keep(t.get("keep", {}), f"{key}.keep"),
@@ -258,6 +272,36 @@ class _Reader:
             notify=self.notify(t["notify"], f"{key}.notify") if "notify" in t else None,
             alert_after=self.duration(t.get("alert-after"), f"{key}.alert-after"),
         )
+
+    def paths(self, t: dict[str, Any], key: str) -> tuple[str, ...]:
+        """Local paths (made absolute) or s3:// prefixes, never both; none for a command."""
+        if "paths" in t and "command" in t:
+            raise self.fail(f"{key}.command", "a job backs up paths or a command's output, "
+                            "not both")  # fmt: skip
+        paths = self.strings(t["paths"], f"{key}.paths", nonempty=True) if "paths" in t else ()
+        remote = [p.startswith("s3://") for p in paths]
+        if any(remote) and not all(remote):
+            raise self.fail(f"{key}.paths", "S3 prefixes or local paths, not both")
+        for option in ("source-endpoint", "source-profile"):
+            if option in t and not any(remote):
+                raise self.fail(f"{key}.{option}", "is for s3:// paths")
+        return paths if any(remote) else tuple(self.local(p) for p in paths)
+
+    def command(self, t: dict[str, Any], key: str) -> tuple[tuple[str, ...], str]:
+        """The command whose standard output is backed up, and the file it becomes."""
+        if "command" not in t:
+            if "filename" in t:
+                raise self.fail(f"{key}.filename", "is for command")
+            return (), DEFAULT_NAME
+        if "exclude" in t:
+            raise self.fail(f"{key}.exclude", "is for paths, not a command's output")
+        command = self.strings(t["command"], f"{key}.command", nonempty=True)
+        filename = self.typed(t.get("filename", DEFAULT_NAME), f"{key}.filename", str)
+        return command, self.parsed(filename, f"{key}.filename", _file_name)
+
+    def optional(self, t: dict[str, Any], key: str) -> str | None:
+        name = key.rsplit(".", 1)[-1]
+        return self.typed(t[name], key, str) if name in t else None
 
     def schedule(self, t: dict[str, Any], key: str) -> Schedule | None:
         if "every" in t and "schedule" in t:
@@ -318,9 +362,17 @@ class _Reader:
 
 
 _JOB_KEYS = (
-    "repository", "paths", "every", "schedule", "tags", "exclude", "keep", "prune", "copy-to",
-    "check", "drill", "before", "after", "notify", "alert-after",
+    "repository", "paths", "command", "filename", "source-endpoint", "source-profile", "every",
+    "schedule", "tags", "exclude", "keep", "prune", "copy-to", "check", "drill", "before",
+    "after", "notify", "alert-after",
 )  # fmt: skip
+
+
+def _file_name(text: str) -> str:
+    try:
+        return check_name(text)
+    except SnapfsError:
+        raise ValueError("must be one file name (1-255 bytes, no '/', not . or ..)") from None
 
 
 def _toml_type(value: object) -> str:

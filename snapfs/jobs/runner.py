@@ -27,10 +27,13 @@ from snapfs.errors import RepositoryNotFound, SnapfsError, WrongPassword
 from snapfs.jobs.config import Config, JobConfig, RepositoryConfig, parse_subset
 from snapfs.jobs.history import History
 from snapfs.jobs.records import RunRecord, StepResult
+from snapfs.sources.base import S3_BACKUP_WORKERS
+from snapfs.sources.stream import CommandFailed
 
 if TYPE_CHECKING:
     from snapfs.repository import Repository
     from snapfs.snapshot import Snapshot, SnapshotFilter
+    from snapfs.sources.base import Source
 
 StepHandler = Callable[[StepResult], None]
 STOPPED = "not run: snapfs is stopping"
@@ -144,7 +147,22 @@ def job_filter(job: JobConfig) -> SnapshotFilter:
     from snapfs.snapshot import SnapshotFilter
 
     tags = (",".join(job.tags),) if job.tags else ()
-    return SnapshotFilter.parse((os.uname().nodename,), tags, job.paths)
+    return SnapshotFilter.parse((os.uname().nodename,), tags, job.snapshot_paths)
+
+
+def job_source(job: JobConfig, cwd: Path) -> Source | None:
+    """What the job backs up when not local paths: its command's output (run in ``cwd``, as
+    the hooks are), or S3 prefixes."""
+    if job.command:
+        from snapfs.sources.stream import command_source
+
+        return command_source(list(job.command), job.filename, str(cwd))
+    if job.paths[0].startswith("s3://"):
+        from snapfs.sources.s3 import S3Source  # boto3 loads only here
+
+        return S3Source(list(job.paths), endpoint_url=job.source_endpoint,
+                        profile=job.source_profile, callers=S3_BACKUP_WORKERS)  # fmt: skip
+    return None
 
 
 class _Run:
@@ -265,7 +283,17 @@ class _Run:
 
         repo = self._open(stack)
         job = self.job
-        snap = backup(repo, list(job.paths), tags=list(job.tags), excludes=list(job.exclude))
+        source = job_source(job, self.cwd)
+        workers = S3_BACKUP_WORKERS if job.paths and source is not None else None
+        try:
+            snap = backup(repo, list(job.paths), tags=list(job.tags), excludes=list(job.exclude),
+                          source=source, workers=workers)  # fmt: skip
+        except CommandFailed as e:  # the history's one line: with why, as a hook's says it
+            tail = getattr(e, "details", None)
+            raise StepFailed(f"{e}: {tail[-1]}" if tail else str(e)) from e
+        finally:
+            if source is not None:
+                source.close()
         self.snapshot = snap
         s = snap.summary
         warned = f"; {s.warnings} files could not be read" if s.warnings else ""

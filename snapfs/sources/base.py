@@ -22,6 +22,9 @@ from typing import Protocol, Self
 from snapfs.errors import PathNotFound, SnapfsError
 from snapfs.tree import DIR, Node
 
+S3_BACKUP_WORKERS = 16
+"""A backup's workers on an S3 source: a GET is mostly waiting, so more than the cores."""
+
 
 class SourceNotFound(PathNotFound):
     """What the source names does not exist (an S3 bucket, say): nothing can be backed up."""

@@ -101,11 +101,14 @@ def stdin_source(name: str = DEFAULT_NAME, fd: int = 0) -> StreamSource:
     return StreamSource(name, _Stdin(fd))
 
 
-def command_source(argv: list[str], name: str = DEFAULT_NAME) -> StreamSource:
-    """The standard output of ``argv`` (run when the backup reads it) as the file ``name``."""
+def command_source(
+    argv: list[str], name: str = DEFAULT_NAME, cwd: str | None = None
+) -> StreamSource:
+    """The standard output of ``argv`` (run when the backup reads it, in ``cwd``) as the
+    file ``name``."""
     if not argv:
         raise SnapfsError("no command given to run")
-    return StreamSource(name, _Command(argv))
+    return StreamSource(name, _Command(argv, cwd))
 
 
 class _Stdin:
@@ -127,8 +130,9 @@ class _Stdin:
 class _Command:
     """A command run once, its standard output read through ``readinto``."""
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], cwd: str | None = None) -> None:
         self.argv = argv
+        self.cwd = cwd
         # Named by its program alone: its arguments may hold what is not to be shown.
         self.shown = shlex.quote(os.path.basename(argv[0]))
         self._proc: subprocess.Popen[bytes] | None = None
@@ -140,7 +144,7 @@ class _Command:
             return
         try:
             self._proc = subprocess.Popen(
-                self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
+                self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, cwd=self.cwd
             )
         except OSError as e:
             raise CommandFailed(f"cannot run {self.shown}: {(e.strerror or str(e)).lower()}") from e

@@ -161,6 +161,49 @@ def test_summaries_show_the_last_run_and_the_last_good_backup_without_a_config(
     ]
 
 
+DUMP = (
+    '[jobs.shop]\nrepository = "main"\nfilename = "shop.sql"\nkeep = { last = 1 }\n'
+    "drill = { every = '1d', files = 1 }\ncopy-to = ['offsite']\n"
+)
+
+
+def test_a_command_job_keeps_its_output_as_one_file(setup: Setup) -> None:
+    """A database dump's job: the command's standard output is /FILENAME, forget keeps the
+    job's own snapshots by that path, the drill restores it; a failing dump saves nothing
+    and its run names the command, its status and its last line on stderr."""
+    script = setup.root / "dump.sh"
+    script.write_text('echo "CREATE TABLE orders (id int);"\ncat "$1"\n')
+    setup.write(DUMP + f"command = ['sh', '{script}', 'src/f3.txt']\n")
+    env = {**os.environ, "SNAPFS_PASSWORD": PASSWORD}
+    subprocess.run([*SNAPFS, "-r", str(setup.repo), "backup", str(setup.src)], check=True,
+                   env=env, capture_output=True)  # fmt: skip
+    (other,) = _snapshots(setup.repo)  # not the job's: forget leaves it, copy takes it not
+    for _ in range(2):
+        done = setup.run("jobs", "run", "shop", "--json")
+        assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert [s["step"] for s in run["steps"]] == ["backup", "forget", "copy"]
+    kept, snap = _snapshots(setup.repo)  # keep.last = 1 among /shop.sql's snapshots
+    assert kept.id == other.id
+    assert [s.original for s in _snapshots(setup.replica)] == [snap.id]
+    assert (snap.id, snap.paths, snap.source) == (run["snapshot"], ["/shop.sql"], "stdin")
+    dumped = subprocess.run([*SNAPFS, "-r", str(setup.repo), "dump", "latest", "/shop.sql"],
+                            env=env, capture_output=True, check=True)  # fmt: skip
+    assert dumped.stdout == b"CREATE TABLE orders (id int);\n" + b"file 3\n" * 4
+
+    setup.write(
+        DUMP + "command = ['sh', '-c', 'echo partial; echo no such database >&2; exit 2']\n"
+    )
+    failed = setup.run("jobs", "run", "shop", "--json")
+    assert failed.returncode == 1
+    run = json.loads(failed.stdout)
+    error = "sh exited with status 2: no snapshot saved: no such database"  # no arguments shown
+    assert (run["status"], run["step"], run["error"], run["snapshot"]) == (
+        "failure", "backup", error, None
+    )  # fmt: skip
+    assert [s.id for s in _snapshots(setup.repo)] == [other.id, snap.id]
+
+
 def test_a_failing_before_hook_fails_the_run_naming_the_step(setup: Setup) -> None:
     setup.write(
         "before = ['sh', '-c', 'echo no dump today >&2; exit 3']\n"

@@ -122,6 +122,21 @@ def test_the_path_comes_from_the_environment_then_the_home(
 
 REPO = '[repositories.main]\nurl = "/r"\npassword-file = "/p"\n'
 JOB = '[jobs.lake]\nrepository = "main"\npaths = ["/d"]\n'
+CMD = '[jobs.lake]\nrepository = "main"\ncommand = ["pg_dump", "shop"]\n'
+
+
+def test_a_job_backs_up_a_command_or_s3_prefixes(conf: Path) -> None:
+    conf.write_text(REPO + CMD + "filename = 'shop.sql'\n"
+                    '[jobs.bucket]\nrepository = "main"\npaths = ["s3://lake/raw"]\n'
+                    "source-endpoint = 'http://127.0.0.1:8333'\n")  # fmt: skip
+    jobs = load_config(str(conf)).jobs
+    dump, bucket = jobs["lake"], jobs["bucket"]
+    assert (dump.paths, dump.command, dump.filename) == ((), ("pg_dump", "shop"), "shop.sql")
+    assert dump.snapshot_paths == ("/shop.sql",)
+    assert (bucket.paths, bucket.source_endpoint) == (("s3://lake/raw",), "http://127.0.0.1:8333")
+    assert bucket.snapshot_paths == ("s3://lake/raw",)
+    conf.write_text(REPO + CMD)
+    assert load_config(str(conf)).jobs["lake"].snapshot_paths == ("/stdin",)
 
 
 @pytest.mark.parametrize(
@@ -129,9 +144,22 @@ JOB = '[jobs.lake]\nrepository = "main"\npaths = ["/d"]\n'
     [
         ("x = 1\n", "x: unknown key (expected one of: repositories, jobs, daemon)"),
         (REPO + JOB + "evry = '6h'\n",
-         "jobs.lake.evry: unknown key (expected one of: repository, paths, every, schedule, "
-         "tags, exclude, keep, prune, copy-to, check, drill, before, after, notify, "
-         "alert-after)"),
+         "jobs.lake.evry: unknown key (expected one of: repository, paths, command, filename, "
+         "source-endpoint, source-profile, every, schedule, tags, exclude, keep, prune, "
+         "copy-to, check, drill, before, after, notify, alert-after)"),
+        (REPO + JOB + "command = ['pg_dump', 'shop']\n",
+         "jobs.lake.command: a job backs up paths or a command's output, not both"),
+        (REPO + JOB + "filename = 'shop.sql'\n", "jobs.lake.filename: is for command"),
+        (REPO + CMD + "exclude = ['*.tmp']\n",
+         "jobs.lake.exclude: is for paths, not a command's output"),
+        (REPO + '[jobs.lake]\nrepository = "main"\ncommand = []\n',
+         "jobs.lake.command: must not be empty"),
+        (REPO + CMD + "filename = 'dumps/shop.sql'\n",
+         "jobs.lake.filename: must be one file name (1-255 bytes, no '/', not . or ..)"),
+        (REPO + CMD + "source-endpoint = 'http://s3'\n",
+         "jobs.lake.source-endpoint: is for s3:// paths"),
+        (REPO + '[jobs.lake]\nrepository = "main"\npaths = ["s3://b/x", "/d"]\n',
+         "jobs.lake.paths: S3 prefixes or local paths, not both"),
         (REPO + '[jobs.lake]\nrepository = "other"\npaths = ["/d"]\n',
          "jobs.lake.repository: no repository 'other' in [repositories]"),
         (REPO + JOB + "copy-to = ['offsite']\n",
