@@ -110,7 +110,7 @@ class Daemon:
     def sleep_for(self) -> float:
         now = self.clock()
         wakes = [self.next_time(j, now) for j in self.config.jobs.values() if j.schedule]
-        wakes += [t for t in (self._missedlocal_time(j) for j in self.config.jobs.values()) if t]
+        wakes += [t for t in (self._missed_at(j) for j in self.config.jobs.values()) if t]
         return max(0.0, min([now + MAX_SLEEP, *wakes]) - now)
 
     # -- one run ----------------------------------------------------------------------------
@@ -197,7 +197,7 @@ class Daemon:
             self.log(f"{job.name}: notifying {event}")
             send(job.notify, Notice.of_run(run, event), self.log)
 
-    def _missedlocal_time(self, job: JobConfig) -> float | None:
+    def _missed_at(self, job: JobConfig) -> float | None:
         """When a missed notice would fall due for ``job`` (None: it is not watched)."""
         if job.alert_after is None or job.notify is None or "missed" not in job.notify.on:
             return None
@@ -208,7 +208,7 @@ class Daemon:
     def watch_missed(self) -> None:
         now = self.clock()
         for name, job in sorted(self.config.jobs.items()):
-            if self._missedlocal_time(job) is None:
+            if self._missed_at(job) is None:
                 continue
             assert job.alert_after is not None and job.notify is not None
             last_ok = self.history.last_success(name)
