@@ -21,6 +21,7 @@ from snapfs.snapshot import (
     NO_FILTER,
     Snapshot,
     SnapshotFilter,
+    TableRecord,
     filter_snapshots,
     original_id,
     select,
@@ -145,9 +146,22 @@ def rewrite(
                 bytes=s.bytes - result.bytes,
             )  # fmt: skip
             new = _replace(repo, writer, lock.id, snap, forget=forget, tree=result.tree.hex(),
-                           summary=summary)  # fmt: skip
+                           summary=summary, tables=tables_after(snap.tables, removed))  # fmt: skip
             done.append(Replaced(snap, new, removed))
         return done
+
+
+def tables_after(tables: list[TableRecord], removed: tuple[str, ...]) -> list[TableRecord]:
+    """The pinned tables of a snapshot once ``removed`` are left out of it: a table whose
+    directory went is no longer recorded; one that lost a file below it is torn (its
+    version may need the file: readers are told, as when a backup found it gone)."""
+    out = []
+    for table in tables:
+        if any(table.path == r or table.path.startswith(r.rstrip("/") + "/") for r in removed):
+            continue
+        inside = any(r.startswith(table.path.rstrip("/") + "/") for r in removed)
+        out.append(msgspec.structs.replace(table, torn=True) if inside else table)
+    return out
 
 
 class _TreeRewriter(BottomUp[_Done]):

@@ -111,3 +111,23 @@ def test_erasure_end_to_end(cli: Cli, tmp_path: Path) -> None:
         assert describe(tmp_path / f"new{i}") == kept
         assert len(kept) < len(old)
     assert cli.run("check", "--read-data", check=True).returncode == 0
+
+
+def test_rewrite_keeps_a_pinned_table_true_to_what_is_left(cli: Cli, tmp_path: Path) -> None:
+    """A table that lost a file to the rewrite is recorded torn (its version may need the
+    file); one whose directory went is no longer recorded; the others stay as they were."""
+    from deltalake import write_deltalake
+
+    from tests.integration.test_delta_tables import _rows
+
+    lake = tmp_path / "lake"
+    for name in ("sales", "people", "kept"):
+        write_deltalake(lake / name, _rows(0, 10, "d1"), partition_by=["day"])
+    cli.run("backup", str(lake), check=True)
+    (data,) = (lake / "sales" / "day=d1").iterdir()
+    cli.run("rewrite", "--forget", "--exclude", str(data), "--exclude", str(lake / "people"),
+            check=True)  # fmt: skip
+
+    listed = cli.run("tables", "latest", "--json", check=True)
+    tables = {t["path"]: t["torn"] for t in json.loads(listed.stdout)}
+    assert tables == {str(lake / "kept"): False, str(lake / "sales"): True}
