@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 
 def describe(root: Path, *, sparseness: bool = True) -> dict[bytes, dict[str, object]]:
@@ -52,3 +57,20 @@ def assert_same_tree(a: Path, b: Path, *, sparseness: bool = True) -> None:
     assert sorted(left) == sorted(right)
     for rel in left:
         assert left[rel] == right[rel], rel
+
+
+@contextmanager
+def tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (mount's spelling: 3m) mounted at the new directory ``where``: a
+    real small disk, for root (the test machines run as root). A failure, never a skip,
+    where it cannot be mounted: the fault it stands for would go untested."""
+    where.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                             capture_output=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs at {where} (this test needs root): "
+                    f"{mounted.stderr.decode().strip()}")  # fmt: skip
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)

@@ -19,6 +19,7 @@ from snapfs.repository import Repository
 from snapfs.store.local import LocalBackend
 from snapfs.store.url import open_backend
 from tests.conftest import BACKENDS, CHEAP_KDF, PASSWORD, SNAPFS, Cli
+from tests.helpers import tmpfs
 
 
 def _one_line(stderr: bytes) -> str:
@@ -186,19 +187,8 @@ def test_repository_init_twice_fails(repo_path: Path) -> None:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs: a real full disk, for root (the test machines run as root)."""
-    point = tmp_path / "small-disk"
-    point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(point)],
-                             capture_output=True)  # fmt: skip
-    if mounted.returncode != 0:  # a failure, not a skip: CI runs as root and must test this
-        pytest.fail(
-            f"cannot mount a tmpfs (this test needs root): {mounted.stderr.decode().strip()}"
-        )
-    try:
-        yield point
-    finally:
-        subprocess.run(["umount", "-l", str(point)], check=False)
+    with tmpfs(tmp_path / "small-disk", "4m") as where:
+        yield where
 
 
 def test_a_full_disk_is_one_line_and_loses_nothing(

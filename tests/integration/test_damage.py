@@ -18,7 +18,7 @@ from snapfs.store.url import open_backend
 from snapfs.tree import FILE, Node
 from snapfs.walk import resolve, walk
 from tests.conftest import CHEAP_KDF, SNAPFS, Cli, init_small_packs, reopened
-from tests.helpers import describe
+from tests.helpers import describe, tmpfs
 
 
 @pytest.fixture
@@ -411,17 +411,8 @@ def test_a_flipped_byte_in_a_snapshot_file_leaves_out_that_snapshot_only(
 
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A tmpfs of 3 MiB mounted at a directory of the test's (tests run as root)."""
-    where = tmp_path / "tmpfs"
-    where.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(where)],
-                             capture_output=True)  # fmt: skip
-    if mounted.returncode != 0:  # a failure, not a skip: the fault would go untested
-        pytest.fail(f"cannot mount a tmpfs at {where}: {mounted.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "tmpfs", "3m") as where:
         yield where
-    finally:
-        subprocess.run(["umount", str(where)], check=True)
 
 
 def test_the_disk_filling_up_during_a_backup(cli: Cli, full_disk: Path, tmp_path: Path) -> None:
