@@ -25,6 +25,7 @@ from tui.screens.mount import MountScreen
 from tui.screens.password import PasswordScreen
 from tui.screens.restore import RestoreScreen
 from tui.screens.snapshots import SnapshotsScreen
+from tui.screens.tables import TablesScreen
 from tui.session import Session
 from tui.units import describe
 
@@ -137,6 +138,10 @@ class SnapfsApp(App[None]):
     def action_mount(self) -> None:
         if chosen := self._highlighted():
             self.push_screen(MountScreen(*chosen))
+
+    def action_tables(self) -> None:
+        if chosen := self._highlighted():
+            self.push_screen(TablesScreen(*chosen))
 
     def action_jobs(self) -> None:
         """Open even before the repository is: the jobs come from the config file."""

@@ -14,6 +14,7 @@ ACTIONS: list[tuple[str, str, str]] = [
     ("Forget and prune", "Apply a retention policy and free space", "forget"),
     ("Diff snapshots", "Compare the two marked snapshots", "diff"),
     ("Mount snapshot", "Mount or unmount the highlighted snapshot", "mount"),
+    ("Snapshot tables", "The highlighted snapshot's pinned tables: schema, rows", "tables"),
     ("Jobs", "The config file's jobs: last results, history, run now", "jobs"),
     ("Reload snapshots", "Read the list of snapshots again", "reload"),
     ("Help", "Keys of every screen", "help"),

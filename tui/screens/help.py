@@ -16,11 +16,14 @@ HELP = """\
 **Snapshots** — `enter` browse · `c` create · `r` restore all · `f` forget/prune ·
 `space` mark · `d` diff the two marked (or the highlighted one and its parent) ·
 `m` mount/unmount · `/` filter · `1`–`7` sort by column (again: reverse), or click a header ·
-`j` jobs · `ctrl+r` reload
+`t` tables · `j` jobs · `ctrl+r` reload
 
 **Jobs** — the config file's jobs: `n` run the highlighted job now (in the background:
 the screen stays live) · `ctrl+r` reload; below, the highlighted job's history, and what
 every machine's jobs last did in this repository
+
+**Tables** — the Delta and Iceberg tables the snapshot pinned (version, commit time,
+files, whole or torn); the highlighted one's schema, row count and first rows
 
 **Browser** — `enter`/`→` open a folder · `space` mark for restore · `r` restore the marked
 entries (or everything)

@@ -22,12 +22,13 @@ class SnapshotsScreen(Screen[None]):
         Binding("enter", "app.browse", "Browse", id="snapshots.browse"),
         Binding("c", "app.create", "Create", id="snapshots.create"),
         Binding("r", "app.restore", "Restore", id="snapshots.restore"),
-        Binding("f", "app.forget", "Forget/prune", id="snapshots.forget"),
+        Binding("f", "app.forget", "Forget", id="snapshots.forget"),
         Binding("d", "app.diff", "Diff", id="snapshots.diff"),
         Binding("m", "app.mount", "Mount", id="snapshots.mount"),
+        Binding("t", "app.tables", "Tables", id="snapshots.tables"),
         Binding("j", "app.jobs", "Jobs", id="snapshots.jobs"),
         Binding("slash", "filter", "Filter", id="snapshots.filter"),
-        Binding("ctrl+r", "reload", "Reload", id="snapshots.reload"),
+        Binding("ctrl+r", "reload", "Reload", id="snapshots.reload", show=False),  # F1 lists it
     ]
 
     def __init__(self) -> None:
