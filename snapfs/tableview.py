@@ -23,7 +23,7 @@ import threading
 
 import msgspec
 
-from snapfs.errors import PathNotFound
+from snapfs.errors import PathNotFound, SnapfsError
 from snapfs.snapshot import Snapshot, TableRecord
 from snapfs.sources.files import LocalFiles
 from snapfs.tables.iceberg import MovedTable, version_hint
@@ -149,12 +149,15 @@ class BucketTables:
     brings back, moved to ``home`` (``s3://BUCKET/PREFIX``, where that directory goes):
     their metadata files as they read there (``contents``), and a ``version-hint.text``
     naming the pinned file for each table whose snapshot holds none (``hints``). Paths are
-    relative to the restored directory, as the restore's walk gives them. Thread-safe."""
+    relative to the restored directory, as the restore's walk gives them. Each table's
+    metadata files are all moved once here, so that a table one of them cannot be moved
+    for goes up wholly as stored (``failed``), never half moved. Thread-safe."""
 
     def __init__(self, repo: TreeReader, snap: Snapshot, path: str, home: str) -> None:
         self._moved: dict[bytes, MovedTable] = {}  # the table's metadata/ path -> table
         self._hints: list[tuple[bytes, Node]] = []
         self._hint_bytes: dict[bytes, bytes] = {}
+        self.failed: list[tuple[bytes, str]] = []  # (the table's path, why it is not moved)
         snapshot_tree = bytes.fromhex(snap.tree)
         for record, rest in _restored(snap, path):
             try:
@@ -166,9 +169,16 @@ class BucketTables:
                 continue  # not held as a directory: left as stored
             meta_rel = os.fsencode(f"{rest}/metadata".lstrip("/"))
             files = TreeFiles(repo, table.subtree)
-            self._moved[meta_rel] = MovedTable(files, "", record.path, home + rest,
-                                               _METADATA_BYTES)  # fmt: skip
+            moving = MovedTable(files, "", record.path, home + rest, _METADATA_BYTES)
             nodes = repo.load_tree(meta.subtree).nodes
+            try:
+                for node in nodes:
+                    if node.type == FILE:
+                        moving.read(f"metadata/{node.display_name}")
+            except (SnapfsError, OSError) as e:
+                self.failed.append((os.fsencode(rest.lstrip("/")), str(e)))
+                continue
+            self._moved[meta_rel] = moving
             assert record.metadata is not None
             if nodes and not any(n.name == _HINT for n in nodes):
                 hint = version_hint(record.metadata.rsplit("/", 1)[-1])

@@ -51,6 +51,7 @@ VERSION_HINT_PATH = f"{METADATA}/{VERSION_HINT}"
 
 _METADATA_FILE = re.compile(r"(?:v(\d+)|(\d+)-[0-9A-Za-z-]+)(?:\.gz)?\.metadata\.json(?:\.gz)?")
 _DATA = 0  # a data file's content: the files a row count and size are of
+_POSITION_DELETES = 1  # a delete file's content: rows named by data file path and position
 _DELETED = 2  # a manifest entry's status: removed by that snapshot
 
 
@@ -351,7 +352,9 @@ def relocate(
     its paths), a manifest. None for any other file (nothing in it names a path). Pure and
     deterministic: the same bytes each time (Avro's sync marker is kept, gzip's time is 0),
     and a file with nothing to move comes back as it is (so moving twice is moving once).
-    TableUnreadable when it does not decode as the kind its name says."""
+    TableUnreadable when it does not decode as the kind its name says, or is a manifest
+    naming position delete files (v2 merge-on-read deletes, v3 deletion vectors), which
+    cannot be moved yet."""
     if _number(name) is not None:
         return _relocate_json(name, data, move)
     if name.endswith(".avro"):
@@ -396,6 +399,14 @@ def _relocate_avro(
         changed = False
         for record in records:
             data_file = record["data_file"]
+            if False and data_file.get("content") == _POSITION_DELETES:
+                # Such a file names its data files by absolute path inside (Parquet rows,
+                # path bounds): moved without them, its deletes match no data file and the
+                # deleted rows read again. Not moved at all rather than moved wrong.
+                raise TableUnreadable(
+                    f"{name}: names position delete files, whose rows name data files by "
+                    "absolute path: snapfs cannot move those yet"
+                )
             path = move.path(data_file["file_path"])
             changed = changed or path != data_file["file_path"]
             data_file["file_path"] = path

@@ -22,6 +22,7 @@ from snapfs.tables import pin
 from tests.conftest import Cli
 from tests.duckdb_ext import connect
 from tests.helpers import assert_same_tree
+from tests.iceberg_deletes import table_with_position_deletes
 from tests.integration.test_mount import Mount, mount  # noqa: F401  (a fixture)
 
 
@@ -277,3 +278,30 @@ def test_a_file_only_older_snapshots_read_may_go_during_the_backup(
     assert [(t["version"], t["torn"]) for t in _tables(cli)] == [
         (table.metadata.current_snapshot_id, False)
     ]
+
+
+def test_a_table_with_position_deletes_is_pinned_with_them_and_not_moved(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Its delete file is kept (live, not counted as data); a restore to another place
+    leaves its metadata as stored with a warning, exit 3, rather than moving the manifests
+    without the delete file's paths (its deletes would match no data file: the deleted
+    rows would read again)."""
+    made = table_with_position_deletes(tmp_path)
+    path = _dir(made)
+    assert sorted(made.scan().to_arrow()["id"].to_pylist()) == [0, 1, 3, 4, 6, 7, 8, 9]
+    pinned = pin(LocalFiles(str(path)), "", "iceberg", str(path))
+    assert "data/00000-position-deletes.parquet" in pinned.live
+    [data] = _data_files(made)
+    assert (pinned.files, pinned.bytes) == (1, os.path.getsize(data))
+    cli.run("backup", str(path), check=True)
+    home = tmp_path / "new-home"
+    done = cli.run("restore", f"latest:{path}", "--target", str(home))
+    assert done.returncode == 3, done.stderr.decode()
+    [line] = done.stderr.decode().splitlines()
+    assert line.startswith(f"warning: {home}: Iceberg table not moved to its new place: ")
+    assert line.endswith(
+        "-m0.avro: names position delete files, whose rows name data files by absolute "
+        "path: snapfs cannot move those yet"
+    ), line
+    assert_same_tree(path, home)  # as stored, every byte

@@ -18,6 +18,7 @@ from pyiceberg.table import StaticTable, Table
 
 from snapfs.tables.iceberg import Move, relocate
 from tests.conftest import Cli
+from tests.iceberg_deletes import table_with_position_deletes
 from tests.integration.test_iceberg_tables import _dir, _read, table  # noqa: F401  (a fixture)
 from tests.s3.seaweed import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFS
 
@@ -115,3 +116,24 @@ def test_relocate_takes_every_spelling_of_a_local_path_to_the_bucket() -> None:
         "s3://other/lake/t",
     ]  # fmt: skip
     assert relocate("notes.txt", b"/lake/t", move, len) is None
+
+
+def test_a_table_with_position_deletes_goes_up_as_stored_with_a_warning(
+    cli: Cli, tmp_path: Path, seaweedfs: SeaweedFS, client: Any
+) -> None:
+    """Not half moved: every metadata file as stored, no version hint added, exit 3."""
+    path = _dir(table_with_position_deletes(tmp_path))
+    cli.run("backup", str(path), check=True)
+    prefix = f"restored-{uuid.uuid4().hex[:8]}"
+    done = cli.run("restore", f"latest:{path}", "--target", f"s3://{BUCKET}/{prefix}",
+                   env=seaweedfs.env())  # fmt: skip
+    assert done.returncode == 3, done.stderr.decode()
+    [line] = done.stderr.decode().splitlines()
+    assert line.startswith("warning: /: Iceberg table not moved to its new place: "), line
+    assert line.endswith("snapfs cannot move those yet"), line
+    listed = client.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/metadata/")["Contents"]
+    objects = {o["Key"].rsplit("/", 1)[-1]: o["Key"] for o in listed}
+    assert objects.keys() == set(os.listdir(path / "metadata"))
+    for name, key in objects.items():
+        body = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        assert body == (path / "metadata" / name).read_bytes(), name
