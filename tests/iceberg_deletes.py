@@ -1,8 +1,11 @@
 """An Iceberg table with a position delete file (v2 merge-on-read), which pyiceberg 0.12
 cannot write itself (its ``delete`` with ``write.delete.mode=merge-on-read`` warns and
-rewrites files instead): the delete file is written here with pyarrow and committed in a
-delete manifest through pyiceberg's fast append, whose manifest writer (data only) is
-given the ``deletes`` content. pyiceberg and DuckDB's iceberg_scan both apply it."""
+rewrites files instead): the delete file is written here with pyarrow as Spark writes one
+(the spec's ``file_path`` and ``pos`` columns with their reserved field ids, the data
+file's path as its manifest names it, the ``file_path`` bounds in the manifest entry) and
+committed in a delete manifest through pyiceberg's fast append, whose manifest writer (data
+only) is given the ``deletes`` content. pyiceberg and DuckDB's iceberg_scan both apply
+it."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from pyiceberg.table import Table
 from pyiceberg.typedef import Record
 
 PATH_FIELD_ID = 2147483546  # the position delete schema's file_path (Iceberg spec)
+POS_FIELD_ID = 2147483545  # and its pos
 DELETED = [2, 5]  # positions deleted in the one data file: ids 2 and 5
 
 
@@ -47,8 +51,12 @@ def table_with_position_deletes(root: Path) -> Table:
     data_path = task.file.file_path
     deletes = f"{made.location()}/data/00000-position-deletes.parquet"
     local = deletes.removeprefix("file://")
-    pq.write_table(pa.table({"file_path": [data_path] * len(DELETED),
-                             "pos": pa.array(DELETED, pa.int64())}), local)  # fmt: skip
+    schema = pa.schema([
+        pa.field("file_path", pa.string(), False, {"PARQUET:field_id": str(PATH_FIELD_ID)}),
+        pa.field("pos", pa.int64(), False, {"PARQUET:field_id": str(POS_FIELD_ID)}),
+    ])  # fmt: skip
+    rows_deleted = pa.table([[data_path] * len(DELETED), DELETED], schema=schema)
+    pq.write_table(rows_deleted, local)
     bound = {PATH_FIELD_ID: data_path.encode()}
     delete_file = DataFile.from_args(
         content=DataFileContent.POSITION_DELETES, file_path=deletes,
