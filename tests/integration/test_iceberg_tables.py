@@ -378,3 +378,23 @@ def test_rows_deleted_by_position_stay_deleted_restored_elsewhere(cli: Cli, tmp_
     first = {p: p.read_bytes() for p in home.rglob("*") if p.is_file()}
     cli.run("restore", f"latest:{path}", "--target", str(home), check=True)
     assert {p: p.read_bytes() for p in home.rglob("*") if p.is_file()} == first
+
+
+def test_a_table_whose_delete_file_cannot_be_rewritten_is_not_moved_half(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Its restore to another place leaves every file as stored with a warning, exit 3,
+    rather than moving the manifests without the delete file's paths (its deletes would
+    match no data file: the deleted rows would read again)."""
+    path = _dir(table_with_position_deletes(tmp_path))
+    (path / "data" / "00000-position-deletes.parquet").write_bytes(b"not Parquet")
+    cli.run("backup", str(path), check=True)
+    home = tmp_path / "new-home"
+    done = cli.run("restore", f"latest:{path}", "--target", str(home))
+    assert done.returncode == 3, done.stderr.decode()
+    [line] = done.stderr.decode().splitlines()
+    assert line.startswith(
+        f"warning: {home}: Iceberg table not moved to its new place: "
+        "00000-position-deletes.parquet: not an Iceberg position delete file: "
+    ), line
+    assert_same_tree(path, home)  # as stored, every byte

@@ -151,3 +151,27 @@ def test_rows_deleted_by_position_stay_deleted_restored_into_a_bucket(
     again = cli.run(*restore, check=True, env=seaweedfs.env())
     summary = json.loads(again.stdout.splitlines()[-1])
     assert summary["skipped"] == summary["files"]
+
+
+def test_a_table_whose_delete_file_cannot_be_rewritten_goes_up_as_stored(
+    cli: Cli, tmp_path: Path, seaweedfs: SeaweedFS, client: Any
+) -> None:
+    """Not half moved: every file as stored, no version hint added, one warning, exit 3."""
+    path = _dir(table_with_position_deletes(tmp_path))
+    (path / "data" / "00000-position-deletes.parquet").write_bytes(b"not Parquet")
+    cli.run("backup", str(path), check=True)
+    prefix = f"restored-{uuid.uuid4().hex[:8]}"
+    done = cli.run("restore", f"latest:{path}", "--target", f"s3://{BUCKET}/{prefix}",
+                   env=seaweedfs.env())  # fmt: skip
+    assert done.returncode == 3, done.stderr.decode()
+    [line] = done.stderr.decode().splitlines()
+    assert line.startswith(
+        "warning: /: Iceberg table not moved to its new place: "
+        "00000-position-deletes.parquet: not an Iceberg position delete file: "
+    ), line
+    listed = client.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")["Contents"]
+    objects = {o["Key"].removeprefix(f"{prefix}/"): o["Key"] for o in listed}
+    assert objects.keys() == {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()}
+    for rel, key in objects.items():
+        body = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        assert body == (path / rel).read_bytes(), rel
