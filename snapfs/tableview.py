@@ -64,6 +64,13 @@ class MovedMetadata:
     def __len__(self) -> int:
         return len(self._nodes)
 
+    @property
+    def as_stored(self) -> bool:
+        """Whether its entries are the stored tree's, in its slots, most read as stored (a
+        data directory moving only its delete files): a reader's next files may be guessed
+        from the tree."""
+        return self._names is not None and self._hint is None
+
     def node(self, at: int) -> Node:
         """The entry at index ``at``, with its moved size (reads and moves it the first
         time: call off the trio loop)."""

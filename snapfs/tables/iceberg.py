@@ -475,6 +475,11 @@ def _move_deletes(
     return changed
 
 
+# Parquet's codec names as pyarrow writes them; another (LZO) is written as Snappy.
+_CODECS = {"UNCOMPRESSED": "none", "SNAPPY": "snappy", "GZIP": "gzip", "BROTLI": "brotli",
+           "LZ4": "lz4", "LZ4_RAW": "lz4", "ZSTD": "zstd"}  # fmt: skip
+
+
 def relocate_deletes(name: str, data: bytes, move: Move) -> bytes:
     """The bytes of the Parquet position delete file ``name`` with its ``file_path`` column
     moved (its other columns, field ids, key-value metadata and compression as they were).
@@ -502,9 +507,9 @@ def relocate_deletes(name: str, data: bytes, move: Move) -> bytes:
     taken = pc.take(moved, pc.index_in(paths, value_set=distinct))
     table = table.set_column(at, table.schema.field(at), taken)
     meta = parquet.metadata
-    codec = meta.row_group(0).column(0).compression if meta.num_row_groups else "snappy"
+    codec = meta.row_group(0).column(0).compression if meta.num_row_groups else "SNAPPY"
     out = io.BytesIO()
-    pq.write_table(table, out, compression=codec.lower(),
+    pq.write_table(table, out, compression=_CODECS.get(codec, "snappy"),
                    row_group_size=max(meta.row_group(0).num_rows, 1) if meta.num_row_groups
                    else None)  # fmt: skip
     return out.getvalue()

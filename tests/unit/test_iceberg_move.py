@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from snapfs.errors import TableUnreadable
-from snapfs.tables.iceberg import Move, MovedTable, pin, version_hint
+from snapfs.tables.iceberg import Move, MovedTable, pin, relocate_deletes, version_hint
 from tests.unit.test_delta_pin import MemoryFiles
-from tests.unit.test_iceberg_pin import M2, MANIFEST, ROOT, _avro, _entry, _table
+from tests.unit.test_iceberg_pin import M2, MANIFEST, ROOT, _avro, _entry, _table, position_deletes
 
 NEW = "/mnt/x/lake/t"
 SIZED_LIST: dict[str, object] = {"type": "record", "name": "manifest_file", "fields": [
@@ -133,3 +133,17 @@ def test_delete_files_it_cannot_rewrite_make_the_table_unmovable() -> None:
         f"{ROOT}/data/b-deletes.parquet: a position delete file the snapshot does not record "
         "(a snapshot made before snapfs recorded them): its paths cannot be moved"
     )
+
+
+def test_a_moved_delete_file_keeps_its_codec_and_moves_to_the_same_bytes() -> None:
+    for codec, named in (("none", "UNCOMPRESSED"), ("zstd", "ZSTD"), ("gzip", "GZIP")):
+        stored = position_deletes([(f"{ROOT}/data/b.parquet", 3)], codec)
+        moved = relocate_deletes("d.parquet", stored, Move(ROOT, NEW))
+        column = pq.ParquetFile(io.BytesIO(moved)).metadata.row_group(0).column(0)
+        assert column.compression == named
+        assert column.path_in_schema == "file_path"
+        assert relocate_deletes("d.parquet", stored, Move(ROOT, NEW)) == moved
+        assert relocate_deletes("d.parquet", moved, Move(ROOT, NEW)) == moved  # moved already
+    with pytest.raises(TableUnreadable) as e:
+        relocate_deletes("d.parquet", _avro(MANIFEST, M2), Move(ROOT, NEW))
+    assert str(e.value).startswith("d.parquet: not an Iceberg position delete file: ")

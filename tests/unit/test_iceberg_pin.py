@@ -75,7 +75,7 @@ def _table() -> dict[str, bytes]:
     }
 
 
-def position_deletes(rows: list[tuple[str, int]]) -> bytes:
+def position_deletes(rows: list[tuple[str, int]], compression: str = "snappy") -> bytes:
     """A Parquet position delete file of (data file path, position) rows, as Spark writes."""
     schema = pa.schema([
         pa.field("file_path", pa.string(), False, {"PARQUET:field_id": "2147483546"}),
@@ -83,7 +83,7 @@ def position_deletes(rows: list[tuple[str, int]]) -> bytes:
     ])  # fmt: skip
     out = io.BytesIO()
     pq.write_table(pa.Table.from_pylist([{"file_path": f, "pos": p} for f, p in rows], schema),
-                   out)  # fmt: skip
+                   out, compression=compression)  # fmt: skip
     return out.getvalue()
 
 
