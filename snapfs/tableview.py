@@ -183,14 +183,17 @@ def _restored(snap: Snapshot, path: str) -> list[tuple[TableRecord, str]]:
     return below
 
 
-def restored_places(snap: Snapshot, path: str, target: str) -> list[tuple[TableRecord, str]]:
+def restored_places(
+    snap: Snapshot, path: str, target: str, *, moved_only: bool = True
+) -> list[tuple[TableRecord, str]]:
     """The pinned Iceberg tables a restore of ``snap``'s directory ``path`` under
     ``target`` brings back, each with the directory it comes back at (``path/x`` comes
-    back as ``target/x``); those restored where they were are left out (nothing moves)."""
+    back as ``target/x``); with ``moved_only``, those restored where they were are left
+    out (nothing moves)."""
     places = []
     for record, rest in _restored(snap, path):
         new = os.path.abspath(target) + rest
-        if new.rstrip("/") != "/" + record.path.strip("/"):
+        if not moved_only or new.rstrip("/") != "/" + record.path.strip("/"):
             places.append((record, new))
     return places
 

@@ -398,3 +398,38 @@ def test_a_table_whose_delete_file_cannot_be_rewritten_is_not_moved_half(
         "00000-position-deletes.parquet: not an Iceberg position delete file: "
     ), line
     assert_same_tree(path, home)  # as stored, every byte
+
+
+def test_a_table_restored_elsewhere_is_registered_in_a_catalog(cli: Cli, tmp_path: Path) -> None:
+    """As NS.NAME from its new directory, reading its moved metadata (deleted rows stay
+    deleted); again, nothing changes; a name another table holds is left as it is, with a
+    warning (exit 3); a URI that is no catalog is one line before anything is restored."""
+    made = table_with_position_deletes(tmp_path)
+    path = _dir(made)
+    pinned = os.path.basename(made.metadata_location)
+    cli.run("backup", str(path), check=True)
+    home = tmp_path / "restored" / "shop.db" / "orders"
+    uri = f"sqlite:///{tmp_path / 'new-catalog.db'}"
+    restore = ("restore", f"latest:{path}", "--target", str(home), "--iceberg-catalog", uri)
+    cli.run(*restore, check=True)
+    loaded = SqlCatalog("default", uri=uri).load_table("shop.orders")
+    assert loaded.metadata_location == f"file://{home}/metadata/{pinned}"
+    assert sorted(loaded.scan().to_arrow()["id"].to_pylist()) == KEPT
+    assert cli.run(*restore).returncode == 0
+    other = tmp_path / "other" / "shop" / "orders"
+    done = cli.run("restore", f"latest:{path}", "--target", str(other), "--iceberg-catalog", uri)
+    assert (done.returncode, done.stderr.decode()) == (3, (
+        f"warning: {other}: Iceberg table not registered in the catalog: shop.orders is in "
+        f"the catalog already, reading file://{home}/metadata/{pinned}: left as it is\n"
+    ))  # fmt: skip
+    assert SqlCatalog("default", uri=uri).load_table("shop.orders").metadata_location == (
+        loaded.metadata_location
+    )
+    wrong = tmp_path / "never"
+    bad = cli.run("restore", f"latest:{path}", "--target", str(wrong), "--iceberg-catalog", "x")
+    assert bad.returncode == 2
+    assert bad.stderr.decode().splitlines()[-1] == (
+        "Error: Invalid value for '--iceberg-catalog': x: not a SQL catalog: Could not parse "
+        "SQLAlchemy URL from given URL string"
+    )
+    assert not wrong.exists()
