@@ -433,3 +433,8 @@ def test_a_table_restored_elsewhere_is_registered_in_a_catalog(cli: Cli, tmp_pat
         "SQLAlchemy URL from given URL string"
     )
     assert not wrong.exists()
+    to_s3 = cli.run("restore", f"latest:{path}", "--target", "s3://b/p", "--iceberg-catalog", uri)
+    assert to_s3.returncode == 2
+    assert to_s3.stderr.decode().splitlines()[-1] == (
+        "Error: --iceberg-catalog registers tables restored to a directory"
+    )
