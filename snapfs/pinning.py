@@ -105,6 +105,7 @@ class PinnedTable:
             files=self.pin.files,
             bytes=self.pin.bytes,
             torn=torn,
+            deletes=sorted(self.pin.deletes),
         )
 
 

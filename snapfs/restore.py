@@ -42,7 +42,8 @@ from snapfs.errors import IntegrityError, PathNotFound, SnapfsError
 from snapfs.events import BytesDone, EventHandler, FileDone, FileWarning, Planned, ignore
 from snapfs.index import IndexEntry
 from snapfs.metadata import apply_link_metadata, apply_metadata, full_mode, reason
-from snapfs.snapshot import Snapshot
+from snapfs.snapshot import Snapshot, TableRecord
+from snapfs.tables.catalog import CatalogError, IcebergCatalog
 from snapfs.tableview import move_restored, restored_places
 from snapfs.tree import BLOCK, CHAR, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, Tree, name_problem
 from snapfs.walk import MAX_DEPTH, PathFilter, join, path_text, resolve
@@ -824,6 +825,7 @@ def restore(
     limits: Limits | None = None,
     path: str = "",
     allow_damaged: bool = False,
+    catalog: IcebergCatalog | None = None,
 ) -> RestoreSummary:
     """Restore ``snapshot`` (its directory ``path``, default the root) under ``target``:
     what lies at ``path/x`` comes back as ``target/x``, and the filters match ``/x``.
@@ -831,7 +833,9 @@ def restore(
     once, as given (a symlink there is followed, as tar -C and restic do); nothing below it
     is reached through a path. A file with a damaged or missing blob is left out (listed in
     ``damaged``, warned about), or with ``allow_damaged`` written with the lost ranges
-    zero-filled; every other file is restored."""
+    zero-filled; every other file is restored. Pinned Iceberg tables restored elsewhere
+    are moved there, and with ``catalog`` registered in it (a warning for each that is
+    not)."""
     where = os.fsencode(os.path.abspath(target))
     filt = PathFilter(includes, excludes)
     totals = whole_totals(snapshot, filt, path)
@@ -841,18 +845,36 @@ def restore(
                   allow_damaged=allow_damaged)  # fmt: skip
     with repo.lock("read"), _full_collections_deferred():
         run.run(subtree(repo, snapshot, path))
-    _move_tables(snapshot, path, target, run)
+    _move_tables(snapshot, path, target, run, catalog)
     return run.summary
 
 
-def _move_tables(snapshot: Snapshot, path: str, target: str, run: Restore) -> None:
+def _move_tables(
+    snapshot: Snapshot, path: str, target: str, run: Restore, catalog: IcebergCatalog | None
+) -> None:
     """Pinned Iceberg tables restored to another place get their metadata rewritten for it
-    (tableview.move_restored); one that cannot be is a warning naming it."""
-    for record, new in restored_places(snapshot, path, target):
-        try:
-            move_restored(record, new)
-        except (SnapfsError, OSError) as e:
-            run._warn(os.fsencode(new), f"Iceberg table not moved to its new place: {e}")
+    (tableview.move_restored); one that cannot be is a warning naming it (and is not
+    registered: it reads its old place)."""
+    for record, new in restored_places(snapshot, path, target, moved_only=catalog is None):
+        if new.rstrip("/") != "/" + record.path.strip("/"):
+            try:
+                move_restored(record, new)
+            except (SnapfsError, OSError) as e:
+                run._warn(os.fsencode(new), f"Iceberg table not moved to its new place: {e}")
+                continue
+        if catalog is not None:
+            _register(catalog, record, new, run)
+
+
+def _register(catalog: IcebergCatalog, record: TableRecord, new: str, run: Restore) -> None:
+    assert record.metadata is not None
+    metadata = os.path.join(new, os.path.relpath(record.metadata, record.path))
+    try:
+        if not os.path.isfile(metadata):
+            raise CatalogError("its metadata file was not restored (--include/--exclude?)")
+        catalog.register(new, metadata)
+    except CatalogError as e:
+        run._warn(os.fsencode(new), f"Iceberg table not registered in the catalog: {e}")
 
 
 def _descriptors_for(wanted: int) -> None:

@@ -75,6 +75,8 @@ def restore_to_s3(
         if snapshot.source != "s3":  # an S3 backup's tables are not pinned: nothing moves
             home = f"s3://{target.bucket}/{target.prefix}".rstrip("/")
             run.tables = BucketTables(repo, snapshot, path, home)
+            for rel, why in run.tables.failed:
+                run._warn(rel, f"Iceberg table not moved to its new place: {why}")
         target.note_empty()  # before the walk: a missing bucket is said even with no file
         nodes = walk(repo, root, prune=filt or None, on_problem=run.problem)
         hints = run.tables.hints() if run.tables is not None else []

@@ -27,9 +27,11 @@ class Summary(msgspec.Struct, frozen=True):
 
 class TableRecord(msgspec.Struct, frozen=True, kw_only=True):
     """A table the backup pinned (docs/FORMAT.md, "Tables"): its directory as backed up,
-    its format ("delta", "iceberg"), the version pinned, that commit's time, the data files
-    of that version and their bytes; ``torn`` when some file the version needs was gone;
-    ``metadata``: the pinned metadata file's path in the snapshot (Iceberg)."""
+        its format ("delta", "iceberg"), the version pinned, that commit's time, the data files
+        of that version and their bytes; ``torn`` when some file the version needs was gone;
+        ``metadata``: the pinned metadata file's path in the snapshot (Iceberg); ``deletes``: the
+    Parquet position delete files of the versions kept, relative to the table's directory
+    (Iceberg: a mount or restore elsewhere rewrites the paths they hold)."""
 
     path: str
     format: str
@@ -39,6 +41,7 @@ class TableRecord(msgspec.Struct, frozen=True, kw_only=True):
     bytes: int
     torn: bool = False
     metadata: str | None = None
+    deletes: list[str] = []  # Iceberg: Parquet position delete files, relative to ``path``
 
 
 class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,8 +70,8 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
 
 def encode_snapshot(snap: Snapshot) -> bytes:
     """Without ``original`` unless it is a copy, without ``tables`` when it pinned none, and
-    a table's ``metadata`` only when it has one (Iceberg): snapshots made before the fields
-    existed encode, and so are named, as they were."""
+    a table's ``metadata`` and ``deletes`` only when it has them (Iceberg): snapshots made
+    before the fields existed encode, and so are named, as they were."""
     fields = msgspec.structs.asdict(msgspec.structs.replace(snap, id=""))
     if fields["original"] is None:
         del fields["original"]
@@ -83,6 +86,8 @@ def _table_fields(table: TableRecord) -> dict[str, object]:
     fields = msgspec.structs.asdict(table)
     if fields["metadata"] is None:
         del fields["metadata"]
+    if not fields["deletes"]:
+        del fields["deletes"]
     return fields
 
 

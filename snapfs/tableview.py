@@ -23,7 +23,7 @@ import threading
 
 import msgspec
 
-from snapfs.errors import PathNotFound
+from snapfs.errors import PathNotFound, SnapfsError
 from snapfs.snapshot import Snapshot, TableRecord
 from snapfs.sources.files import LocalFiles
 from snapfs.tables.iceberg import MovedTable, version_hint
@@ -36,10 +36,22 @@ _METADATA_BYTES = 64 << 20  # moved metadata files kept decoded, per table
 
 
 class MovedMetadata:
-    """One table's ``metadata/`` directory: its nodes, sized as moved, in name order."""
+    """One directory of a table whose files move: its nodes, sized as moved, in name order.
+    ``where``: the directory relative to the table (``metadata``); ``names``: the files
+    that move (None: every file, as in ``metadata/``; a data directory: its position
+    delete files)."""
 
-    def __init__(self, nodes: list[Node], table: MovedTable, hint: bytes | None) -> None:
+    def __init__(
+        self,
+        nodes: list[Node],
+        table: MovedTable,
+        hint: bytes | None,
+        where: str = "metadata",
+        names: frozenset[str] | None = None,
+    ) -> None:
         self._table = table
+        self._where = where
+        self._names = names
         self._nodes = list(nodes)
         self._sized = [False] * len(nodes)
         self._hint = hint
@@ -52,14 +64,21 @@ class MovedMetadata:
     def __len__(self) -> int:
         return len(self._nodes)
 
+    @property
+    def as_stored(self) -> bool:
+        """Whether its entries are the stored tree's, in its slots, most read as stored (a
+        data directory moving only its delete files): a reader's next files may be guessed
+        from the tree."""
+        return self._names is not None and self._hint is None
+
     def node(self, at: int) -> Node:
         """The entry at index ``at``, with its moved size (reads and moves it the first
         time: call off the trio loop)."""
         with self._lock:
             node, sized = self._nodes[at], self._sized[at]
-        if sized or node.type != FILE:
+        if sized or not self._moves(node):
             return node
-        size = self._table.size(f"metadata/{node.display_name}")
+        size = self._table.size(self._rel(node))
         moved = node if size is None else msgspec.structs.replace(node, size=size)
         with self._lock:
             self._nodes[at], self._sized[at] = moved, True
@@ -76,9 +95,15 @@ class MovedMetadata:
         """What the file ``node`` of this directory reads as; None: as stored."""
         if node.name == _HINT and self._hint is not None:
             return self._hint
-        if node.type != FILE:
+        if not self._moves(node):
             return None
-        return self._table.read(f"metadata/{node.display_name}")
+        return self._table.read(self._rel(node))
+
+    def _moves(self, node: Node) -> bool:
+        return node.type == FILE and (self._names is None or node.display_name in self._names)
+
+    def _rel(self, node: Node) -> str:
+        return f"{self._where}/{node.display_name}".lstrip("/")
 
 
 def _hint_node(nodes: list[Node], hint: bytes) -> Node:
@@ -112,8 +137,34 @@ def moved_tables(repo: TreeReader, snap: Snapshot, root: str) -> dict[bytes, Mov
         hint = None if any(n.name == _HINT for n in nodes) else version_hint(pinned)
         files = TreeFiles(repo, table.subtree)
         new = f"{root.rstrip('/')}/{record.path.strip('/')}"
-        moving = MovedTable(files, "", record.path, new, _METADATA_BYTES)
+        moving = MovedTable(files, "", record.path, new, _METADATA_BYTES,
+                            frozenset(record.deletes))  # fmt: skip
         moved[meta.subtree] = MovedMetadata(nodes, moving, hint)
+        moved.update(_delete_dirs(repo, table.subtree, record, moving))
+    return moved
+
+
+def _delete_dirs(
+    repo: TreeReader, table_tree: bytes, record: TableRecord, moving: MovedTable
+) -> dict[bytes, MovedMetadata]:
+    """The directories of the table holding its position delete files, by tree id, each
+    moving just those files (their rows name data files by absolute path)."""
+    by_dir: dict[str, set[str]] = {}
+    for rel in record.deletes:
+        where, _slash, name = rel.rpartition("/")
+        by_dir.setdefault(where, set()).add(name)
+    moved = {}
+    for where, names in by_dir.items():
+        try:
+            found = resolve(repo, table_tree, where)  # None: the table's own directory
+        except PathNotFound:
+            continue  # left out by --exclude: nothing to show
+        if found is not None and (found.type != DIR or found.subtree is None):
+            continue
+        tree = table_tree if found is None else found.subtree
+        assert tree is not None
+        nodes = repo.load_tree(tree).nodes
+        moved[tree] = MovedMetadata(nodes, moving, None, where, frozenset(names))
     return moved
 
 
@@ -132,14 +183,17 @@ def _restored(snap: Snapshot, path: str) -> list[tuple[TableRecord, str]]:
     return below
 
 
-def restored_places(snap: Snapshot, path: str, target: str) -> list[tuple[TableRecord, str]]:
+def restored_places(
+    snap: Snapshot, path: str, target: str, *, moved_only: bool = True
+) -> list[tuple[TableRecord, str]]:
     """The pinned Iceberg tables a restore of ``snap``'s directory ``path`` under
     ``target`` brings back, each with the directory it comes back at (``path/x`` comes
-    back as ``target/x``); those restored where they were are left out (nothing moves)."""
+    back as ``target/x``); with ``moved_only``, those restored where they were are left
+    out (nothing moves)."""
     places = []
     for record, rest in _restored(snap, path):
         new = os.path.abspath(target) + rest
-        if new.rstrip("/") != "/" + record.path.strip("/"):
+        if not moved_only or new.rstrip("/") != "/" + record.path.strip("/"):
             places.append((record, new))
     return places
 
@@ -149,12 +203,15 @@ class BucketTables:
     brings back, moved to ``home`` (``s3://BUCKET/PREFIX``, where that directory goes):
     their metadata files as they read there (``contents``), and a ``version-hint.text``
     naming the pinned file for each table whose snapshot holds none (``hints``). Paths are
-    relative to the restored directory, as the restore's walk gives them. Thread-safe."""
+    relative to the restored directory, as the restore's walk gives them. Each table's
+    metadata files are all moved once here, so that a table one of them cannot be moved
+    for goes up wholly as stored (``failed``), never half moved. Thread-safe."""
 
     def __init__(self, repo: TreeReader, snap: Snapshot, path: str, home: str) -> None:
-        self._moved: dict[bytes, MovedTable] = {}  # the table's metadata/ path -> table
+        self._moved: dict[bytes, tuple[MovedTable, str]] = {}  # restored path -> table, rel
         self._hints: list[tuple[bytes, Node]] = []
         self._hint_bytes: dict[bytes, bytes] = {}
+        self.failed: list[tuple[bytes, str]] = []  # (the table's path, why it is not moved)
         snapshot_tree = bytes.fromhex(snap.tree)
         for record, rest in _restored(snap, path):
             try:
@@ -164,16 +221,27 @@ class BucketTables:
                 continue
             if table is None or table.subtree is None or meta is None or meta.subtree is None:
                 continue  # not held as a directory: left as stored
-            meta_rel = os.fsencode(f"{rest}/metadata".lstrip("/"))
             files = TreeFiles(repo, table.subtree)
-            self._moved[meta_rel] = MovedTable(files, "", record.path, home + rest,
-                                               _METADATA_BYTES)  # fmt: skip
+            moving = MovedTable(files, "", record.path, home + rest, _METADATA_BYTES)
             nodes = repo.load_tree(meta.subtree).nodes
+            names = [f"metadata/{n.display_name}" for n in nodes if n.type == FILE]
+            try:
+                for rel in names:
+                    moving.read(rel)
+                names += moving.deletes()  # those the manifests name, moved with them
+                for rel in names:
+                    moving.read(rel)
+            except (SnapfsError, OSError) as e:
+                self.failed.append((os.fsencode(rest.lstrip("/")), str(e)))
+                continue
+            for rel in names:
+                self._moved[os.fsencode(f"{rest}/{rel}".lstrip("/"))] = (moving, rel)
             assert record.metadata is not None
             if nodes and not any(n.name == _HINT for n in nodes):
                 hint = version_hint(record.metadata.rsplit("/", 1)[-1])
-                self._hints.append((meta_rel + b"/" + _HINT, _hint_node(nodes, hint)))
-                self._hint_bytes[meta_rel + b"/" + _HINT] = hint
+                at = os.fsencode(f"{rest}/metadata".lstrip("/")) + b"/" + _HINT
+                self._hints.append((at, _hint_node(nodes, hint)))
+                self._hint_bytes[at] = hint
 
     def hints(self) -> list[tuple[bytes, Node]]:
         """The ``version-hint.text`` files to add, as (path, node)."""
@@ -184,28 +252,32 @@ class BucketTables:
         TableUnreadable as ``relocate``, OSError when it cannot be read."""
         if (hint := self._hint_bytes.get(rel)) is not None:
             return hint
-        parent, _slash, name = rel.rpartition(b"/")
-        table = self._moved.get(parent)
-        return None if table is None else table.read(f"metadata/{os.fsdecode(name)}")
+        found = self._moved.get(rel)
+        return None if found is None else found[0].read(found[1])
 
 
 def move_restored(record: TableRecord, new: str) -> None:
     """Rewrite, in place, the metadata files of the table ``record`` restored at ``new``
     (a local directory) for that place: every path below ``record.path`` moved below
-    ``new``; each file keeps its mode and times. A ``version-hint.text`` naming the pinned
-    file is written where none was restored. Idempotent: a file moved already is moved
-    again to the same bytes. TableUnreadable or OSError when a file is not what its name
-    says or cannot be rewritten (the files before it are moved already)."""
+    ``new``, in its Parquet position delete files too; each file keeps its mode and times.
+    A ``version-hint.text`` naming the pinned file is written where none was restored.
+    Idempotent: a file moved already is moved again to the same bytes. TableUnreadable or
+    OSError when a file is not what its name says (none is written then) or cannot be
+    rewritten (the files before it are moved already)."""
     meta = os.path.join(new, "metadata")
     if not os.path.isdir(meta):
         return  # left out by --include/--exclude
     moving = MovedTable(LocalFiles(new), "", record.path, new, _METADATA_BYTES)
     names = sorted(os.listdir(meta))
     # Every file moved before any is written: a manifest list's lengths are those of its
-    # manifests moved from the restored bytes, not moved twice.
-    moved = {name: moving.read(f"metadata/{name}") for name in names}
-    for name, data in moved.items():
-        file = os.path.join(meta, name)
+    # manifests moved from the restored bytes, a manifest's those of its delete files,
+    # not moved twice.
+    moved = {f"metadata/{name}": moving.read(f"metadata/{name}") for name in names}
+    for rel in moving.deletes():  # those the manifests name, their rows naming data files
+        if os.path.lexists(os.path.join(new, rel)):  # else left out by --include/--exclude
+            moved[rel] = moving.read(rel)
+    for rel, data in moved.items():
+        file = os.path.join(new, rel)
         if data is not None and data != _contents(file):  # else moved already
             _rewrite(file, data)
     assert record.metadata is not None

@@ -244,7 +244,9 @@ class View:
     def decoded(self, source: Source) -> list[Node] | None:
         """A snapshot directory's nodes when its tree is decoded already; else None (and
         for a virtual directory). For guessing what a reader opens next."""
-        if isinstance(source, VirtualDir) or source in self._moved:
+        if isinstance(source, VirtualDir):
+            return None
+        if (moved := self._moved.get(source)) is not None and not moved.as_stored:
             return None
         tree = self._repo.tree_if_cached(source)
         return None if tree is None else tree.nodes

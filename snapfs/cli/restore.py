@@ -21,6 +21,7 @@ from snapfs.events import Event, FileWarning
 from snapfs.progress import Tally
 from snapfs.restore import DamagedFile, RestoreSource, RestoreSummary, restore
 from snapfs.snapshot import Snapshot, SnapshotFilter
+from snapfs.tables.catalog import CatalogError, IcebergCatalog
 
 if TYPE_CHECKING:
     from snapfs.repository import Repository
@@ -62,6 +63,20 @@ if TYPE_CHECKING:
     "'snapfs copy', either way), each blob verified against this repository's id.",
 )
 @replica_password_option
+@click.option(
+    "--iceberg-catalog",
+    metavar="URI",
+    help="Register each Iceberg table restored in the pyiceberg SQL catalog at URI (a "
+    "SQLAlchemy URI, e.g. sqlite:////lake/catalog.db) as NS.NAME, from its directory "
+    ".../NS/NAME; a directory target only.",
+)
+@click.option(
+    "--iceberg-catalog-name",
+    metavar="NAME",
+    default="default",
+    show_default=True,
+    help="The catalog's name in that database (pyiceberg's load_catalog(NAME)).",
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON lines: status, then a summary.")
 @snapshot_filter_options
 @pass_ctx
@@ -77,6 +92,8 @@ def command(
     allow_damaged: bool,
     from_replica: str | None,
     from_password_file: str | None,
+    iceberg_catalog: str | None,
+    iceberg_catalog_name: str,
     as_json: bool,
     snapshot_filter: SnapshotFilter,
 ) -> int:
@@ -115,6 +132,8 @@ def command(
       snapfs restore latest:/data/lake/sales --target /tmp/sales
       snapfs restore latest:lake/raw --target s3://restored/raw --target-endpoint http://h:8333
       snapfs restore latest --target /tmp/r --from-replica /mnt/offsite/lake
+      snapfs restore latest:/lake/shop/orders --target /new/shop/orders \\
+        --iceberg-catalog sqlite:////new/catalog.db
     """
     spec, _, path = snapshot.partition(":")
     to_s3 = target.startswith("s3://")
@@ -124,8 +143,11 @@ def command(
         raise click.UsageError("--allow-damaged writes to a directory, not to an s3:// target")
     if to_s3 and from_replica:
         raise click.UsageError("--from-replica restores to a directory, not to an s3:// target")
+    if to_s3 and iceberg_catalog:
+        raise click.UsageError("--iceberg-catalog registers tables restored to a directory")
     if not to_s3 and os.path.isfile(target):
         raise click.BadParameter(f"{target} is a file", param_hint="'--target'")
+    catalog = _catalog(iceberg_catalog, iceberg_catalog_name) if iceberg_catalog else None
     tally = Tally()
 
     def on_event(event: Event) -> None:
@@ -146,7 +168,7 @@ def command(
             endpoint = target_endpoint or ctx.s3_endpoint  # else the repository's server
             run = _to_s3(snap, target, endpoint, target_profile, repo)
         else:
-            run = _to_disk(source, snap, target, verify, allow_damaged)
+            run = _to_disk(source, snap, target, verify, allow_damaged, catalog)
         with progress(tally, "restore", enabled=not ctx.quiet, json_lines=as_json):
             summary = run(path, list(includes), list(excludes), on_event)
     for line in summary.verify_errors:
@@ -194,12 +216,28 @@ def _damaged_note(damaged: list[DamagedFile]) -> str:
 Run = Callable[[str, list[str], list[str], Callable[[Event], None]], RestoreSummary]
 
 
-def _to_disk(repo: RestoreSource, snap: Snapshot, target: str, verify: bool, damaged: bool) -> Run:
+def _catalog(uri: str, name: str) -> IcebergCatalog:
+    """Opened before the restore: a wrong URI is said before anything is written."""
+    try:
+        return IcebergCatalog(uri, name)
+    except CatalogError as e:
+        raise click.BadParameter(str(e), param_hint="'--iceberg-catalog'") from None
+
+
+def _to_disk(
+    repo: RestoreSource,
+    snap: Snapshot,
+    target: str,
+    verify: bool,
+    damaged: bool,
+    catalog: IcebergCatalog | None,
+) -> Run:
     def run(
         path: str, inc: list[str], exc: list[str], on: Callable[[Event], None]
     ) -> RestoreSummary:
         return restore(repo, snap, target, includes=inc, excludes=exc, verify=verify,
-                       on_event=on, path=path, allow_damaged=damaged)  # fmt: skip
+                       on_event=on, path=path, allow_damaged=damaged,
+                       catalog=catalog)  # fmt: skip
 
     return run
 

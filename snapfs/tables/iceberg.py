@@ -51,7 +51,9 @@ VERSION_HINT_PATH = f"{METADATA}/{VERSION_HINT}"
 
 _METADATA_FILE = re.compile(r"(?:v(\d+)|(\d+)-[0-9A-Za-z-]+)(?:\.gz)?\.metadata\.json(?:\.gz)?")
 _DATA = 0  # a data file's content: the files a row count and size are of
+_POSITION_DELETES = 1  # a delete file's content: rows named by data file path and position
 _DELETED = 2  # a manifest entry's status: removed by that snapshot
+_DELETE_PATH_FIELD = 2147483546  # the field id of a position delete file's file_path
 
 
 class _Snapshot(msgspec.Struct, rename="kebab"):
@@ -140,6 +142,7 @@ def pin(files: Files, table: str, location: str, *, history: bool = True) -> Pin
         fixed=fixed,
         live=frozenset(live),
         history=frozenset(old - live.keys()),
+        deletes=frozenset(reader.position_deletes),
         files=files_count,
         bytes=data,
     )
@@ -261,6 +264,7 @@ class _Reader:
         self.files = files
         self.paths = paths
         self._seen: set[str] = set()
+        self.position_deletes: set[str] = set()  # Parquet position delete files met
 
     def snapshot(self, snap: _Snapshot, *, strict: bool) -> Iterator[tuple[str, int, int]]:
         """The files of a snapshot not given before: (path, content, size), its manifest
@@ -283,6 +287,8 @@ class _Reader:
                 if not isinstance(data_file, dict):
                     raise TableUnreadable(f"{manifest}: an entry without data_file")
                 path = self.paths.relative(_text(data_file, "file_path", manifest))
+                if _rewritten_deletes(data_file):
+                    self.position_deletes.add(path)
                 size = data_file.get("file_size_in_bytes")
                 yield path, data_file.get("content") or 0, size if isinstance(size, int) else 0
 
@@ -299,6 +305,13 @@ class _Reader:
             if strict:
                 raise TableUnreadable(f"{uri}: not an Iceberg manifest: {e}") from None
         return []
+
+
+def _rewritten_deletes(data_file: dict[str, Any]) -> bool:
+    """Whether a manifest entry's file is a Parquet position delete file: its rows name
+    data files by absolute path, so a move rewrites it too (``relocate_deletes``)."""
+    fmt = data_file.get("file_format")
+    return data_file.get("content") == _POSITION_DELETES and str(fmt).upper() == "PARQUET"
 
 
 def _text(record: dict[str, object], key: str, where: str) -> str:
@@ -343,19 +356,28 @@ class Move:
 
 
 def relocate(
-    name: str, data: bytes, move: Move, manifest_length: Callable[[str], int]
+    name: str,
+    data: bytes,
+    move: Move,
+    length: Callable[[str], int],
+    on_deletes: Callable[[str], None] = lambda uri: None,
 ) -> bytes | None:
     """The bytes of the table's metadata file ``name`` with every path it names moved:
     a metadata JSON (gzip kept), a manifest list (each manifest's ``manifest_length``
-    becomes ``manifest_length(its path as named)``: a moved manifest grows or shrinks with
-    its paths), a manifest. None for any other file (nothing in it names a path). Pure and
-    deterministic: the same bytes each time (Avro's sync marker is kept, gzip's time is 0),
-    and a file with nothing to move comes back as it is (so moving twice is moving once).
-    TableUnreadable when it does not decode as the kind its name says."""
+    becomes ``length(its path as named)``: a moved manifest grows or shrinks with its
+    paths), a manifest (a Parquet position delete file's path bounds and referenced data
+    file moved too, and its ``file_size_in_bytes`` ``length`` of it, after
+    ``on_deletes(its path as named)``: the file is rewritten, ``relocate_deletes``). None
+    for any other file (nothing in it names a path). Pure and deterministic: the same
+    bytes each time (Avro's sync marker is kept, gzip's time is 0), and a file with
+    nothing to move comes back as it is (so moving twice is moving once).
+    TableUnreadable when it does not decode as the kind its name says, or is a manifest
+    naming position delete files in another format (v3 deletion vectors in Puffin, ORC or
+    Avro deletes), which cannot be moved yet."""
     if _number(name) is not None:
         return _relocate_json(name, data, move)
     if name.endswith(".avro"):
-        return _relocate_avro(name, data, move, manifest_length)
+        return _relocate_avro(name, data, move, length, on_deletes)
     return None
 
 
@@ -373,7 +395,11 @@ def _relocate_json(name: str, data: bytes, move: Move) -> bytes:
 
 
 def _relocate_avro(
-    name: str, data: bytes, move: Move, manifest_length: Callable[[str], int]
+    name: str,
+    data: bytes,
+    move: Move,
+    length: Callable[[str], int],
+    on_deletes: Callable[[str], None],
 ) -> bytes | None:
     import fastavro
 
@@ -389,13 +415,15 @@ def _relocate_avro(
         sized = "manifest_length" in fields
         for record in records:
             if sized:
-                record["manifest_length"] = manifest_length(record["manifest_path"])
+                record["manifest_length"] = length(record["manifest_path"])
             record["manifest_path"] = move.path(record["manifest_path"])
         changed = records != before
     elif "data_file" in fields:  # a manifest: its entries' data and delete files
         changed = False
         for record in records:
             data_file = record["data_file"]
+            if data_file.get("content") == _POSITION_DELETES and record.get("status") != _DELETED:
+                changed = _move_deletes(name, data_file, move, length, on_deletes) or changed
             path = move.path(data_file["file_path"])
             changed = changed or path != data_file["file_path"]
             data_file["file_path"] = path
@@ -413,6 +441,80 @@ def _relocate_avro(
     return out.getvalue()
 
 
+def _move_deletes(
+    name: str,
+    data_file: dict[str, Any],
+    move: Move,
+    length: Callable[[str], int],
+    on_deletes: Callable[[str], None],
+) -> bool:
+    """A live position delete file's entry moved but for its own path: the bounds of its
+    ``file_path`` column (readers skip a delete file whose bounds miss a data file's path)
+    and ``referenced_data_file``, its size that of the file rewritten. Whether any changed.
+    TableUnreadable for a format not rewritten."""
+    if not _rewritten_deletes(data_file):
+        raise TableUnreadable(
+            f"{name}: names position delete files in {data_file.get('file_format')} "
+            "(deletion vectors), whose data file paths snapfs cannot move yet"
+        )
+    changed = False
+    for key in ("lower_bounds", "upper_bounds"):
+        for bound in data_file.get(key) or []:
+            if bound.get("key") == _DELETE_PATH_FIELD and isinstance(bound["value"], bytes):
+                moved = move.path(bound["value"].decode("utf-8", "surrogateescape"))
+                encoded = moved.encode("utf-8", "surrogateescape")
+                changed = changed or encoded != bound["value"]
+                bound["value"] = encoded
+    if isinstance(referenced := data_file.get("referenced_data_file"), str):
+        data_file["referenced_data_file"] = move.path(referenced)
+        changed = changed or data_file["referenced_data_file"] != referenced
+    on_deletes(data_file["file_path"])
+    size = length(data_file["file_path"])
+    changed = changed or size != data_file["file_size_in_bytes"]
+    data_file["file_size_in_bytes"] = size
+    return changed
+
+
+# Parquet's codec names as pyarrow writes them; another (LZO) is written as Snappy.
+_CODECS = {"UNCOMPRESSED": "none", "SNAPPY": "snappy", "GZIP": "gzip", "BROTLI": "brotli",
+           "LZ4": "lz4", "LZ4_RAW": "lz4", "ZSTD": "zstd"}  # fmt: skip
+
+
+def relocate_deletes(name: str, data: bytes, move: Move) -> bytes:
+    """The bytes of the Parquet position delete file ``name`` with its ``file_path`` column
+    moved (its other columns, field ids, key-value metadata and compression as they were).
+    As it is when nothing moves; deterministic for one pyarrow. TableUnreadable when it is
+    not a position delete file."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(io.BytesIO(data))
+        table = parquet.read()
+        at = table.schema.get_field_index("file_path")
+        if at < 0:
+            raise ValueError("no file_path column")
+        paths = table.column(at)
+        if not pa.types.is_string(paths.type) and not pa.types.is_large_string(paths.type):
+            raise ValueError(f"file_path is {paths.type}")
+    except (OSError, ValueError, pa.ArrowException) as e:
+        raise TableUnreadable(f"{name}: not an Iceberg position delete file: {e}") from None
+    distinct = pc.unique(paths)
+    moved = pa.array([move.path(p) for p in distinct.to_pylist()], paths.type)
+    if moved.equals(distinct):  # moved already (a restore run again): as it is
+        return data
+    taken = pc.take(moved, pc.index_in(paths, value_set=distinct))
+    table = table.set_column(at, table.schema.field(at), taken)
+    meta = parquet.metadata
+    codec = meta.row_group(0).column(0).compression if meta.num_row_groups else "SNAPPY"
+    out = io.BytesIO()
+    pq.write_table(table, out, compression=_CODECS.get(codec, "snappy"),
+                   row_group_size=max(meta.row_group(0).num_rows, 1) if meta.num_row_groups
+                   else None)  # fmt: skip
+    return out.getvalue()
+
+
 def version_hint(metadata_name: str) -> bytes:
     """``version-hint.text`` naming the metadata file ``metadata_name``: N for
     ``vN.metadata.json``, else the name without ``.metadata.json`` (which pyiceberg and
@@ -423,20 +525,40 @@ def version_hint(metadata_name: str) -> bytes:
 
 class MovedTable:
     """The metadata files of the table at ``table`` in ``files`` as they read with the
-    table's directory moved from ``old`` to ``new`` (``relocate``), each computed when first
-    asked for. Memory: a size for each file asked about (one number a metadata file), and
-    the moved bytes in an LRU of ``capacity`` bytes (moved again when asked again: the same
-    bytes). Thread-safe; two threads asking at once may both compute a file."""
+    table's directory moved from ``old`` to ``new`` (``relocate``), and its Parquet position
+    delete files (``relocate_deletes``), each computed when first asked for. ``deletes``:
+    those delete files (relative to the table), known beforehand (a mount shows their moved
+    sizes before any manifest is read), a manifest naming another then TableUnreadable;
+    None: those the manifests name as they are moved (``deletes()``). Memory: a size for
+    each file asked about (one number a file), and the moved bytes in an LRU of
+    ``capacity`` bytes (moved again when asked again: the same bytes). Thread-safe; two
+    threads asking at once may both compute a file."""
 
-    def __init__(self, files: Files, table: str, old: str, new: str, capacity: int) -> None:
+    def __init__(
+        self,
+        files: Files,
+        table: str,
+        old: str,
+        new: str,
+        capacity: int,
+        deletes: frozenset[str] | None = None,
+    ) -> None:
         self._files = files
         self._paths = _Paths(old, table)
+        self._moved_paths = _Paths(new, table)
         self._move = Move(old, new)
         self._capacity = capacity
+        self._known = deletes
+        self._deletes: set[str] = set(deletes or ())
         self._sizes: dict[str, int | None] = {}
         self._bytes: OrderedDict[str, bytes] = OrderedDict()
         self._held = 0
         self._lock = threading.Lock()
+
+    def deletes(self) -> list[str]:
+        """The position delete files known (given, or named by the manifests moved)."""
+        with self._lock:
+            return sorted(self._deletes)
 
     def size(self, rel: str) -> int | None:
         """The moved size of the file at ``rel`` (relative to the table); None when it is
@@ -455,8 +577,13 @@ class MovedTable:
                 return found
             if rel in self._sizes and self._sizes[rel] is None:
                 return None
+            deletes = rel in self._deletes
         data = self._files.read(join(self._paths.table, rel))
-        moved = relocate(posixpath.basename(rel), data, self._move, self._manifest_length)
+        name = posixpath.basename(rel)
+        if deletes:
+            moved: bytes | None = relocate_deletes(name, data, self._move)
+        else:
+            moved = relocate(name, data, self._move, self._length, self._on_deletes)
         with self._lock:
             self._sizes[rel] = None if moved is None else len(moved)
             if moved is not None and rel not in self._bytes:
@@ -466,8 +593,29 @@ class MovedTable:
                     self._held -= len(self._bytes.popitem(last=False)[1])
         return moved
 
-    def _manifest_length(self, uri: str) -> int:
-        rel = self._paths.relative(uri)
+    def _relative(self, uri: str) -> str:
+        """A path the metadata names relative to the table: below the old directory, or
+        the new one (a file moved already, moved again)."""
+        try:
+            return self._paths.relative(uri)
+        except TableUnreadable:
+            return self._moved_paths.relative(uri)
+
+    def _on_deletes(self, uri: str) -> None:
+        rel = self._relative(uri)
+        with self._lock:
+            if rel in self._deletes:
+                return
+            if self._known is not None:
+                raise TableUnreadable(
+                    f"{uri}: a position delete file the snapshot does not record (a "
+                    "snapshot made before snapfs recorded them): its paths cannot be moved"
+                )
+            self._deletes.add(rel)
+            self._sizes.pop(rel, None)  # asked about as a plain file before: not any more
+
+    def _length(self, uri: str) -> int:
+        rel = self._relative(uri)
         size = self.size(rel)
         if size is None:  # not a manifest after all: its length as stored
             info = self._files.stat(join(self._paths.table, rel))

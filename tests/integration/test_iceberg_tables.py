@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.table import StaticTable, Table
@@ -22,6 +23,7 @@ from snapfs.tables import pin
 from tests.conftest import Cli
 from tests.duckdb_ext import connect
 from tests.helpers import assert_same_tree
+from tests.iceberg_deletes import table_with_position_deletes
 from tests.integration.test_mount import Mount, mount  # noqa: F401  (a fixture)
 
 
@@ -277,3 +279,162 @@ def test_a_file_only_older_snapshots_read_may_go_during_the_backup(
     assert [(t["version"], t["torn"]) for t in _tables(cli)] == [
         (table.metadata.current_snapshot_id, False)
     ]
+
+
+KEPT = [0, 1, 3, 4, 6, 7, 8, 9]  # the ids table_with_position_deletes leaves
+
+
+def _ids(metadata: str | Path, snapshot_id: int | None = None) -> list[int]:
+    scan = StaticTable.from_metadata(str(metadata)).scan(snapshot_id=snapshot_id)
+    return sorted(scan.to_arrow()["id"].to_pylist())
+
+
+def _duck_ids(where: str | Path) -> list[int]:
+    query = f"SELECT list(id ORDER BY id) FROM iceberg_scan('{where}')"
+    [(ids,)] = connect("avro", "iceberg").execute(query).fetchall()
+    return list(ids)
+
+
+def _delete_files(metadata: str | Path, home: str) -> list[tuple[list[str], int]]:
+    """The current snapshot's delete files as its manifests name them: the data files
+    their rows name, and (the manifest's size) == (the file's size), each read at ``home``
+    (the mount or restore the metadata is at)."""
+    found = []
+    for task in StaticTable.from_metadata(str(metadata)).scan().plan_files():
+        for deletes in task.delete_files:
+            local = deletes.file_path.removeprefix("file://")
+            assert local.startswith(f"{home}/"), local
+            named = pq.read_table(local)["file_path"].to_pylist()
+            found.append((named, deletes.file_size_in_bytes - os.path.getsize(local)))
+    return found
+
+
+def test_a_table_with_position_deletes_is_pinned_with_them(cli: Cli, tmp_path: Path) -> None:
+    """Its delete file is kept (live, not counted as data) and recorded in the snapshot,
+    to be rewritten where the table moves."""
+    made = table_with_position_deletes(tmp_path)
+    path = _dir(made)
+    assert _ids(made.metadata_location) == KEPT
+    assert _duck_ids(made.metadata_location) == KEPT
+    pinned = pin(LocalFiles(str(path)), "", "iceberg", str(path))
+    assert pinned.deletes == {"data/00000-position-deletes.parquet"}
+    assert "data/00000-position-deletes.parquet" in pinned.live
+    [data] = _data_files(made)
+    assert (pinned.files, pinned.bytes) == (1, os.path.getsize(data))
+    cli.run("backup", str(path), check=True)
+    [snap] = json.loads(cli.run("snapshots", "--json", check=True).stdout)
+    [record] = snap["tables"]
+    assert (record["files"], record["version"]) == (1, made.metadata.current_snapshot_id)
+
+
+def test_rows_deleted_by_position_stay_deleted_on_the_mount(
+    cli: Cli,
+    tmp_path: Path,
+    mount: Mount,  # noqa: F811  (the fixture imported above)
+) -> None:
+    """The delete file's rows name the data file by its path on the mount, so pyiceberg and
+    DuckDB apply it there with the source gone; the snapshot before the delete reads
+    whole (time travel)."""
+    made = table_with_position_deletes(tmp_path)
+    path = _dir(made)
+    pinned = made.metadata_location.removeprefix("file://")
+    before = made.metadata.snapshots[0].snapshot_id
+    [data] = [os.path.basename(f) for f in _data_files(made)]
+    cli.run("backup", str(path), check=True)
+    path.rename(tmp_path / "moved-away")
+    with mount("latest") as mnt:
+        metadata = f"{mnt}{pinned}"
+        assert _ids(metadata) == KEPT
+        assert _ids(metadata, before) == list(range(10))
+        assert _duck_ids(metadata) == KEPT
+        assert _duck_ids(f"{mnt}{path}") == KEPT
+        assert _delete_files(metadata, f"{mnt}{path}") == [
+            ([f"file://{mnt}{path}/data/{data}"] * 2, 0)
+        ]
+        deletes = Path(f"{mnt}{path}/data/00000-position-deletes.parquet")
+        assert deletes.stat().st_size == len(deletes.read_bytes())
+
+
+def test_rows_deleted_by_position_stay_deleted_restored_elsewhere(cli: Cli, tmp_path: Path) -> None:
+    """The delete file rewritten with the metadata, keeping its mtime; a second restore
+    over it changes nothing."""
+    made = table_with_position_deletes(tmp_path)
+    path = _dir(made)
+    pinned = made.metadata_location.removeprefix("file://")
+    before = made.metadata.snapshots[0].snapshot_id
+    [data] = [os.path.basename(f) for f in _data_files(made)]
+    cli.run("backup", str(path), check=True)
+    moved = tmp_path / "moved-away"
+    path.rename(moved)
+    home = tmp_path / "new-home"
+    cli.run("restore", f"latest:{path}", "--target", str(home), check=True)
+    metadata = home / os.path.relpath(pinned, path)
+    assert _ids(metadata) == KEPT
+    assert _ids(metadata, before) == list(range(10))
+    assert _duck_ids(metadata) == KEPT
+    assert _delete_files(metadata, str(home)) == [([f"file://{home}/data/{data}"] * 2, 0)]
+    deletes = "data/00000-position-deletes.parquet"
+    assert os.stat(home / deletes).st_mtime_ns == os.stat(moved / deletes).st_mtime_ns
+    first = {p: p.read_bytes() for p in home.rglob("*") if p.is_file()}
+    cli.run("restore", f"latest:{path}", "--target", str(home), check=True)
+    assert {p: p.read_bytes() for p in home.rglob("*") if p.is_file()} == first
+
+
+def test_a_table_whose_delete_file_cannot_be_rewritten_is_not_moved_half(
+    cli: Cli, tmp_path: Path
+) -> None:
+    """Its restore to another place leaves every file as stored with a warning, exit 3,
+    rather than moving the manifests without the delete file's paths (its deletes would
+    match no data file: the deleted rows would read again)."""
+    path = _dir(table_with_position_deletes(tmp_path))
+    (path / "data" / "00000-position-deletes.parquet").write_bytes(b"not Parquet")
+    cli.run("backup", str(path), check=True)
+    home = tmp_path / "new-home"
+    done = cli.run("restore", f"latest:{path}", "--target", str(home))
+    assert done.returncode == 3, done.stderr.decode()
+    [line] = done.stderr.decode().splitlines()
+    assert line.startswith(
+        f"warning: {home}: Iceberg table not moved to its new place: "
+        "00000-position-deletes.parquet: not an Iceberg position delete file: "
+    ), line
+    assert_same_tree(path, home)  # as stored, every byte
+
+
+def test_a_table_restored_elsewhere_is_registered_in_a_catalog(cli: Cli, tmp_path: Path) -> None:
+    """As NS.NAME from its new directory, reading its moved metadata (deleted rows stay
+    deleted); again, nothing changes; a name another table holds is left as it is, with a
+    warning (exit 3); a URI that is no catalog is one line before anything is restored."""
+    made = table_with_position_deletes(tmp_path)
+    path = _dir(made)
+    pinned = os.path.basename(made.metadata_location)
+    cli.run("backup", str(path), check=True)
+    home = tmp_path / "restored" / "shop.db" / "orders"
+    uri = f"sqlite:///{tmp_path / 'new-catalog.db'}"
+    restore = ("restore", f"latest:{path}", "--target", str(home), "--iceberg-catalog", uri)
+    cli.run(*restore, check=True)
+    loaded = SqlCatalog("default", uri=uri).load_table("shop.orders")
+    assert loaded.metadata_location == f"file://{home}/metadata/{pinned}"
+    assert sorted(loaded.scan().to_arrow()["id"].to_pylist()) == KEPT
+    assert cli.run(*restore).returncode == 0
+    other = tmp_path / "other" / "shop" / "orders"
+    done = cli.run("restore", f"latest:{path}", "--target", str(other), "--iceberg-catalog", uri)
+    assert (done.returncode, done.stderr.decode()) == (3, (
+        f"warning: {other}: Iceberg table not registered in the catalog: shop.orders is in "
+        f"the catalog already, reading file://{home}/metadata/{pinned}: left as it is\n"
+    ))  # fmt: skip
+    assert SqlCatalog("default", uri=uri).load_table("shop.orders").metadata_location == (
+        loaded.metadata_location
+    )
+    wrong = tmp_path / "never"
+    bad = cli.run("restore", f"latest:{path}", "--target", str(wrong), "--iceberg-catalog", "x")
+    assert bad.returncode == 2
+    assert bad.stderr.decode().splitlines()[-1] == (
+        "Error: Invalid value for '--iceberg-catalog': x: not a SQL catalog: Could not parse "
+        "SQLAlchemy URL from given URL string"
+    )
+    assert not wrong.exists()
+    to_s3 = cli.run("restore", f"latest:{path}", "--target", "s3://b/p", "--iceberg-catalog", uri)
+    assert to_s3.returncode == 2
+    assert to_s3.stderr.decode().splitlines()[-1] == (
+        "Error: --iceberg-catalog registers tables restored to a directory"
+    )

@@ -14,11 +14,13 @@ from typing import Any
 
 import fastavro
 import pyarrow as pa
+import pyarrow.parquet as pq
 from pyiceberg.table import StaticTable, Table
 
 from snapfs.tables.iceberg import Move, relocate
 from tests.conftest import Cli
-from tests.integration.test_iceberg_tables import _dir, _read, table  # noqa: F401  (a fixture)
+from tests.iceberg_deletes import table_with_position_deletes
+from tests.integration.test_iceberg_tables import KEPT, _dir, _read, table  # noqa: F401
 from tests.s3.seaweed import ACCESS_KEY, BUCKET, SECRET_KEY, SeaweedFS
 
 
@@ -115,3 +117,61 @@ def test_relocate_takes_every_spelling_of_a_local_path_to_the_bucket() -> None:
         "s3://other/lake/t",
     ]  # fmt: skip
     assert relocate("notes.txt", b"/lake/t", move, len) is None
+
+
+def test_rows_deleted_by_position_stay_deleted_restored_into_a_bucket(
+    cli: Cli, tmp_path: Path, seaweedfs: SeaweedFS, client: Any
+) -> None:
+    """The delete file goes up rewritten, its rows naming the data file's new key, at the
+    size its manifest records; pyiceberg applies it there with the source gone; a second
+    restore uploads nothing."""
+    made = table_with_position_deletes(tmp_path)
+    path = _dir(made)
+    pinned = os.path.basename(made.metadata_location)
+    before = made.metadata.snapshots[0].snapshot_id
+    [task] = made.scan().plan_files()
+    data = os.path.relpath(task.file.file_path.removeprefix("file://"), path)
+    cli.run("backup", str(path), check=True)
+    path.rename(tmp_path / "moved-away")
+    prefix = f"restored-{uuid.uuid4().hex[:8]}"
+    home = f"s3://{BUCKET}/{prefix}"
+    restore = ("restore", f"latest:{path}", "--target", home, "--json")
+    cli.run(*restore, check=True, env=seaweedfs.env())
+    static = StaticTable.from_metadata(f"{home}/metadata/{pinned}", properties=_s3_io(seaweedfs))
+    assert sorted(static.scan().to_arrow()["id"].to_pylist()) == KEPT
+    whole = static.scan(snapshot_id=before).to_arrow()["id"].to_pylist()
+    assert sorted(whole) == list(range(10))
+    [task] = static.scan().plan_files()
+    [deletes] = task.delete_files
+    assert deletes.file_path == f"{home}/data/00000-position-deletes.parquet"
+    key = f"{prefix}/data/00000-position-deletes.parquet"
+    body = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert deletes.file_size_in_bytes == len(body)
+    assert pq.read_table(io.BytesIO(body))["file_path"].to_pylist() == [f"{home}/{data}"] * 2
+    again = cli.run(*restore, check=True, env=seaweedfs.env())
+    summary = json.loads(again.stdout.splitlines()[-1])
+    assert summary["skipped"] == summary["files"]
+
+
+def test_a_table_whose_delete_file_cannot_be_rewritten_goes_up_as_stored(
+    cli: Cli, tmp_path: Path, seaweedfs: SeaweedFS, client: Any
+) -> None:
+    """Not half moved: every file as stored, no version hint added, one warning, exit 3."""
+    path = _dir(table_with_position_deletes(tmp_path))
+    (path / "data" / "00000-position-deletes.parquet").write_bytes(b"not Parquet")
+    cli.run("backup", str(path), check=True)
+    prefix = f"restored-{uuid.uuid4().hex[:8]}"
+    done = cli.run("restore", f"latest:{path}", "--target", f"s3://{BUCKET}/{prefix}",
+                   env=seaweedfs.env())  # fmt: skip
+    assert done.returncode == 3, done.stderr.decode()
+    [line] = done.stderr.decode().splitlines()
+    assert line.startswith(
+        "warning: /: Iceberg table not moved to its new place: "
+        "00000-position-deletes.parquet: not an Iceberg position delete file: "
+    ), line
+    listed = client.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")["Contents"]
+    objects = {o["Key"].removeprefix(f"{prefix}/"): o["Key"] for o in listed}
+    assert objects.keys() == {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()}
+    for rel, key in objects.items():
+        body = client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        assert body == (path / rel).read_bytes(), rel

@@ -8,6 +8,8 @@ import io
 import json
 
 import fastavro
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from snapfs.errors import TableUnreadable
@@ -20,7 +22,8 @@ MANIFEST_LIST: dict[str, object] = {"type": "record", "name": "manifest_file",
                  "fields": [{"name": "manifest_path", "type": "string"}]}  # fmt: skip
 DATA_FILE: dict[str, object] = {"type": "record", "name": "r2", "fields": [
     {"name": "content", "type": "int"}, {"name": "file_path", "type": "string"},
-    {"name": "file_size_in_bytes", "type": "long"}]}  # fmt: skip
+    {"name": "file_size_in_bytes", "type": "long"},
+    {"name": "file_format", "type": "string", "default": "PARQUET"}]}  # fmt: skip
 MANIFEST: dict[str, object] = {"type": "record", "name": "manifest_entry",
             "fields": [{"name": "status", "type": "int"},
                        {"name": "data_file", "type": DATA_FILE}]}  # fmt: skip
@@ -68,7 +71,20 @@ def _table() -> dict[str, bytes]:
         "t/data/a.parquet": b"a",
         "t/data/b.parquet": b"b",
         "t/data/stray.parquet": b"s",
+        "t/data/b-deletes.parquet": position_deletes([(f"file://{ROOT}/data/b.parquet", 0)]),
     }
+
+
+def position_deletes(rows: list[tuple[str, int]], compression: str = "snappy") -> bytes:
+    """A Parquet position delete file of (data file path, position) rows, as Spark writes."""
+    schema = pa.schema([
+        pa.field("file_path", pa.string(), False, {"PARQUET:field_id": "2147483546"}),
+        pa.field("pos", pa.int64(), False, {"PARQUET:field_id": "2147483545"}),
+    ])  # fmt: skip
+    out = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([{"file_path": f, "pos": p} for f, p in rows], schema),
+                   out, compression=compression)  # fmt: skip
+    return out.getvalue()
 
 
 def test_the_highest_metadata_is_pinned_with_its_files_and_its_history() -> None:
@@ -78,6 +94,7 @@ def test_the_highest_metadata_is_pinned_with_its_files_and_its_history() -> None
     assert (pinned.commit_time_ns, pinned.files, pinned.bytes) == (2_000_000_000, 1, 11)
     assert pinned.live == {"metadata/l2.avro", "metadata/m2.avro", "data/b.parquet",
                            "data/b-deletes.parquet"}  # fmt: skip
+    assert pinned.deletes == {"data/b-deletes.parquet"}  # rewritten when the table moves
     assert pinned.history == {"metadata/l1.avro", "metadata/m1.avro", "data/a.parquet"}
     assert pinned.log == {"metadata/00001-aa.metadata.json", "metadata/00002-bb.metadata.json"}
     assert pinned.fixed == {}
