@@ -36,7 +36,7 @@ def peek(repo: Repository, snap: Snapshot, table: TableRecord) -> TablePeek:
     vectors = [p for p in data_dir if p.endswith(".bin")]
     import pyarrow.parquet as pq  # a dependency of snapfs (Delta checkpoints)
 
-    rows = deleted = 0
+    rows = deleted = data_files = 0
     first: TablePreview | None = None
     for path in parquet[:MAX_FOOTERS]:
         data = resolve(repo, node.subtree, path)
@@ -47,13 +47,14 @@ def peek(repo: Repository, snap: Snapshot, table: TableRecord) -> TablePeek:
             deleted += footer.metadata.num_rows
             continue
         rows += footer.metadata.num_rows
+        data_files += 1
         if first is None:
             first = _first_rows(footer)
     if first is None:
         return TablePeek(NoPreview(f"version {pinned.version} has no data files"), "")
     return TablePeek(
         TablePreview(first.schema, rows - deleted, first.columns, first.first_rows),
-        _note(len(parquet), deleted, len(vectors)),
+        _note(data_files, len(parquet), deleted, len(vectors)),
     )
 
 
@@ -68,8 +69,10 @@ def _first_rows(footer: object) -> TablePreview:
     return TablePreview(schema, 0, names, [[str(r.get(n)) for n in names] for r in rows])
 
 
-def _note(files: int, deleted: int, vectors: int) -> str:
-    read = f"rows counted in {min(files, MAX_FOOTERS):,} of {files:,} data files"
+def _note(data_files: int, parquet: int, deleted: int, vectors: int) -> str:
+    read = f"rows counted in {data_files:,} data file{'' if data_files == 1 else 's'}"
+    if parquet > MAX_FOOTERS:
+        read += f" (of the first {MAX_FOOTERS:,} of its {parquet:,} Parquet files)"
     if deleted:
         read += f", less {deleted:,} rows its position delete files remove"
     if vectors:

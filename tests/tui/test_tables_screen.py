@@ -81,3 +81,29 @@ def test_each_pinned_table_shows_its_version_schema_and_rows(
 
     assert DeltaTable(delta).to_pyarrow_table().num_rows == 22  # 30 less ids 0, 4, ..., 28
     run(flow())
+
+
+def test_rows_a_position_delete_file_removes_are_not_counted(
+    repo_path: Path, tmp_path: Path
+) -> None:
+    from tests.iceberg_deletes import DELETED, table_with_position_deletes
+
+    made = table_with_position_deletes(tmp_path)
+    path = Path(made.location().removeprefix("file://"))
+    backup_of(repo_path, path)
+
+    async def flow() -> None:
+        app = SnapfsApp(str(repo_path), PASSWORD)
+        async with opened(app) as pilot:
+            await pilot.press("t")
+            screen = app.screen
+            assert isinstance(screen, TablesScreen)
+            await wait_for(pilot, partial(_showing, screen, str(path)))
+            assert screen.peeked is not None
+            shown = screen.peeked.preview
+            assert isinstance(shown, TablePreview) and shown.rows == 10 - len(DELETED)
+            assert screen.peeked.note == (
+                "rows counted in 1 data file, less 2 rows its position delete files remove"
+            )
+
+    run(flow())
