@@ -23,7 +23,10 @@ from snapfs.walk import (
     shown_path,
 )
 
-_Hits = tuple[tuple[bytes, Node], ...]  # (path relative to the tree, node), in walk order
+# A tree's matches, in walk order: (name, the node when it matches, the matches below it).
+# Nested, not flattened: a match is held once, by its own directory's entry, however many
+# ancestors and snapshots share that directory.
+_Hits = tuple[tuple[bytes, "Node | None", "_Hits | None"], ...]
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class Finder(BottomUp[_Hits]):
         for snap in snaps:
             hits = self.value(bytes.fromhex(snap.tree))
             if hits:
-                yield Found(snap, [Match(shown_path(path), node) for path, node in hits])
+                yield Found(snap, [Match(shown_path(path), node) for path, node in _flat(hits)])
 
     def nodes(self, tree_id: bytes, path: bytes, depth: int) -> list[Node]:
         """The tree's nodes; none (and the problem told) when it is too deep or does not
@@ -88,12 +91,13 @@ class Finder(BottomUp[_Hits]):
     def make(self, tree_id: bytes, path: bytes, nodes: list[Node]) -> _Hits:
         """The matches of a directory whose subtrees are all worked out: each node, then
         what lies below it, relative to the directory."""
-        out: list[tuple[bytes, Node]] = []
+        out: list[tuple[bytes, Node | None, _Hits | None]] = []
         for node in nodes:
             here = join(path, node.name)
-            if self._wanted(here, node):
-                out.append((node.name, node))
-            out.extend((join(node.name, p), n) for p, n in self.below(node, here) or ())
+            wanted = node if self._wanted(here, node) else None
+            below = self.below(node, here) or None
+            if wanted is not None or below is not None:
+                out.append((node.name, wanted, below))
         return tuple(out)
 
     def _wanted(self, path: bytes, node: Node) -> bool:
@@ -103,3 +107,22 @@ class Finder(BottomUp[_Hits]):
             return False
         shown = shown_path(path)
         return any(matches(p, shown) for p in self.patterns)
+
+
+def _flat(hits: _Hits) -> Iterator[tuple[bytes, Node]]:
+    """(path relative to the tree, node) of every match, in walk order, without recursion."""
+    stack: list[tuple[bytes, Iterator[tuple[bytes, Node | None, _Hits | None]]]] = [
+        (b"", iter(hits))
+    ]
+    while stack:
+        prefix, entries = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
+        name, node, below = entry
+        path = join(prefix, name)
+        if node is not None:
+            yield path, node
+        if below:
+            stack.append((path, iter(below)))
