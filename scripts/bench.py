@@ -465,6 +465,12 @@ def main() -> None:
         action="store_true",
         help="only the stream rows: --scale MB (default 2000) from stdin vs as a file",
     )
+    parser.add_argument(
+        "--find",
+        action="store_true",
+        help="only the find rows: --snapshots of --files (default 1,000 of 1,000,000)",
+    )
+    parser.add_argument("--snapshots", type=int, default=1000, help="with --find")
     args = parser.parse_args()
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
@@ -473,6 +479,12 @@ def main() -> None:
 
         scale = 8 if args.quick else (args.scale if "--scale" in sys.argv else 2000)
         bench_stdin.bench(scale, args.runs, args.workdir)
+        return
+    if args.find:
+        import bench_find  # find across shared trees: a table of its own
+
+        files = 10_000 if args.quick else (args.files or 1_000_000)
+        bench_find.bench(files, 10 if args.quick else args.snapshots, args.workdir)
         return
     if args.s3_source:
         import bench_s3_source  # a bucket backed up: a table of its own

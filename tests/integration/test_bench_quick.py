@@ -36,3 +36,17 @@ def test_quick_stdin_bench_produces_its_table(tmp_path: Path) -> None:
     assert "| backup FILE |" in result.stdout
     assert "| cat FILE, piped to backup --stdin |" in result.stdout
     assert "stdin / file throughput:" in result.stdout
+
+
+def test_quick_find_bench_finds_every_snapshot_s_match(tmp_path: Path) -> None:
+    cmd = [sys.executable, str(ROOT / "scripts/bench.py"), "--find", "--quick",
+           "--workdir", str(tmp_path)]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "10 snapshots of 10,000 files in directories of 100; 138 distinct trees" in result.stdout
+    # Ten snapshots: each a heading, a column header, its matches and a blank line.
+    assert "| one name (1 match a snapshot) |" in result.stdout
+    assert (
+        result.stdout.split("| one name (1 match a snapshot) |")[1].split("\n")[0].endswith(" 40 |")
+    )
+    assert " | 1,030 |" in result.stdout
