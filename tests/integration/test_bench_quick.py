@@ -11,6 +11,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+S3_SOURCE_ROWS = (
+    "| rclone copy to local disk |",
+    "| restic backup through rclone mount",  # or mount2, where mount fails xattr calls
+    "| snapfs first backup |",
+    "| snapfs restore to S3 (another bucket) |",
+    "| rclone copy of the local lake to S3 |",
+    "| snapfs re-backup, 2 objects changed |",
+)
 
 
 def test_quick_bench_produces_a_table_and_json(tmp_path: Path) -> None:
@@ -26,6 +34,23 @@ def test_quick_bench_produces_a_table_and_json(tmp_path: Path) -> None:
     assert set(figures["first backup MB/s"]) == {"snapfs", "restic"}
     assert set(figures["mount: cold sequential read MB/s"]) == {"snapfs", "restic"}
     assert "Bare pyfuse3 file served from memory" in result.stdout
+
+
+def test_quick_s3_source_bench_prints_every_row(tmp_path: Path) -> None:
+    for tool in ("restic", "rclone"):  # a failure, not a skip: the rows would be left out
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed (./scripts/test installs it)")
+    cmd = [sys.executable, str(ROOT / "scripts/bench.py"), "--s3-source", "--quick",
+           "--workdir", str(tmp_path)]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for row in S3_SOURCE_ROWS:
+        assert row in result.stdout
+    assert "not run:" not in result.stdout  # the machine of ./scripts/test has FUSE
+    assert "restic through rclone mount throughput: " in result.stdout
+    assert "restore to S3 / rclone upload throughput: " in result.stdout
+    assert "re-backup time / first backup time: " in result.stdout
+    assert "differ from the source" not in result.stderr
 
 
 def test_quick_stdin_bench_produces_its_table(tmp_path: Path) -> None:
