@@ -7,9 +7,10 @@ other snapshots' names are taken as they are (they must be UTF-8). The objects g
 metadata the nodes keep (targets/s3.py); objects already identical at the target are left
 alone, so an interrupted restore resumes. Only regular files become objects: directories
 are implied by keys, and symlinks and special files are warned about. An object whose key
-is also a directory of other keys (``a`` beside ``a/b``, the file ``a%=``) goes up only when
-that directory's objects are up: servers that keep objects as file-system entries (SeaweedFS)
-may keep just one of ``a`` and ``a/b`` written at once.
+is also a directory of other keys (``a`` beside ``a/b``, the file ``a%=``), and a folder
+marker (``a/`` beside ``a/b``, the file ``a/%``), goes up only when that directory's objects
+are up: servers that keep objects as file-system entries (SeaweedFS) may keep just one of
+``a`` (or ``a/``) and ``a/b`` written at once.
 
 Files go up on FILES threads. Each reads its blobs in order, a group of at most GROUP bytes
 at a time (``read_blob_group``: coalesced ranges), so memory is bounded: a file below the
@@ -32,7 +33,7 @@ from snapfs.errors import IntegrityError, SnapfsError
 from snapfs.events import BytesDone, EventHandler, FileDone, FileWarning, ignore
 from snapfs.restore import RestoreSource, RestoreSummary, subtree, whole_totals
 from snapfs.snapshot import Snapshot
-from snapfs.sources.keys import BESIDE_DIR
+from snapfs.sources.keys import BESIDE_DIR, EMPTY_SEGMENT
 from snapfs.sources.s3 import ETAG
 from snapfs.tableview import BucketTables
 from snapfs.targets.s3 import S3Target
@@ -107,24 +108,38 @@ class _S3Restore:
         self.tables: BucketTables | None = None
 
     def run(self, nodes: Iterator[tuple[bytes, Node]], filt: PathFilter) -> None:
+        markers: list[tuple[bytes, Node]] = []  # folder markers of the walk's path, inner last
         try:
             for rel, node in nodes:
                 if self._error is not None:
                     break
+                self._markers_left(markers, rel)
                 if node.type == DIR or (filt and not filt.selected(rel)):
                     continue
                 if node.type != FILE:
                     self._warn(rel, "not a regular file: an S3 object cannot hold it, skipped")
                     continue
+                if self.s3_names and _is_marker(rel):
+                    markers.append((rel, node))  # sorted first: up once its directory's are
+                    continue
                 if self.s3_names and rel.endswith(BESIDE_DIR):
                     self._drain()  # the walk gave the directory's files first: they go up now
                 self._submit(rel, node)
+            if self._error is None:
+                self._markers_left(markers, None)
         except BaseException:
             self._pool.shutdown(wait=True, cancel_futures=True)
             raise
         self._pool.shutdown(wait=True)
         if self._error is not None:
             raise self._error
+
+    def _markers_left(self, markers: list[tuple[bytes, Node]], rel: bytes | None) -> None:
+        """Submit the folder markers (keys ending in ``/``) of the directories the walk has
+        left by ``rel`` (None: all of them), once the objects below them are up."""
+        while markers and (rel is None or not rel.startswith(markers[-1][0][:-1])):
+            self._drain()
+            self._submit(*markers.pop())
 
     def _drain(self) -> None:
         """Wait until every file submitted is done (each holds a slot until then)."""
@@ -241,3 +256,8 @@ class _Budget:
         with self._cond:
             self._used -= n
             self._cond.notify_all()
+
+
+def _is_marker(rel: bytes) -> bool:
+    """Whether the file at ``rel`` is a key ending in ``/``: its last segment is empty."""
+    return rel == EMPTY_SEGMENT or rel.endswith(b"/" + EMPTY_SEGMENT)

@@ -23,9 +23,10 @@ from snapfs.tree import NAME_MAX as NAME_MAX  # re-exported: the limit every nam
 
 CONTINUES = b"%+"
 BESIDE_DIR = b"%="
+EMPTY_SEGMENT = b"%"  # the name of a key's empty segment: a folder marker's file (``a/``)
 # A piece leaves room for a marker, so a name with one never passes NAME_MAX.
 PIECE = NAME_MAX - len(CONTINUES)
-_WHOLE = {"": b"%", ".": b"%2E", "..": b"%2E%2E"}
+_WHOLE = {"": EMPTY_SEGMENT, ".": b"%2E", "..": b"%2E%2E"}
 _WHOLE_BACK = {v: k for k, v in _WHOLE.items()}
 _INNER = {b"25": b"%", b"00": b"\0"}
 
