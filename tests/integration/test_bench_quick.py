@@ -21,14 +21,19 @@ S3_SOURCE_ROWS = (
 )
 
 
+def _bench(tmp_path: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``scripts/bench.py ARGS... --workdir TMP``, which must end with status 0."""
+    cmd = [sys.executable, str(ROOT / "scripts/bench.py"), *args, "--workdir", str(tmp_path)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
 def test_quick_bench_produces_a_table_and_json(tmp_path: Path) -> None:
     if shutil.which("restic") is None:  # a failure, not a skip: CI would compare nothing
         pytest.fail("restic is not installed (./scripts/test installs it)")
     out = tmp_path / "bench.json"
-    cmd = [sys.executable, str(ROOT / "scripts/bench.py"), "--quick", "--tools", "snapfs,restic",
-           "--json", str(out), "--workdir", str(tmp_path)]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    result = _bench(tmp_path, "--quick", "--tools", "snapfs,restic", "--json", str(out))
     assert "| first backup MB/s |" in result.stdout
     figures = json.loads(out.read_text())["figures"]
     assert set(figures["first backup MB/s"]) == {"snapfs", "restic"}
@@ -40,10 +45,7 @@ def test_quick_s3_source_bench_prints_every_row(tmp_path: Path) -> None:
     for tool in ("restic", "rclone"):  # a failure, not a skip: the rows would be left out
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed (./scripts/test installs it)")
-    cmd = [sys.executable, str(ROOT / "scripts/bench.py"), "--s3-source", "--quick",
-           "--workdir", str(tmp_path)]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    result = _bench(tmp_path, "--s3-source", "--quick", timeout=120)
     for row in S3_SOURCE_ROWS:
         assert row in result.stdout
     assert "not run:" not in result.stdout  # the machine of ./scripts/test has FUSE
@@ -54,20 +56,14 @@ def test_quick_s3_source_bench_prints_every_row(tmp_path: Path) -> None:
 
 
 def test_quick_stdin_bench_produces_its_table(tmp_path: Path) -> None:
-    cmd = [sys.executable, str(ROOT / "scripts/bench.py"), "--stdin", "--quick",
-           "--workdir", str(tmp_path)]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    result = _bench(tmp_path, "--stdin", "--quick")
     assert "| backup FILE |" in result.stdout
     assert "| cat FILE, piped to backup --stdin |" in result.stdout
     assert "stdin / file throughput:" in result.stdout
 
 
 def test_quick_find_bench_finds_every_snapshot_s_match(tmp_path: Path) -> None:
-    cmd = [sys.executable, str(ROOT / "scripts/bench.py"), "--find", "--quick",
-           "--workdir", str(tmp_path)]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    result = _bench(tmp_path, "--find", "--quick")
     assert "10 snapshots of 10,000 files in directories of 100; 138 distinct trees" in result.stdout
     # Ten snapshots: each a heading, a column header, its matches and a blank line.
     assert "| one name (1 match a snapshot) |" in result.stdout
