@@ -21,7 +21,7 @@ from snapfs.errors import IntegrityError, SnapfsError
 from snapfs.events import BytesDone, FileDone, FileWarning
 from snapfs.pack import BlobKind
 from snapfs.repository import Repository, Writer
-from snapfs.restore import Limits, RestoreSource, remove_tree, restore
+from snapfs.restore import DamagedFile, Limits, RestoreSource, remove_tree, restore
 from snapfs.snapshot import Snapshot
 from snapfs.store.url import open_backend
 from snapfs.tree import DIR, FILE, SYMLINK, Node
@@ -836,3 +836,77 @@ def test_a_file_that_cannot_be_looked_up_is_one_warning_and_the_rest_restores(
         f"warning: {here}/a/x: Permission denied\n",
     )
     assert (here / "b" / "y").read_bytes() == b"y\n"
+
+
+def test_a_restore_raises_the_soft_limit_of_open_files_to_what_its_walk_may_hold(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """A soft limit of 64 open files, below what a walk of ``Limits.depth`` levels and two
+    windows of directories may hold: restore raises it to that (within the hard limit),
+    whatever limit the machine running the tests starts with."""
+    src, snap = _two_files(repo, tmp_path)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+    try:
+        restore(repo, snap, str(tmp_path / "out"))
+        raised = resource.getrlimit(resource.RLIMIT_NOFILE)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    wanted = MAX_DEPTH + 2 * Limits().dirs + 64
+    assert raised == (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard)
+    assert_same_tree(src, tmp_path / "out" / str(src).lstrip("/"))
+
+
+def test_a_file_whose_blob_the_index_lacks_is_left_out_naming_why(
+    repo: Repository, tmp_path: Path
+) -> None:
+    """A file of two blobs whose first the index does not have: where the second goes is
+    not known, so all of the file is lost. It is one warning giving the index's reason and
+    one DamagedFile of all its bytes; the file beside it restores."""
+    lost = b"\x01" * 32
+    with repo.writer() as w:
+        second = w.add_blob(BlobKind.DATA, b"second half\n")[0]
+        torn = _node(b"torn", FILE, size=100, content=[lost, second])
+        root = w.save_tree([torn, _file(w, b"whole", b"fine\n")])
+        snap = w.save_snapshot(Snapshot(time="2024-05-01T02:00:00+00:00", host="h", user="u",
+                                        paths=["/crafted"], tree=root.hex()))  # fmt: skip
+    out = tmp_path / "out"
+    events: list[object] = []
+
+    summary = restore(repo, snap, str(out), on_event=events.append)
+
+    error = f"blob {lost.hex()[:16]} is not in the index"
+    assert summary.damaged == [DamagedFile(f"{out}/torn", error, ((0, 100),), False)]
+    warnings = [(e.path, e.error) for e in events if isinstance(e, FileWarning)]
+    assert warnings == [(f"{out}/torn", f"{error}: not restored")]
+    assert sorted(os.listdir(out)) == ["whole"]
+    assert (out / "whole").read_bytes() == b"fine\n"
+
+
+def test_a_special_file_gone_before_its_metadata_is_one_warning_and_the_rest_restores(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hook on mkfifo removes the new FIFO right after making it, so opening it to set
+    its metadata finds nothing: that is one warning naming it, and the restore goes on."""
+    src = tmp_path / "src"
+    src.mkdir()
+    os.mkfifo(src / "pipe")
+    (src / "zz.txt").write_bytes(b"after the pipe\n")
+    snap = backup(repo, [str(src)])
+    real_mkfifo = os.mkfifo
+
+    def mkfifo_then_remove(path: Any, mode: int = 0o666, *, dir_fd: int | None = None) -> None:
+        real_mkfifo(path, mode, dir_fd=dir_fd)
+        os.unlink(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "mkfifo", mkfifo_then_remove)
+    events: list[object] = []
+    summary = restore(repo, snap, str(tmp_path / "out"), on_event=events.append)
+    monkeypatch.undo()
+
+    here = tmp_path / "out" / str(src).lstrip("/")
+    warnings = [(e.path, e.error) for e in events if isinstance(e, FileWarning)]
+    assert warnings == [(str(here / "pipe"), "No such file or directory")]
+    assert (summary.files, summary.warnings) == (1, 1)
+    assert os.listdir(here) == ["zz.txt"]
+    assert (here / "zz.txt").read_bytes() == b"after the pipe\n"
