@@ -37,15 +37,19 @@ class Measure:
     peak_rss_mb: float
 
 
-def run(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> Measure:
+def run(
+    cmd: list[str], env: dict[str, str], cwd: Path | None = None, out: Path | None = None
+) -> Measure:
     """Run ``cmd``; its wall time and peak RSS. GNU time measures the RSS: a child forked
-    from this process would count this process's own pages. Raises on failure."""
-    with tempfile.NamedTemporaryFile("r") as rss:
+    from this process would count this process's own pages. Its output goes to ``out``, else
+    nowhere. Raises on failure."""
+    with (
+        tempfile.NamedTemporaryFile("r") as rss,
+        open(out or os.devnull, "wb") as stdout,
+    ):
         started = time.perf_counter()
         timed = ["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd]
-        proc = subprocess.run(
-            timed, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        proc = subprocess.run(timed, env=env, cwd=cwd, stdout=stdout, stderr=subprocess.PIPE)
         seconds = time.perf_counter() - started
         peak_kb = float(rss.read().strip().splitlines()[-1] or 0)
     if proc.returncode != 0:

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from bench import PASSWORD
+from bench import PASSWORD, run
 
 from snapfs.pack import BlobKind
 from snapfs.repository import Repository, Writer
@@ -94,17 +93,13 @@ def build(repo_path: Path, files: int, snapshots: int) -> int:
         return lake.trees + snapshots
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """Wall seconds and peak RSS (MB) of ``cmd``, by GNU time, and its lines of output."""
-    with tempfile.NamedTemporaryFile("r") as out:
-        proc = subprocess.run(
-            ["/usr/bin/time", "-f", "%e %M", "-o", out.name, *cmd], env=env,
-            capture_output=True,
-        )  # fmt: skip
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd[:5])}… exited {proc.returncode}: {proc.stderr!r}")
-        wall, rss = out.read().split()[-2:]
-    return float(wall), int(rss) / 1024, proc.stdout.count(b"\n")
+def timed(cmd: list[str], env: dict[str, str], work: Path) -> tuple[float, float, int]:
+    """Wall seconds and peak RSS (MB) of ``cmd`` (bench.run), and its lines of output."""
+    out = work / "find.out"
+    measured = run(cmd, env, out=out)
+    with open(out, "rb") as f:
+        lines = sum(1 for _ in f)
+    return measured.seconds, measured.peak_rss_mb, lines
 
 
 def bench(files: int, snapshots: int, workdir: Path | None) -> None:
@@ -120,7 +115,7 @@ def bench(files: int, snapshots: int, workdir: Path | None) -> None:
             "one name (1 match a snapshot)": "000042-06.json",
             "a directory's files (100 a snapshot)": "/d0000/000042/*",
         }
-        rows = [(label, *timed([*base, pattern], env)) for label, pattern in cases.items()]
+        rows = [(label, *timed([*base, pattern], env, work)) for label, pattern in cases.items()]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{snapshots} snapshots of {files:,} files in directories of {FANOUT}; "
